@@ -1,0 +1,249 @@
+"""Reading one well: metadata once, then only the chunks a request needs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+
+from . import fsio
+from .errors import CorruptDataError, MetadataError, PlaneNotFoundError, WellNotFoundError
+from .metadata import Channel, default_channels, parse_image, parse_well
+from .well import ImageLayout, PlaneKey, WellAxes
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
+
+    from zarr.storage import LocalStore
+
+__all__ = ["OpenWell", "WellInfo", "open_well"]
+
+_PLANE_MAP: Final = "openhcs_filename_map"
+# A well array larger than this is refused before anything is allocated: metadata
+# that claims it is a memory bomb, not a microscope well (2**40 bytes = 1 TiB).
+MAX_WELL_BYTES: Final = 2**40
+
+
+@dataclass(frozen=True)
+class WellInfo:
+    """What a well holds, in well-array terms (``field, [t,] c, z, y, x``)."""
+
+    name: str
+    path: str
+    axes: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    stacked: bool
+    image_paths: tuple[str, ...]
+    channels: tuple[Channel, ...]
+    scale: tuple[float, ...]
+    unit: str | None
+    level_shapes: tuple[tuple[int, ...], ...]
+    plane_names: Mapping[str, PlaneKey] = field(default_factory=dict)
+
+    @property
+    def n_fields(self) -> int:
+        """Number of fields of view."""
+        return self.shape[0]
+
+    @property
+    def n_channels(self) -> int:
+        """Number of channels."""
+        return self.shape[self.axes.index("c")]
+
+    @property
+    def n_levels(self) -> int:
+        """Number of resolution levels."""
+        return len(self.level_shapes)
+
+
+class OpenWell:
+    """A well whose metadata has been read; arrays open lazily and stay open."""
+
+    def __init__(
+        self, root: Path, zstore: LocalStore, info: WellInfo, images: list[ImageLayout], zarr_format: int
+    ) -> None:
+        self.info = info
+        self._root = root
+        self._zstore = zstore
+        self._images = images
+        self._zarr_format = zarr_format
+        self._arrays: dict[tuple[int, int], Any] = {}
+
+    def _array(self, image: int, level: int) -> Any:
+        cached = self._arrays.get((image, level))
+        if cached is not None:
+            return cached
+        layout = self._images[image]
+        datasets = layout.meta.multiscale.datasets
+        if not 0 <= level < len(datasets):
+            raise PlaneNotFoundError(
+                f"well {self.info.name}: level {level} does not exist (0..{len(datasets) - 1})"
+            )
+        path = f"{self.info.path}/{layout.path}/{datasets[level].path}"
+        array = _open_array(self._zstore, path, self._zarr_format, self.info.name)
+        if array.ndim != len(layout.roles):
+            raise MetadataError(
+                f"well {self.info.name}: array {path} has {array.ndim} dimensions, but its "
+                f"image declares {len(layout.roles)} axes"
+            )
+        _check_size(array.shape, array.dtype, path)
+        self._arrays[(image, level)] = array
+        return array
+
+    def read_all(self, level: int = 0) -> np.ndarray[Any, Any]:
+        """The whole well array at ``level``."""
+        first = self._images[0]
+        if first.stacked:
+            return first.to_well(_read(self._array(0, level), (), self.info.name), with_field=True)
+        blocks = []
+        for i, layout in enumerate(self._images):
+            block = layout.to_well(_read(self._array(i, level), (), self.info.name), with_field=False)
+            if blocks and block.shape != blocks[0].shape:
+                raise MetadataError(
+                    f"well {self.info.name}: field {layout.path} has shape {block.shape}, "
+                    f"field {self._images[0].path} has {blocks[0].shape}"
+                )
+            blocks.append(block)
+        return np.stack(blocks)
+
+    def read_planes(self, keys: Sequence[PlaneKey], level: int = 0) -> list[np.ndarray[Any, Any]]:
+        """The 2D planes at ``keys``; chunks that hold several requested planes are read once."""
+        axes = WellAxes("t" in self.info.axes)
+        groups: dict[int, list[int]] = {}
+        for n, key in enumerate(keys):
+            index = axes.plane_index(key)
+            if any(i >= s for i, s in zip(index, self.info.shape, strict=False)):
+                raise PlaneNotFoundError(
+                    f"well {self.info.name}: plane (field={key.field}, c={key.c}, z={key.z}, "
+                    f"t={key.t}) is outside the well of shape {self.info.shape}"
+                )
+            groups.setdefault(0 if self.info.stacked else key.field, []).append(n)
+        out: list[np.ndarray[Any, Any]] = [np.empty(0)] * len(keys)
+        for image, members in groups.items():
+            layout = self._images[image]
+            array = self._array(image, level)
+            shared = math.prod((array.shards or array.chunks)[:-2]) > 1
+            whole = _read(array, (), self.info.name) if shared and len(members) > 1 else None
+            for n in members:
+                index = layout.selection(keys[n], field_in_image=self.info.stacked)
+                out[n] = whole[index] if whole is not None else _read(array, index, self.info.name)
+        return out
+
+    def plane_key(self, name: str) -> PlaneKey:
+        """The coordinate an original file name maps to."""
+        try:
+            return self.info.plane_names[name]
+        except KeyError:
+            raise PlaneNotFoundError(f"{name!r} is not a file of well {self.info.name}") from None
+
+
+def _open_array(zstore: LocalStore, path: str, zarr_format: int, well: str) -> Any:
+    import zarr
+
+    try:
+        return zarr.open_array(store=zstore, path=path, mode="r", zarr_format=zarr_format)  # type: ignore[arg-type]
+    except FileNotFoundError as err:
+        raise CorruptDataError(f"well {well}: array {path} is missing") from err
+    except (ValueError, TypeError, KeyError) as err:
+        raise CorruptDataError(f"well {well}: array {path} has unreadable metadata: {err}") from err
+
+
+def _check_size(shape: tuple[int, ...], dtype: Any, path: str) -> None:
+    if math.prod(shape) * np.dtype(dtype).itemsize > MAX_WELL_BYTES:
+        raise MetadataError(f"array {path} claims shape {shape} ({dtype}): larger than 1 TiB")
+
+
+def _read(array: Any, index: tuple[Any, ...], well: str) -> np.ndarray[Any, Any]:
+    try:
+        return np.asarray(array[index] if index else array[...])
+    except Exception as err:
+        # Any decoder failure (blosc, zstd, a truncated shard index...) means a damaged
+        # chunk: name the array and chunk, keep the cause.
+        raise CorruptDataError(
+            f"well {well}: array {array.path} chunk {_chunk_key(array, index)} cannot be "
+            f"read: {type(err).__name__}: {err}"
+        ) from err
+
+
+def _chunk_key(array: Any, index: tuple[Any, ...]) -> str:
+    grid = array.shards or array.chunks
+    coords = tuple(
+        (i // g) if isinstance(i, int) else 0
+        for i, g in zip(index or (0,) * array.ndim, grid, strict=False)
+    )
+    try:
+        return str(array.metadata.encode_chunk_key(coords))
+    except (AttributeError, TypeError, ValueError):
+        return "/".join(str(c) for c in coords)
+
+
+def open_well(root: Path, path: str, name: str, zarr_format: int, zstore: LocalStore) -> OpenWell:
+    """Read a well's metadata (well, images, level-0 arrays) and return it open."""
+    well_dir = root / path
+    if fsio.detect_zarr_format(well_dir) is None:
+        raise WellNotFoundError(f"well {name} is listed in {root} but {well_dir} holds no zarr group")
+    well_meta, _ = parse_well(fsio.read_attrs(well_dir, zarr_format), name)
+    images = []
+    for image_path in well_meta.images:
+        image_dir = well_dir / image_path
+        try:
+            attrs = fsio.read_attrs(image_dir, zarr_format)
+        except FileNotFoundError as err:
+            raise CorruptDataError(f"well {name}: image {image_path} is missing") from err
+        meta, _ = parse_image(attrs, f"{name}/{image_path}")
+        images.append(ImageLayout.parse(image_path, meta, f"{name}/{image_path}"))
+    first = images[0]
+    if any(img.roles != first.roles for img in images[1:]) or (first.stacked and len(images) > 1):
+        raise MetadataError(
+            f"well {name}: its images {list(well_meta.images)} do not share one axis layout"
+        )
+    well = OpenWell(root, zstore, _placeholder(name, path), images, zarr_format)
+    arrays = [well._array(0, lvl) for lvl in range(len(first.meta.multiscale.datasets))]
+    n_fields = 1 if first.stacked else len(images)
+    level_shapes = tuple(first.well_shape(a.shape, n_fields) for a in arrays)
+    roles = dict(zip(first.roles, first.meta.multiscale.datasets[0].scale, strict=True))
+    axes = WellAxes(first.has_time).names
+    n_c = level_shapes[0][axes.index("c")]
+    channels = first.meta.channels if len(first.meta.channels) == n_c else default_channels(n_c)
+    attrs_with_names = (
+        dict(arrays[0].attrs) if first.stacked else fsio.read_attrs(well_dir, zarr_format)
+    )
+    y_axis = first.meta.multiscale.axes[first.roles.index("y")]
+    well.info = WellInfo(
+        name=name,
+        path=path,
+        axes=axes,
+        shape=level_shapes[0],
+        dtype=np.dtype(arrays[0].dtype),
+        stacked=first.stacked,
+        image_paths=well_meta.images,
+        channels=channels,
+        scale=tuple(roles.get(a, 1.0) for a in axes),
+        unit=y_axis.unit,
+        level_shapes=level_shapes,
+        plane_names=_plane_names(attrs_with_names.get(_PLANE_MAP), name),
+    )
+    return well
+
+
+def _placeholder(name: str, path: str) -> WellInfo:
+    return WellInfo(name, path, (), (), np.dtype("u1"), False, (), (), (), None, ())
+
+
+def _plane_names(raw: object, well: str) -> dict[str, PlaneKey]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise MetadataError(f"well {well}: {_PLANE_MAP} is not an object")
+    out = {}
+    for file_name, coord in raw.items():
+        if not isinstance(coord, list) or len(coord) not in (3, 4) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in coord
+        ):
+            raise MetadataError(f"well {well}: {_PLANE_MAP}[{file_name!r}] = {coord!r} is not [field, c, z]")
+        out[file_name] = PlaneKey(*coord)
+    return out
