@@ -97,7 +97,9 @@ def find_block(attrs: Mapping[str, Any], key: str) -> tuple[Any, str | None]:
 def ome_attrs(version: str, blocks: Mapping[str, Any]) -> dict[str, Any]:
     """Wrap OME blocks the way ``version`` wants them in a group's attributes."""
     if version == "0.5":
-        return {"ome": {"version": "0.5", **blocks}}
+        # 0.5 keeps ome.version, and its plate block still MUST carry its own version.
+        ome = {k: ({**b, "version": "0.5"} if k == "plate" else b) for k, b in blocks.items()}
+        return {"ome": {"version": "0.5", **ome}}
     out: dict[str, Any] = {}
     for key, block in blocks.items():
         if key in ("plate", "well") and isinstance(block, dict):
