@@ -32,9 +32,11 @@ def to_host(data: object, what: str = "data") -> np.ndarray[Any, Any]:
         return np.asarray(data)
     if hasattr(data, "__dlpack__"):
         try:
-            return np.from_dlpack(data)  # type: ignore[arg-type]
+            return np.from_dlpack(data)
         except (RuntimeError, BufferError, TypeError) as err:
-            raise WellDataError(f"{what}: cannot copy a {type(data).__name__} to host: {err}") from err
+            raise WellDataError(
+                f"{what}: cannot copy a {type(data).__name__} to host: {err}"
+            ) from err
     if isinstance(data, list | tuple):
         return np.asarray(data)
     raise WellDataError(

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from enum import Enum
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from enum import Enum, StrEnum
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from .errors import ConfigError
 from .geometry import PlateGeometry
@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 
-class Compressor(str, Enum):
+class Compressor(StrEnum):
     """Compression codec of the pixel chunks."""
 
     BLOSC_ZSTD = "blosc-zstd"
@@ -41,7 +41,7 @@ class Compressor(str, Enum):
     NONE = "none"
 
 
-class Shuffle(str, Enum):
+class Shuffle(StrEnum):
     """Blosc's pre-compression shuffle filter."""
 
     NONE = "none"
@@ -49,7 +49,7 @@ class Shuffle(str, Enum):
     BIT = "bit"
 
 
-class ChunkStrategy(str, Enum):
+class ChunkStrategy(StrEnum):
     """How an image array is cut into chunks (files).
 
     ``well``: the whole array in one chunk (the OpenHCS ``WELL`` strategy);
@@ -62,14 +62,14 @@ class ChunkStrategy(str, Enum):
     SHARDED = "sharded"
 
 
-class NgffVersion(str, Enum):
+class NgffVersion(StrEnum):
     """OME-NGFF version; fixes the zarr format (0.4 -> zarr v2, 0.5 -> zarr v3)."""
 
     V04 = "0.4"
     V05 = "0.5"
 
 
-class FieldArrangement(str, Enum):
+class FieldArrangement(StrEnum):
     """How the fields of view of a well are stored.
 
     ``stacked``: one (field, [t,] c, z, y, x) image per well, the well-chunked layout;
@@ -176,8 +176,12 @@ class StorageConfig:
         set_(self, "level", self._checked_level(compressor, self.level))
         set_(self, "shuffle", self._checked_shuffle(compressor, self.shuffle))
 
-        default_chunks = ChunkStrategy.SHARDED if version is NgffVersion.V05 else ChunkStrategy.PLANE
-        chunks = default_chunks if self.chunks is None else _coerce(ChunkStrategy, self.chunks, "chunks")
+        default_chunks = (
+            ChunkStrategy.SHARDED if version is NgffVersion.V05 else ChunkStrategy.PLANE
+        )
+        chunks = (
+            default_chunks if self.chunks is None else _coerce(ChunkStrategy, self.chunks, "chunks")
+        )
         if chunks is ChunkStrategy.SHARDED and version is NgffVersion.V04:
             raise ConfigError(
                 "chunks='sharded' needs zarr v3 (ngff_version='0.5'); with ngff_version='0.4' "
@@ -236,36 +240,50 @@ class StorageConfig:
         level, shuffle = self.level, self.shuffle
         if self.compressor is Compressor.NONE:
             return None
+        assert level is not None  # every codec but "none" has a level after validation
+        cname: Literal["zstd", "lz4"] = (
+            "zstd" if self.compressor is Compressor.BLOSC_ZSTD else "lz4"
+        )
         if self.zarr_format == 3:
-            from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+            from zarr.codecs import BloscCodec, BloscShuffle, GzipCodec, ZstdCodec
 
             if self.compressor in _BLOSC:
-                cname = "zstd" if self.compressor is Compressor.BLOSC_ZSTD else "lz4"
-                v3_shuffle = {Shuffle.NONE: "noshuffle", Shuffle.BYTE: "shuffle"}.get(
-                    shuffle,  # type: ignore[arg-type]
-                    "bitshuffle",
-                )
-                return [BloscCodec(cname=cname, clevel=level, shuffle=v3_shuffle)]
+                v3_shuffle = {
+                    Shuffle.NONE: BloscShuffle.noshuffle,
+                    Shuffle.BYTE: BloscShuffle.shuffle,
+                    Shuffle.BIT: BloscShuffle.bitshuffle,
+                }
+                return [
+                    BloscCodec(
+                        cname=cname, clevel=level, shuffle=v3_shuffle[shuffle or Shuffle.BIT]
+                    )
+                ]
             if self.compressor is Compressor.ZSTD:
                 return [ZstdCodec(level=level)]
             return [GzipCodec(level=level)]
         import numcodecs
 
         if self.compressor in _BLOSC:
-            cname = "zstd" if self.compressor is Compressor.BLOSC_ZSTD else "lz4"
-            v2_shuffle = {Shuffle.NONE: numcodecs.Blosc.NOSHUFFLE, Shuffle.BYTE: numcodecs.Blosc.SHUFFLE}
+            v2_shuffle = {
+                Shuffle.NONE: numcodecs.Blosc.NOSHUFFLE,
+                Shuffle.BYTE: numcodecs.Blosc.SHUFFLE,
+                Shuffle.BIT: numcodecs.Blosc.BITSHUFFLE,
+            }
             return numcodecs.Blosc(
-                cname=cname, clevel=level, shuffle=v2_shuffle.get(shuffle, numcodecs.Blosc.BITSHUFFLE)  # type: ignore[arg-type]
+                cname=cname, clevel=level, shuffle=v2_shuffle[shuffle or Shuffle.BIT]
             )
         v2_codecs = {
-            Compressor.ZSTD: lambda: numcodecs.Zstd(level=level),
-            Compressor.ZLIB: lambda: numcodecs.Zlib(level=level),
-            Compressor.GZIP: lambda: numcodecs.GZip(level=level),
-            Compressor.LZ4: lambda: numcodecs.LZ4(acceleration=level),
+            Compressor.ZSTD: numcodecs.Zstd,
+            Compressor.ZLIB: numcodecs.Zlib,
+            Compressor.GZIP: numcodecs.GZip,
         }
-        return v2_codecs[self.compressor]()
+        if self.compressor is Compressor.LZ4:
+            return numcodecs.LZ4(acceleration=level)
+        return v2_codecs[self.compressor](level=level)
 
-    def chunk_layout(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    def chunk_layout(
+        self, shape: tuple[int, ...]
+    ) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
         """Return ``(chunks, shards)`` for an image array whose last two axes are y, x.
 
         ``shards`` is ``None`` unless the strategy is ``sharded``.

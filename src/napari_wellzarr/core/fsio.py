@@ -14,13 +14,13 @@ import json
 import os
 import shutil
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from .errors import CorruptDataError, MetadataError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
+    from pathlib import Path
 
 __all__ = [
     "LOCK_NAME",
@@ -161,7 +161,7 @@ def _pid_alive(pid: int) -> bool:
 
 def clean_stale_staging(root: Path) -> list[Path]:
     """Delete staging directories left by processes that no longer run; return them."""
-    removed = []
+    removed: list[Path] = []
     base = root / STAGING_DIR
     if not base.is_dir():
         return removed
@@ -174,8 +174,11 @@ def clean_stale_staging(root: Path) -> list[Path]:
 
 
 def remove_tree(path: Path) -> None:
-    """Delete ``path`` (a directory tree or a file); first move it aside, so that the
-    name is freed at once and a crash never leaves a half-deleted node in place."""
+    """Delete ``path`` (a directory tree or a file).
+
+    A tree is first renamed aside, so that its name is free at once and a crash never
+    leaves a half-deleted node where readers look.
+    """
     if not path.exists() and not path.is_symlink():
         return
     if path.is_symlink() or path.is_file():

@@ -151,7 +151,8 @@ class PlateGeometry:
         if isinstance(value, int) and not isinstance(value, bool):
             return cls.from_wells(value)
         raise ConfigError(
-            f"plate format {value!r} is not a well count (6..1536), 'ROWSxCOLUMNS' or (rows, columns)"
+            f"plate format {value!r} is not a well count (6..1536), 'ROWSxCOLUMNS' "
+            "or (rows, columns)"
         )
 
     @property

@@ -170,9 +170,12 @@ def parse_plate(attrs: Mapping[str, Any], where: str = "plate") -> tuple[PlateMe
     if block is None:
         raise MetadataError(f"{where}: no OME 'plate' metadata")
     block = _dict(block, f"{where}: plate")
-    rows = tuple(_named(r, f"{where}: plate.rows") for r in _list(block.get("rows"), f"{where}: plate.rows"))
+    rows = tuple(
+        _named(r, f"{where}: plate.rows") for r in _list(block.get("rows"), f"{where}: plate.rows")
+    )
     cols = tuple(
-        _named(c, f"{where}: plate.columns") for c in _list(block.get("columns"), f"{where}: plate.columns")
+        _named(c, f"{where}: plate.columns")
+        for c in _list(block.get("columns"), f"{where}: plate.columns")
     )
     wells = []
     for raw in _list(block.get("wells", []), f"{where}: plate.wells"):
@@ -374,7 +377,9 @@ def _parse_axis(raw: object, where: str) -> Axis:
     name, kind, unit = entry.get("name"), entry.get("type"), entry.get("unit")
     if not isinstance(name, str) or not name:
         raise MetadataError(f"image {where}: axis name {name!r} is not a string")
-    return Axis(name, kind if isinstance(kind, str) else None, unit if isinstance(unit, str) else None)
+    return Axis(
+        name, kind if isinstance(kind, str) else None, unit if isinstance(unit, str) else None
+    )
 
 
 def _parse_dataset(path: str, entry: dict[str, Any], n_axes: int, where: str) -> Dataset:
@@ -408,20 +413,24 @@ def _parse_channels(omero: dict[str, Any]) -> tuple[Channel, ...]:
         label = raw.get("label")
         color = raw.get("color")
         window = raw.get("window")
-        parsed_window = None
+        parsed_window: tuple[float, float, float, float] | None = None
         if isinstance(window, dict):
             values = [window.get(k) for k in ("min", "max", "start", "end")]
             if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-                parsed_window = tuple(float(v) for v in values)  # type: ignore[arg-type]
+                lo, hi, start, end = (float(v) for v in values)  # type: ignore[arg-type]
+                parsed_window = (lo, hi, start, end)
+        fallback = DEFAULT_COLORS[i % len(DEFAULT_COLORS)]
         try:
             channel = Channel(
                 label if isinstance(label, str) else f"Channel {i}",
-                color if isinstance(color, str) else DEFAULT_COLORS[i % len(DEFAULT_COLORS)],
-                parsed_window,  # type: ignore[arg-type]
+                color if isinstance(color, str) else fallback,
+                parsed_window,
                 bool(raw.get("active", True)),
             )
-        except MetadataError:
-            channel = Channel(f"Channel {i}", DEFAULT_COLORS[i % len(DEFAULT_COLORS)], parsed_window)  # type: ignore[arg-type]
+        except MetadataError:  # a malformed colour: keep the channel, default its colour
+            channel = Channel(
+                label if isinstance(label, str) else f"Channel {i}", fallback, parsed_window
+            )
         channels.append(channel)
     return tuple(channels)
 
@@ -431,4 +440,6 @@ def default_channels(n: int, labels: Sequence[str] | None = None) -> tuple[Chann
     if labels is not None and len(labels) != n:
         raise MetadataError(f"{len(labels)} channel names given for {n} channels: {list(labels)}")
     names = list(labels) if labels is not None else [f"Channel {i}" for i in range(n)]
-    return tuple(Channel(name, DEFAULT_COLORS[i % len(DEFAULT_COLORS)]) for i, name in enumerate(names))
+    return tuple(
+        Channel(name, DEFAULT_COLORS[i % len(DEFAULT_COLORS)]) for i, name in enumerate(names)
+    )

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import fsio
 from .errors import CorruptDataError, MetadataError, PlaneNotFoundError, WellNotFoundError
-from .metadata import Channel, default_channels, parse_image, parse_well
+from .metadata import Channel, default_channels, find_block, parse_image, parse_well
 from .well import ImageLayout, PlaneKey, WellAxes
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ class WellInfo:
     unit: str | None
     level_shapes: tuple[tuple[int, ...], ...]
     plane_names: Mapping[str, PlaneKey] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
 
     @property
     def n_fields(self) -> int:
@@ -64,7 +65,12 @@ class OpenWell:
     """A well whose metadata has been read; arrays open lazily and stay open."""
 
     def __init__(
-        self, root: Path, zstore: LocalStore, info: WellInfo, images: list[ImageLayout], zarr_format: int
+        self,
+        root: Path,
+        zstore: LocalStore,
+        info: WellInfo,
+        images: list[ImageLayout],
+        zarr_format: int,
     ) -> None:
         self.info = info
         self._root = root
@@ -99,9 +105,11 @@ class OpenWell:
         first = self._images[0]
         if first.stacked:
             return first.to_well(_read(self._array(0, level), (), self.info.name), with_field=True)
-        blocks = []
+        blocks: list[np.ndarray[Any, Any]] = []
         for i, layout in enumerate(self._images):
-            block = layout.to_well(_read(self._array(i, level), (), self.info.name), with_field=False)
+            block = layout.to_well(
+                _read(self._array(i, level), (), self.info.name), with_field=False
+            )
             if blocks and block.shape != blocks[0].shape:
                 raise MetadataError(
                     f"well {self.info.name}: field {layout.path} has shape {block.shape}, "
@@ -115,8 +123,8 @@ class OpenWell:
         axes = WellAxes("t" in self.info.axes)
         groups: dict[int, list[int]] = {}
         for n, key in enumerate(keys):
-            index = axes.plane_index(key)
-            if any(i >= s for i, s in zip(index, self.info.shape, strict=False)):
+            position = axes.plane_index(key)
+            if any(i >= s for i, s in zip(position, self.info.shape, strict=False)):
                 raise PlaneNotFoundError(
                     f"well {self.info.name}: plane (field={key.field}, c={key.c}, z={key.z}, "
                     f"t={key.t}) is outside the well of shape {self.info.shape}"
@@ -126,12 +134,43 @@ class OpenWell:
         for image, members in groups.items():
             layout = self._images[image]
             array = self._array(image, level)
-            shared = math.prod((array.shards or array.chunks)[:-2]) > 1
+            # Planes that share a chunk (well chunking) are cut from one decoded read.
+            shared = math.prod(array.chunks[:-2]) > 1
             whole = _read(array, (), self.info.name) if shared and len(members) > 1 else None
             for n in members:
                 index = layout.selection(keys[n], field_in_image=self.info.stacked)
                 out[n] = whole[index] if whole is not None else _read(array, index, self.info.name)
         return out
+
+    def read_labels(self, name: str, level: int = 0) -> np.ndarray[Any, Any]:
+        """The label image ``name`` as ``(field, [t,] z, y, x)``."""
+        if name not in self.info.labels:
+            raise PlaneNotFoundError(
+                f"well {self.info.name} has no label image {name!r} "
+                f"(it has {list(self.info.labels)})"
+            )
+        blocks: list[np.ndarray[Any, Any]] = []
+        for layout in self._images:
+            where = f"{self.info.name}/{layout.path}/labels/{name}"
+            label_dir = self._root / self.info.path / layout.path / "labels" / name
+            meta, _ = parse_image(fsio.read_attrs(label_dir, self._zarr_format), where)
+            label = ImageLayout.parse(f"{layout.path}/labels/{name}", meta, where)
+            datasets = meta.multiscale.datasets
+            if not 0 <= level < len(datasets):
+                raise PlaneNotFoundError(f"{where}: level {level} does not exist")
+            path = f"{self.info.path}/{label.path}/{datasets[level].path}"
+            array = _open_array(self._zstore, path, self._zarr_format, self.info.name)
+            _check_size(array.shape, array.dtype, path)
+            blocks.append(
+                label.to_well(_read(array, (), self.info.name), with_field=layout.stacked)
+            )
+        block = blocks[0] if self.info.stacked else np.stack(blocks)
+        c_axis = self.info.axes.index("c")
+        if block.shape[c_axis] != 1:
+            raise MetadataError(
+                f"well {self.info.name}: label {name!r} has {block.shape[c_axis]} channels"
+            )
+        return np.squeeze(block, axis=c_axis)
 
     def plane_key(self, name: str) -> PlaneKey:
         """The coordinate an original file name maps to."""
@@ -185,7 +224,9 @@ def open_well(root: Path, path: str, name: str, zarr_format: int, zstore: LocalS
     """Read a well's metadata (well, images, level-0 arrays) and return it open."""
     well_dir = root / path
     if fsio.detect_zarr_format(well_dir) is None:
-        raise WellNotFoundError(f"well {name} is listed in {root} but {well_dir} holds no zarr group")
+        raise WellNotFoundError(
+            f"well {name} is listed in {root} but {well_dir} holds no zarr group"
+        )
     well_meta, _ = parse_well(fsio.read_attrs(well_dir, zarr_format), name)
     images = []
     for image_path in well_meta.images:
@@ -226,8 +267,22 @@ def open_well(root: Path, path: str, name: str, zarr_format: int, zstore: LocalS
         unit=y_axis.unit,
         level_shapes=level_shapes,
         plane_names=_plane_names(attrs_with_names.get(_PLANE_MAP), name),
+        labels=_label_names(well_dir / first.path, zarr_format, name),
     )
     return well
+
+
+def _label_names(image_dir: Path, zarr_format: int, well: str) -> tuple[str, ...]:
+    try:
+        attrs = fsio.read_attrs(image_dir / "labels", zarr_format)
+    except FileNotFoundError:
+        return ()
+    block, _ = find_block(attrs, "labels")
+    if not isinstance(block, list) or not all(
+        isinstance(n, str) and n.replace("_", "").isalnum() for n in block
+    ):
+        raise MetadataError(f"well {well}: labels {block!r} is not a list of label names")
+    return tuple(block)
 
 
 def _placeholder(name: str, path: str) -> WellInfo:
@@ -241,9 +296,13 @@ def _plane_names(raw: object, well: str) -> dict[str, PlaneKey]:
         raise MetadataError(f"well {well}: {_PLANE_MAP} is not an object")
     out = {}
     for file_name, coord in raw.items():
-        if not isinstance(coord, list) or len(coord) not in (3, 4) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in coord
+        if (
+            not isinstance(coord, list)
+            or len(coord) not in (3, 4)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in coord)
         ):
-            raise MetadataError(f"well {well}: {_PLANE_MAP}[{file_name!r}] = {coord!r} is not [field, c, z]")
+            raise MetadataError(
+                f"well {well}: {_PLANE_MAP}[{file_name!r}] = {coord!r} is not [field, c, z]"
+            )
         out[file_name] = PlaneKey(*coord)
     return out

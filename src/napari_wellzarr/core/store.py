@@ -15,37 +15,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
 from . import fsio
-from .arrays import to_host
-from .config import FieldArrangement, StorageConfig
+from .config import NgffVersion, StorageConfig
 from .errors import (
     MetadataError,
     PlateExistsError,
     PlateNotFoundError,
     StoreReadOnlyError,
-    WellDataError,
     WellExistsError,
     WellNameError,
     WellNotFoundError,
 )
-from .geometry import Well
-from .metadata import Channel, PlateMeta, PlateWell, WellMeta, default_channels, ome_attrs, parse_plate
+from .geometry import PlateGeometry, Well
+from .metadata import Channel, PlateMeta, PlateWell, ome_attrs, parse_plate
 from .reading import OpenWell, WellInfo, open_well
-from .well import ALLOWED_DTYPES, PlaneKey, WellAxes, downsample, image_meta_for, pyramid_shapes
+from .well import PlaneKey
+from .writing import assemble_planes, build_well, plane_key, prepare_well
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from types import TracebackType
 
+    import numpy as np
     from zarr.storage import LocalStore
 
 __all__ = ["PlateStore", "WellInfo"]
-
-_PLANE_MAP = "openhcs_filename_map"  # the attribute names OpenHCS reads
-_PLANE_PATHS = "openhcs_output_paths"
-_PLANE_DIMS = "openhcs_dimensions"
 
 
 @dataclass(frozen=True)
@@ -150,13 +144,17 @@ class PlateStore:
                 raise PlateNotFoundError(f"{root} is a zarr group but not an HCS plate") from err
             raise
         version = version or ("0.5" if zarr_format == 3 else "0.4")
-        saved = attrs.get("wellzarr", {}).get("config") if isinstance(attrs.get("wellzarr"), dict) else None
+        saved = (
+            attrs.get("wellzarr", {}).get("config")
+            if isinstance(attrs.get("wellzarr"), dict)
+            else None
+        )
         if config is None and isinstance(saved, dict):
             config = StorageConfig.from_dict(saved)
         if config is None and mode == "r+":
             config = StorageConfig(
-                ngff_version="0.5" if zarr_format == 3 else "0.4",
-                plate=(len(plate.rows), len(plate.columns)),
+                ngff_version=NgffVersion.V05 if zarr_format == 3 else NgffVersion.V04,
+                plate=PlateGeometry(len(plate.rows), len(plate.columns)),
             )
         if config is not None and config.zarr_format != zarr_format:
             raise MetadataError(
@@ -165,7 +163,14 @@ class PlateStore:
             )
         if mode == "r+":
             fsio.clean_stale_staging(root)
-        return cls(root, plate, version=version, zarr_format=zarr_format, config=config, read_only=mode == "r")
+        return cls(
+            root,
+            plate,
+            version=version,
+            zarr_format=zarr_format,
+            config=config,
+            read_only=mode == "r",
+        )
 
     def __enter__(self) -> PlateStore:
         return self
@@ -247,9 +252,13 @@ class PlateStore:
         pixel_size: float | tuple[float, float] | None = None,
         z_step: float | None = None,
         plane_names: Mapping[str, PlaneKey | Sequence[int]] | None = None,
+        labels: Mapping[str, object] | None = None,
         overwrite: bool = False,
     ) -> WellInfo:
         """Write a whole well from a ``(field, c, z, y, x)`` (or ``(field, t, c, z, y, x)``) array.
+
+        Everything is checked before anything is written; the well appears on disk
+        only once it is complete, and in the plate's well list at :meth:`flush`.
 
         Parameters
         ----------
@@ -265,24 +274,31 @@ class PlateStore:
             Distance between z planes in micrometres.
         plane_names
             Original file names -> (field, c, z[, t]); stored as ``openhcs_filename_map``.
+        labels
+            OME label images by name, integer arrays of the well's shape without its
+            channel axis: ``(field, [t,] z, y, x)``.
         overwrite
             Replace the well if it is already complete.
         """
         config = self._writable_config()
         target = self._target(well)
-        array = to_host(data, f"well {target.name}")
-        axes = self._check_well_array(target, array, config)
-        channel_meta = self._channels(target, array, axes, channels)
-        names = self._plane_names(target, array.shape, axes, plane_names)
-        py_px = None if pixel_size is None else _pair(pixel_size, target.name)
+        payload = prepare_well(
+            target.name,
+            data,
+            config,
+            channels=channels,
+            pixel_size=pixel_size,
+            z_step=z_step,
+            plane_names=plane_names,
+            labels=labels,
+        )
         stage = fsio.staging_dir(self.root, target.path.replace("/", "_"))
         try:
-            self._build_well(stage, target, array, axes, config, channel_meta, py_px, z_step, names)
+            build_well(stage, payload, config, self.ngff_version)
             self._move_into_place(stage, target, overwrite)
         finally:
             fsio.remove_tree(stage)
-        entry = PlateWell(target.path, target.well.row, target.well.column)
-        self._session[target.path] = entry
+        self._session[target.path] = PlateWell(target.path, target.well.row, target.well.column)
         self._wells.pop(target.path, None)
         return self.well_info(target.well)
 
@@ -304,181 +320,11 @@ class PlateStore:
         refused with ``strict=True``.  ``names`` (one per plane) become the well's
         file-name map.  Other keyword arguments go to :meth:`write_well`.
         """
+        self._writable_config()
         target = self._target(well)
-        keyed: dict[PlaneKey, np.ndarray[Any, Any]] = {}
-        label: dict[PlaneKey, str] = {}
-        for i, (coord, plane) in enumerate(planes):
-            key = _plane_key(coord, f"well {target.name}: plane #{i}")
-            what = names[i] if names is not None else f"plane {tuple(key)}"
-            if key in keyed:
-                raise WellDataError(
-                    f"well {target.name}: {what!r} and {label[key]!r} both have coordinate "
-                    f"(field={key.field}, c={key.c}, z={key.z}, t={key.t})"
-                )
-            keyed[key] = _plane_array(plane, what, target.name, next(iter(keyed.values()), None), label)
-            label[key] = what
-        if not keyed:
-            raise WellDataError(f"well {target.name}: no planes given")
-        has_time = any(k.t for k in keyed) or (shape is not None and len(shape) == 4)
-        dims = _plane_dims(keyed, shape, has_time, target.name)
-        first = next(iter(keyed.values()))
-        axes = WellAxes(has_time)
-        array = np.zeros((*dims, *first.shape), dtype=first.dtype)
-        for key, plane in keyed.items():
-            array[axes.plane_index(key)] = plane
-        missing = [k for k in axes.keys(array.shape) if k not in keyed]
-        if missing and strict:
-            raise WellDataError(
-                f"well {target.name}: {len(missing)} plane(s) missing, e.g. "
-                f"{[tuple(k) for k in missing[:5]]} (strict mode)"
-            )
-        plane_names = dict(zip(names, keyed, strict=True)) if names is not None else None
-        if names is not None and len(names) != len(keyed):
-            raise WellDataError(f"well {target.name}: {len(names)} names for {len(keyed)} planes")
+        array, plane_names, missing = assemble_planes(target.name, planes, names, shape, strict)
         self.write_well(target.well, array, plane_names=plane_names, **metadata)
         return missing
-
-    def _check_well_array(self, target: _Target, array: np.ndarray[Any, Any], config: StorageConfig) -> WellAxes:
-        if array.ndim not in (5, 6):
-            raise WellDataError(
-                f"well {target.name}: data has shape {array.shape}; expected "
-                "(field, c, z, y, x) or (field, t, c, z, y, x)"
-            )
-        if 0 in array.shape:
-            raise WellDataError(f"well {target.name}: data shape {array.shape} has an empty axis")
-        if array.dtype not in ALLOWED_DTYPES:
-            raise WellDataError(
-                f"well {target.name}: dtype {array.dtype} is not supported; use an integer "
-                "(8-64 bit) or float32/float64 array"
-            )
-        axes = WellAxes(array.ndim == 6)
-        if axes.has_time and config.fields is FieldArrangement.STACKED:
-            raise WellDataError(
-                f"well {target.name}: a time series needs fields='per-field' (a stacked "
-                "(field, t, c, z, y, x) image would have 6 axes; OME-NGFF allows 5)"
-            )
-        return axes
-
-    def _channels(
-        self,
-        target: _Target,
-        array: np.ndarray[Any, Any],
-        axes: WellAxes,
-        channels: Sequence[str | Channel] | None,
-    ) -> tuple[Channel, ...]:
-        n_c = array.shape[axes.names.index("c")]
-        if channels is None:
-            base = default_channels(n_c)
-        else:
-            if len(channels) != n_c:
-                raise WellDataError(
-                    f"well {target.name}: {len(channels)} channel(s) named "
-                    f"{[getattr(c, 'label', c) for c in channels]} for {n_c} channel(s) of data"
-                )
-            defaults = default_channels(n_c)
-            base = tuple(
-                c if isinstance(c, Channel) else Channel(str(c), defaults[i].color)
-                for i, c in enumerate(channels)
-            )
-        moved = np.moveaxis(array, axes.names.index("c"), 0).reshape(n_c, -1)
-        low, high = moved.min(axis=1), moved.max(axis=1)
-        info = np.iinfo(array.dtype) if array.dtype.kind in "iu" else None
-        out = []
-        for i, ch in enumerate(base):
-            if ch.window is not None:
-                out.append(ch)
-                continue
-            lo, hi = (float(info.min), float(info.max)) if info else (float(low[i]), float(high[i]))
-            out.append(Channel(ch.label, ch.color, (lo, hi, float(low[i]), float(high[i])), ch.active))
-        return tuple(out)
-
-    def _plane_names(
-        self,
-        target: _Target,
-        shape: tuple[int, ...],
-        axes: WellAxes,
-        plane_names: Mapping[str, PlaneKey | Sequence[int]] | None,
-    ) -> dict[str, PlaneKey]:
-        out: dict[str, PlaneKey] = {}
-        seen: dict[PlaneKey, str] = {}
-        for name, coord in (plane_names or {}).items():
-            if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
-                raise WellDataError(f"well {target.name}: plane name {name!r} is not a file name")
-            key = _plane_key(coord, f"well {target.name}: plane {name!r}")
-            index = axes.plane_index(key)
-            if any(i >= s for i, s in zip(index, shape, strict=False)):
-                raise WellDataError(
-                    f"well {target.name}: plane {name!r} at {tuple(key)} is outside the well "
-                    f"array of shape {shape}"
-                )
-            if key in seen:
-                raise WellDataError(
-                    f"well {target.name}: {name!r} and {seen[key]!r} map to the same plane {tuple(key)}"
-                )
-            seen[key] = name
-            out[name] = key
-        return out
-
-    def _build_well(
-        self,
-        stage: Path,
-        target: _Target,
-        array: np.ndarray[Any, Any],
-        axes: WellAxes,
-        config: StorageConfig,
-        channels: tuple[Channel, ...],
-        pixel_size: tuple[float, float] | None,
-        z_step: float | None,
-        names: dict[str, PlaneKey],
-    ) -> None:
-        import zarr
-        from zarr.storage import LocalStore
-
-        stacked = config.fields is FieldArrangement.STACKED
-        images = [array] if stacked else list(array)
-        paths = [str(i) for i in range(len(images))]
-        zstore = LocalStore(stage)
-        for path, image in zip(paths, images, strict=True):
-            shapes = pyramid_shapes(image.shape, config.pyramid_levels)
-            meta = image_meta_for(
-                stacked=stacked,
-                has_time=axes.has_time,
-                shapes=shapes,
-                channels=channels,
-                pixel_size=pixel_size,
-                z_step=z_step,
-                name=f"{target.name}" if stacked else f"{target.name} field {path}",
-            )
-            fsio.write_group(stage / path, ome_attrs(self.ngff_version, meta.blocks()), self.zarr_format)
-            names_attrs = _openhcs_attrs(names, array.shape) if stacked and names else None
-            level = image
-            for index, level_shape in enumerate(shapes):
-                if index:
-                    level = downsample(level)
-                assert level.shape == level_shape
-                chunks, shards = config.chunk_layout(level_shape)
-                zarr.create_array(
-                    store=zstore,
-                    name=f"{path}/{index}",
-                    data=level,
-                    chunks=chunks,
-                    shards=shards,
-                    compressors=config.zarr_compressors(),
-                    fill_value=0,
-                    zarr_format=self.zarr_format,  # type: ignore[arg-type]
-                    attributes=names_attrs if index == 0 else None,
-                    dimension_names=[a.name for a in meta.multiscale.axes]
-                    if self.zarr_format == 3
-                    else None,
-                    chunk_key_encoding={"name": "v2", "separator": "/"}
-                    if self.zarr_format == 2
-                    else None,
-                )
-        well_attrs = ome_attrs(self.ngff_version, {"well": WellMeta(tuple(paths)).to_block()})
-        if names and not stacked:
-            well_attrs.update(_openhcs_attrs(names, array.shape))
-        # The well's own metadata goes last: until it exists the well is not a well.
-        fsio.write_group(stage, well_attrs, self.zarr_format)
 
     def _move_into_place(self, stage: Path, target: _Target, overwrite: bool) -> None:
         row_dir = self.root / target.path.split("/")[0]
@@ -574,7 +420,14 @@ class PlateStore:
         return self._open(well).read_all(level)
 
     def read_plane(
-        self, well: str | Well, field: int = 0, c: int = 0, z: int = 0, t: int = 0, *, level: int = 0
+        self,
+        well: str | Well,
+        field: int = 0,
+        c: int = 0,
+        z: int = 0,
+        t: int = 0,
+        *,
+        level: int = 0,
     ) -> np.ndarray[Any, Any]:
         """Read one 2D plane, decoding only the chunk(s) it lives in."""
         return self._open(well).read_planes([PlaneKey(field, c, z, t)], level)[0]
@@ -583,82 +436,13 @@ class PlateStore:
         self, well: str | Well, keys: Iterable[PlaneKey | Sequence[int]], *, level: int = 0
     ) -> list[np.ndarray[Any, Any]]:
         """Read several planes of a well; each chunk is decoded at most once."""
-        parsed = [_plane_key(k, f"well {well}") for k in keys]
+        parsed = [plane_key(k, f"well {well}") for k in keys]
         return self._open(well).read_planes(parsed, level)
+
+    def read_labels(self, well: str | Well, name: str, *, level: int = 0) -> np.ndarray[Any, Any]:
+        """Read the OME label image ``name`` of a well as ``(field, [t,] z, y, x)``."""
+        return self._open(well).read_labels(name, level)
 
     def plane_key(self, well: str | Well, name: str) -> PlaneKey:
         """The coordinate that an original file name maps to in a well."""
         return self._open(well).plane_key(name)
-
-
-def _pair(value: float | tuple[float, float], well: str) -> tuple[float, float]:
-    pair = (value, value) if isinstance(value, int | float) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int | float) and v > 0 for v in pair):
-        raise WellDataError(f"well {well}: pixel_size {value!r} is not a positive (y, x) pair")
-    return float(pair[0]), float(pair[1])
-
-
-def _plane_key(coord: object, what: str) -> PlaneKey:
-    if isinstance(coord, PlaneKey):
-        values: tuple[Any, ...] = tuple(coord)
-    elif isinstance(coord, list | tuple) and len(coord) in (3, 4):
-        values = tuple(coord)
-    else:
-        raise WellDataError(f"{what}: coordinate {coord!r} is not (field, c, z[, t])")
-    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 0 for v in values):
-        raise WellDataError(f"{what}: coordinate {coord!r} must hold integers >= 0")
-    return PlaneKey(*(int(v) for v in values))
-
-
-def _plane_array(
-    plane: object,
-    what: str,
-    well: str,
-    first: np.ndarray[Any, Any] | None,
-    labels: dict[PlaneKey, str],
-) -> np.ndarray[Any, Any]:
-    array = to_host(plane, f"well {well}: {what}")
-    if array.ndim != 2:
-        raise WellDataError(f"well {well}: {what!r} has shape {array.shape}; planes are 2D")
-    if first is not None and (array.shape != first.shape or array.dtype != first.dtype):
-        other = next(iter(labels.values()))
-        raise WellDataError(
-            f"well {well}: {what!r} is {array.shape} {array.dtype}, but {other!r} is "
-            f"{first.shape} {first.dtype}"
-        )
-    return array
-
-
-def _plane_dims(
-    keyed: Mapping[PlaneKey, object], shape: Sequence[int] | None, has_time: bool, well: str
-) -> tuple[int, ...]:
-    needed = [
-        max(k.field for k in keyed) + 1,
-        max(k.c for k in keyed) + 1,
-        max(k.z for k in keyed) + 1,
-        max(k.t for k in keyed) + 1,
-    ]
-    if shape is None:
-        f, c, z, t = needed
-    else:
-        given = [int(s) for s in shape] + ([1] if len(shape) == 3 else [])
-        if len(given) != 4 or any(g < n for g, n in zip(given, needed, strict=True)):
-            raise WellDataError(
-                f"well {well}: shape {tuple(shape)} (fields, channels, z[, t]) is too small "
-                f"for the planes' coordinates, which need at least {tuple(needed[: len(shape)])}"
-            )
-        f, c, z, t = given
-    return (f, t, c, z) if has_time else (f, c, z)
-
-
-def _openhcs_attrs(names: Mapping[str, PlaneKey], shape: tuple[int, ...]) -> dict[str, Any]:
-    has_time = len(shape) == 6
-    dims = {"n_fields": shape[0], "n_channels": shape[-4], "n_z": shape[-3]}
-    if has_time:
-        dims["n_t"] = shape[1]
-    return {
-        _PLANE_MAP: {n: list(k) if has_time else list(k[:3]) for n, k in names.items()},
-        _PLANE_PATHS: list(names),
-        _PLANE_DIMS: dims,
-    }
-

@@ -211,5 +211,6 @@ def downsample(data: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     blocks = data.reshape(*data.shape[:-2], data.shape[-2] // 2, 2, data.shape[-1] // 2, 2)
     mean = blocks.mean(axis=(-3, -1), dtype=np.float64)
     if np.issubdtype(data.dtype, np.integer):
-        return np.rint(mean).astype(data.dtype)
-    return mean.astype(data.dtype)
+        mean = np.rint(mean)
+    out: np.ndarray[Any, Any] = mean.astype(data.dtype)
+    return out
