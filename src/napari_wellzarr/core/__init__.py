@@ -24,7 +24,7 @@ from .errors import (
 )
 from .geometry import STANDARD_FORMATS, PlateGeometry, Well
 from .metadata import Channel
-from .reading import WellInfo
+from .reading import OpenWell, WellInfo, open_well_dir
 from .store import PlateStore
 from .well import PlaneKey
 
@@ -38,6 +38,7 @@ __all__ = [
     "FieldArrangement",
     "MetadataError",
     "NgffVersion",
+    "OpenWell",
     "PlaneKey",
     "PlaneNotFoundError",
     "PlateExistsError",
@@ -55,4 +56,5 @@ __all__ = [
     "WellNameError",
     "WellNotFoundError",
     "WellZarrError",
+    "open_well_dir",
 ]

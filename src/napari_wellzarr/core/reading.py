@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -14,12 +15,12 @@ from .metadata import Channel, default_channels, find_block, parse_image, parse_
 from .well import ImageLayout, PlaneKey, WellAxes
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Mapping, Sequence
-    from pathlib import Path
 
     from zarr.storage import LocalStore
 
-__all__ = ["OpenWell", "WellInfo", "open_well"]
+__all__ = ["OpenWell", "WellInfo", "open_well", "open_well_dir"]
 
 _PLANE_MAP: Final = "openhcs_filename_map"
 # A well array larger than this is refused before anything is allocated: metadata
@@ -270,6 +271,22 @@ def open_well(root: Path, path: str, name: str, zarr_format: int, zstore: LocalS
         labels=_label_names(well_dir / first.path, zarr_format, name),
     )
     return well
+
+
+def open_well_dir(path: str | os.PathLike[str]) -> OpenWell:
+    """Open a well folder on its own (e.g. ``plate.zarr/B/03``), read-only.
+
+    Raises :class:`WellNotFoundError` when ``path`` is not an OME-Zarr well group.
+    """
+    from zarr.storage import LocalStore
+
+    well_dir = Path(path)
+    zarr_format = fsio.detect_zarr_format(well_dir)
+    if zarr_format is None or find_block(fsio.read_attrs(well_dir, zarr_format), "well")[0] is None:
+        raise WellNotFoundError(f"{well_dir} is not an OME-Zarr well group")
+    name = f"{well_dir.parent.name}{well_dir.name}"
+    zstore = LocalStore(well_dir.parent, read_only=True)
+    return open_well(well_dir.parent, well_dir.name, name, zarr_format, zstore)
 
 
 def _label_names(image_dir: Path, zarr_format: int, well: str) -> tuple[str, ...]:

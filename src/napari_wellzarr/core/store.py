@@ -220,7 +220,10 @@ class PlateStore:
             target = self._target(well)
         except WellNameError:
             return False
-        return any(w.path == target.path for w in self.plate.wells)
+        return self._is_listed(target.path)
+
+    def _is_listed(self, path: str) -> bool:
+        return path in self._session or any(w.path == path for w in self._plate.wells)
 
     def _name(self, row: int, column: int) -> str:
         return f"{self._plate.rows[row]}{self._plate.columns[column]}"
@@ -401,7 +404,7 @@ class PlateStore:
         cached = self._wells.get(target.path)
         if cached is not None:
             return cached
-        if not any(w.path == target.path for w in self.plate.wells):
+        if not self._is_listed(target.path):
             raise WellNotFoundError(f"well {target.name} is not in the plate {self.root}")
         if self._zstore is None:
             from zarr.storage import LocalStore
