@@ -26,7 +26,7 @@ from .errors import (
     WellNameError,
     WellNotFoundError,
 )
-from .geometry import PlateGeometry, Well
+from .geometry import PlateGeometry, Well, row_letters
 from .metadata import Channel, PlateMeta, PlateWell, ome_attrs, parse_plate
 from .reading import OpenWell, WellInfo, open_well
 from .well import PlaneKey
@@ -229,15 +229,21 @@ class PlateStore:
         return f"{self._plate.rows[row]}{self._plate.columns[column]}"
 
     def _target(self, well: str | Well) -> _Target:
+        """Find a well by its name: ``B03`` is row ``B``, column 3.
+
+        Works whatever the plate's column names look like (``03``, ``3``), and falls back
+        to positions for plates whose rows and columns are not letters and numbers.
+        """
         pos = well if isinstance(well, Well) else Well.parse(well)
-        if pos.row >= len(self._plate.rows) or pos.column >= len(self._plate.columns):
+        rows, columns = self._plate.rows, self._plate.columns
+        r = _lookup(rows, row_letters(pos.row) if pos.row < 702 else "", pos.row, str.isalpha)
+        c = _lookup(columns, str(pos.column + 1), pos.column, str.isdigit)
+        if r is None or c is None:
             raise WellNameError(
-                f"well {well!r} is outside this {len(self._plate.rows)}x"
-                f"{len(self._plate.columns)} plate ({self.root})"
+                f"well {well!r} is not on this {len(rows)}x{len(columns)} plate ({self.root}; "
+                f"rows {rows[0]}..{rows[-1]}, columns {columns[0]}..{columns[-1]})"
             )
-        return _Target(
-            pos, self._name(pos.row, pos.column), self._plate.well_path(pos.row, pos.column)
-        )
+        return _Target(Well(r, c), self._name(r, c), self._plate.well_path(r, c))
 
     # -- writing ----------------------------------------------------------------------
 
@@ -449,3 +455,18 @@ class PlateStore:
     def plane_key(self, well: str | Well, name: str) -> PlaneKey:
         """The coordinate that an original file name maps to in a well."""
         return self._open(well).plane_key(name)
+
+
+def _lookup(names: tuple[str, ...], wanted: str, position: int, named: Any) -> int | None:
+    """Index of ``wanted`` among ``names``, blind to case and zero padding.
+
+    When the names are not of the ``named`` kind (letters for rows, digits for columns),
+    the well's ``position`` is used instead.
+    """
+    if names and all(named(n) for n in names):
+        key = wanted.upper().lstrip("0")
+        for i, name in enumerate(names):
+            if name.upper().lstrip("0") == key:
+                return i
+        return None
+    return position if position < len(names) else None
