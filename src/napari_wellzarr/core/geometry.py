@@ -39,8 +39,8 @@ _MAX_ROWS: Final = 26 * 27  # A..Z, AA..ZZ
 _MAX_COLUMNS: Final = 9999
 
 # "B03", "b3", "AA12", "B/03", "B_03"; Opera / Operetta "r02c03".
-_LETTER_WELL = re.compile(r"^\s*([A-Za-z]{1,2})\s*[/_\-]?\s*0*(\d{1,4})\s*$")
-_OPERA_WELL = re.compile(r"^\s*[Rr]0*(\d{1,3})\s*[Cc]0*(\d{1,4})\s*$")
+_LETTER_WELL = re.compile(r"^\s*([A-Za-z]{1,2})\s*[/_\-]?\s*([0-9]{1,4})\s*$", re.ASCII)
+_OPERA_WELL = re.compile(r"^\s*[Rr]([0-9]{1,3})\s*[Cc]([0-9]{1,4})\s*$", re.ASCII)
 
 
 def row_letters(index: int) -> str:
@@ -98,7 +98,10 @@ class Well:
             raise WellNameError(
                 f"well name {name!r} is not of the form A01, B3, AA12, B/03 or r02c03"
             )
-        return cls(row_index(letter.group(1)), column_number(letter.group(2)))
+        try:
+            return cls(row_index(letter.group(1)), column_number(letter.group(2)))
+        except WellNameError as err:
+            raise WellNameError(f"well name {name!r}: {err}") from None
 
 
 @dataclass(frozen=True)
