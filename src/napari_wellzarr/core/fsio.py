@@ -122,9 +122,10 @@ def write_group(path: Path, attrs: Mapping[str, Any], zarr_format: int) -> None:
         doc = {"zarr_format": 3, "node_type": "group", "attributes": dict(attrs)}
         atomic_write_bytes(path / "zarr.json", _dumps(doc))
         return
+    # Attributes first: a reader that finds .zgroup must also find the attributes.
+    atomic_write_bytes(path / ".zattrs", _dumps(dict(attrs)))
     if not (path / ".zgroup").is_file():
         atomic_write_bytes(path / ".zgroup", _dumps({"zarr_format": 2}))
-    atomic_write_bytes(path / ".zattrs", _dumps(dict(attrs)))
 
 
 @contextlib.contextmanager
@@ -185,5 +186,8 @@ def remove_tree(path: Path) -> None:
         path.unlink()
         return
     trash = path.with_name(f".{path.name}.deleting.{uuid.uuid4().hex[:8]}")
-    os.replace(path, trash)
+    try:
+        os.replace(path, trash)
+    except FileNotFoundError:  # someone else removed it first
+        return
     shutil.rmtree(trash)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from . import fsio
 from .errors import CorruptDataError, MetadataError, PlaneNotFoundError, WellNotFoundError
 from .metadata import Channel, default_channels, find_block, parse_image, parse_well
 from .well import ImageLayout, PlaneKey, WellAxes
+from .zstore import read_store
 
 if TYPE_CHECKING:
     import os
@@ -26,6 +28,7 @@ _PLANE_MAP: Final = "openhcs_filename_map"
 # A well array larger than this is refused before anything is allocated: metadata
 # that claims it is a memory bomb, not a microscope well (2**40 bytes = 1 TiB).
 MAX_WELL_BYTES: Final = 2**40
+_MAX_PROBES: Final = 4096
 
 
 @dataclass(frozen=True)
@@ -183,10 +186,11 @@ class OpenWell:
 
 def _open_array(zstore: LocalStore, path: str, zarr_format: int, well: str) -> Any:
     import zarr
+    from zarr.errors import NodeNotFoundError
 
     try:
         return zarr.open_array(store=zstore, path=path, mode="r", zarr_format=zarr_format)  # type: ignore[arg-type]
-    except FileNotFoundError as err:
+    except (FileNotFoundError, NodeNotFoundError) as err:
         raise CorruptDataError(f"well {well}: array {path} is missing") from err
     except (ValueError, TypeError, KeyError) as err:
         raise CorruptDataError(f"well {well}: array {path} has unreadable metadata: {err}") from err
@@ -210,25 +214,54 @@ def _read(array: Any, index: tuple[Any, ...], well: str) -> np.ndarray[Any, Any]
 
 
 def _chunk_key(array: Any, index: tuple[Any, ...]) -> str:
+    """Name the stored chunk (or shard) file behind a failed read of ``array[index]``.
+
+    Runs only after a failure: it re-reads the selection one chunk file at a time and
+    names the first that fails (at most ``_MAX_PROBES`` of them).
+    """
     grid = array.shards or array.chunks
-    coords = tuple(
-        (i // g) if isinstance(i, int) else 0
-        for i, g in zip(index or (0,) * array.ndim, grid, strict=False)
-    )
+    bounds = [
+        (i, i + 1) if isinstance(i, int) else (0, size)
+        for i, size in zip(index or (slice(None),) * array.ndim, array.shape, strict=True)
+    ]
+    ranges = [range(lo // g, (hi - 1) // g + 1) for (lo, hi), g in zip(bounds, grid, strict=True)]
+    first = tuple(r[0] for r in ranges)
+    for coords in itertools.islice(itertools.product(*ranges), _MAX_PROBES):
+        region = tuple(
+            slice(c * g, min((c + 1) * g, s))
+            for c, g, s in zip(coords, grid, array.shape, strict=True)
+        )
+        try:
+            array[region]
+        except Exception:
+            first = coords
+            break
     try:
-        return str(array.metadata.encode_chunk_key(coords))
+        return str(array.metadata.encode_chunk_key(first))
     except (AttributeError, TypeError, ValueError):
-        return "/".join(str(c) for c in coords)
+        return "/".join(str(c) for c in first)
 
 
-def open_well(root: Path, path: str, name: str, zarr_format: int, zstore: LocalStore) -> OpenWell:
-    """Read a well's metadata (well, images, level-0 arrays) and return it open."""
+def open_well(root: Path, path: str, name: str, zarr_format: int) -> OpenWell:
+    """Read a well's metadata (well, images, level-0 arrays) and return it open.
+
+    ``root`` is the directory the array paths are relative to (the plate).
+    """
     well_dir = root / path
     if fsio.detect_zarr_format(well_dir) is None:
         raise WellNotFoundError(
             f"well {name} is listed in {root} but {well_dir} holds no zarr group"
         )
-    well_meta, _ = parse_well(fsio.read_attrs(well_dir, zarr_format), name)
+    well_attrs = fsio.read_attrs(well_dir, zarr_format)
+    well_meta, _ = parse_well(well_attrs, name)
+    # Wells written here store every chunk: read them strictly (see zstore.py).
+    marker = well_attrs.get("wellzarr")
+    marker = marker if isinstance(marker, dict) else {}
+    zstore = read_store(
+        root,
+        strict=marker.get("all_chunks_written") is True,
+        blosc_frames=marker.get("blosc_frames") is True,
+    )
     images = []
     for image_path in well_meta.images:
         image_dir = well_dir / image_path
@@ -278,15 +311,12 @@ def open_well_dir(path: str | os.PathLike[str]) -> OpenWell:
 
     Raises :class:`WellNotFoundError` when ``path`` is not an OME-Zarr well group.
     """
-    from zarr.storage import LocalStore
-
     well_dir = Path(path)
     zarr_format = fsio.detect_zarr_format(well_dir)
     if zarr_format is None or find_block(fsio.read_attrs(well_dir, zarr_format), "well")[0] is None:
         raise WellNotFoundError(f"{well_dir} is not an OME-Zarr well group")
     name = f"{well_dir.parent.name}{well_dir.name}"
-    zstore = LocalStore(well_dir.parent, read_only=True)
-    return open_well(well_dir.parent, well_dir.name, name, zarr_format, zstore)
+    return open_well(well_dir.parent, well_dir.name, name, zarr_format)
 
 
 def _label_names(image_dir: Path, zarr_format: int, well: str) -> tuple[str, ...]:

@@ -9,14 +9,16 @@ lock, never by rescanning the plate per well.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import fsio
-from .config import NgffVersion, StorageConfig
+from .config import FieldArrangement, NgffVersion, StorageConfig
 from .errors import (
     MetadataError,
     PlateExistsError,
@@ -27,7 +29,7 @@ from .errors import (
     WellNotFoundError,
 )
 from .geometry import PlateGeometry, Well, row_letters
-from .metadata import Channel, PlateMeta, PlateWell, ome_attrs, parse_plate
+from .metadata import Channel, PlateMeta, PlateWell, find_block, ome_attrs, parse_plate
 from .reading import OpenWell, WellInfo, open_well
 from .well import PlaneKey
 from .writing import assemble_planes, build_well, plane_key, prepare_well
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     import numpy as np
-    from zarr.storage import LocalStore
 
 __all__ = ["PlateStore", "WellInfo"]
 
@@ -65,6 +66,7 @@ class PlateStore:
         zarr_format: int,
         config: StorageConfig | None,
         read_only: bool,
+        ours: bool,
     ) -> None:
         self.root = root
         self.ngff_version = version
@@ -72,9 +74,10 @@ class PlateStore:
         self.read_only = read_only
         self._plate = plate
         self._config = config
+        self._ours = ours  # written by napari-wellzarr: every chunk is on disk
+        self._lock = threading.Lock()  # guards the session's well list across threads
         self._session: dict[str, PlateWell] = {}
         self._wells: dict[str, OpenWell] = {}
-        self._zstore: LocalStore | None = None
 
     # -- opening and creating ---------------------------------------------------------
 
@@ -86,14 +89,22 @@ class PlateStore:
         *,
         name: str | None = None,
         overwrite: bool = False,
+        exist_ok: bool = False,
     ) -> PlateStore:
         """Create an empty plate at ``path`` listing every physical row and column.
 
         Raises :class:`PlateExistsError` if ``path`` exists and is not an empty
-        directory, unless ``overwrite=True`` (which deletes what is there).
+        directory, unless ``overwrite=True`` (which deletes what is there) or
+        ``exist_ok=True``: then an existing plate is opened for writing (mode ``r+``)
+        and a directory that holds no zarr data becomes a plate around its files.
         """
         config = config or StorageConfig()
         root = Path(path)
+        if exist_ok and root.is_dir() and not overwrite:
+            with fsio.plate_lock(root):  # one process turns the directory into a plate
+                if fsio.detect_zarr_format(root) is not None:
+                    return cls.open(root, "r+")
+                return cls._new(root, config, name)
         if root.exists() and (root.is_file() or any(root.iterdir())):
             if not overwrite:
                 raise PlateExistsError(
@@ -101,6 +112,10 @@ class PlateStore:
                     "with PlateStore.open(path, mode='r+') to add wells"
                 )
             fsio.remove_tree(root)
+        return cls._new(root, config, name)
+
+    @classmethod
+    def _new(cls, root: Path, config: StorageConfig, name: str | None) -> PlateStore:
         root.mkdir(parents=True, exist_ok=True)
         geometry = config.plate
         plate = PlateMeta(geometry.row_names, geometry.column_names, name=name or root.name)
@@ -111,6 +126,7 @@ class PlateStore:
             zarr_format=config.zarr_format,
             config=config,
             read_only=False,
+            ours=True,
         )
         store._write_plate(plate)
         return store
@@ -125,8 +141,9 @@ class PlateStore:
     ) -> PlateStore:
         """Open the plate at ``path``; ``mode='r'`` never writes anything.
 
-        ``config`` sets how new wells are stored in ``r+`` mode when the plate was not
-        written by napari-wellzarr (otherwise the plate's own configuration is used).
+        New wells are stored the way the plate's own saved configuration says; for a
+        plate written by other software, ``config`` says how (default: this project's
+        defaults for the plate's OME-NGFF version).
         """
         if mode not in ("r", "r+"):
             raise ValueError(f"mode={mode!r}; use 'r' or 'r+'")
@@ -137,25 +154,14 @@ class PlateStore:
         if zarr_format is None:
             raise PlateNotFoundError(f"no plate at {root}: not a zarr group")
         attrs = fsio.read_attrs(root, zarr_format)
-        try:
-            plate, version = parse_plate(attrs, where=str(root))
-        except MetadataError as err:
-            if "no OME 'plate' metadata" in str(err):
-                raise PlateNotFoundError(f"{root} is a zarr group but not an HCS plate") from err
-            raise
-        version = version or ("0.5" if zarr_format == 3 else "0.4")
-        saved = (
-            attrs.get("wellzarr", {}).get("config")
-            if isinstance(attrs.get("wellzarr"), dict)
-            else None
-        )
-        if config is None and isinstance(saved, dict):
+        marker = attrs.get("wellzarr")
+        saved = marker.get("config") if isinstance(marker, dict) else None
+        if isinstance(saved, dict):
             config = StorageConfig.from_dict(saved)
+        plate, version = _parse_root(root, attrs, config if isinstance(saved, dict) else None)
+        version = version or ("0.5" if zarr_format == 3 else "0.4")
         if config is None and mode == "r+":
-            config = StorageConfig(
-                ngff_version=NgffVersion.V05 if zarr_format == 3 else NgffVersion.V04,
-                plate=PlateGeometry(len(plate.rows), len(plate.columns)),
-            )
+            config = _foreign_config(root, plate, zarr_format)
         if config is not None and config.zarr_format != zarr_format:
             raise MetadataError(
                 f"{root} is zarr v{zarr_format}, but its configuration says OME-NGFF "
@@ -170,6 +176,7 @@ class PlateStore:
             zarr_format=zarr_format,
             config=config,
             read_only=mode == "r",
+            ours=isinstance(saved, dict),
         )
 
     def __enter__(self) -> PlateStore:
@@ -304,12 +311,16 @@ class PlateStore:
         stage = fsio.staging_dir(self.root, target.path.replace("/", "_"))
         try:
             build_well(stage, payload, config, self.ngff_version)
+            # Described from the staged copy: once in place, another process may already
+            # be replacing it.
+            staged = open_well(stage.parent, stage.name, target.name, self.zarr_format).info
             self._move_into_place(stage, target, overwrite)
         finally:
             fsio.remove_tree(stage)
-        self._session[target.path] = PlateWell(target.path, target.well.row, target.well.column)
+        with self._lock:
+            self._session[target.path] = PlateWell(target.path, target.well.row, target.well.column)
         self._wells.pop(target.path, None)
-        return self.well_info(target.well)
+        return dataclasses.replace(staged, path=target.path)
 
     def write_planes(
         self,
@@ -336,6 +347,12 @@ class PlateStore:
         return missing
 
     def _move_into_place(self, stage: Path, target: _Target, overwrite: bool) -> None:
+        # Under the plate lock, so that two writers of one well take turns: the loser
+        # is told the well exists (or, with overwrite, replaces it whole).
+        with fsio.plate_lock(self.root):
+            self._swap_in(stage, target, overwrite)
+
+    def _swap_in(self, stage: Path, target: _Target, overwrite: bool) -> None:
         row_dir = self.root / target.path.split("/")[0]
         if not fsio.is_group(row_dir, self.zarr_format):
             fsio.write_group(row_dir, {}, self.zarr_format)
@@ -362,14 +379,19 @@ class PlateStore:
 
     def flush(self) -> None:
         """List the wells this session wrote in the plate metadata (one write, locked)."""
-        if self.read_only or not self._session:
+        with self._lock:
+            pending = dict(self._session)
+        if self.read_only or not pending:
             return
         with fsio.plate_lock(self.root):
-            current, _ = parse_plate(fsio.read_attrs(self.root, self.zarr_format), str(self.root))
-            merged = current.with_wells([*current.wells, *self._session.values()])
+            attrs = fsio.read_attrs(self.root, self.zarr_format)
+            current, _ = _parse_root(self.root, attrs, self._config if self._ours else None)
+            merged = current.with_wells([*current.wells, *pending.values()])
             self._write_plate(merged)
-        self._plate = merged
-        self._session.clear()
+        with self._lock:
+            self._plate = merged
+            for path in pending:
+                self._session.pop(path, None)
 
     def close(self) -> None:
         """Flush the well list and forget cached arrays."""
@@ -390,17 +412,37 @@ class PlateStore:
             for c, column in enumerate(self._plate.columns):
                 path = f"{row}/{column}"
                 if path not in listed and fsio.detect_zarr_format(self.root / path) is not None:
-                    self._session[path] = PlateWell(path, r, c)
+                    with self._lock:
+                        self._session[path] = PlateWell(path, r, c)
                     found.append(self._name(r, c))
         self.flush()
         return found
 
     def _write_plate(self, plate: PlateMeta) -> None:
-        attrs = ome_attrs(self.ngff_version, {"plate": plate.to_block()})
-        if self._config is not None:
-            from .. import __version__
+        block = ome_attrs(self.ngff_version, {"plate": plate.to_block()})
+        if not self._ours:
+            # Someone else's plate: replace the plate block, keep everything else.
+            attrs = fsio.read_attrs(self.root, self.zarr_format)
+            if "ome" in block:
+                attrs["ome"] = {**attrs.get("ome", {}), **block["ome"]}
+            else:
+                attrs.update(block)
+            fsio.write_group(self.root, attrs, self.zarr_format)
+            return
+        from .. import __version__
 
-            attrs["wellzarr"] = {"version": __version__, "config": self._config.to_dict()}
+        assert self._config is not None
+        attrs = {
+            "wellzarr": {
+                "version": __version__,
+                "name": plate.name,
+                "config": self._config.to_dict(),
+            }
+        }
+        # The spec wants at least one well: until then the plate is a plain zarr group
+        # that only napari-wellzarr knows how to open.
+        if plate.wells:
+            attrs.update(block)
         fsio.write_group(self.root, attrs, self.zarr_format)
 
     # -- reading ----------------------------------------------------------------------
@@ -412,11 +454,7 @@ class PlateStore:
             return cached
         if not self._is_listed(target.path):
             raise WellNotFoundError(f"well {target.name} is not in the plate {self.root}")
-        if self._zstore is None:
-            from zarr.storage import LocalStore
-
-            self._zstore = LocalStore(self.root, read_only=True)
-        opened = open_well(self.root, target.path, target.name, self.zarr_format, self._zstore)
+        opened = open_well(self.root, target.path, target.name, self.zarr_format)
         self._wells[target.path] = opened
         return opened
 
@@ -470,3 +508,35 @@ def _lookup(names: tuple[str, ...], wanted: str, position: int, named: Any) -> i
                 return i
         return None
     return position if position < len(names) else None
+
+
+def _parse_root(
+    root: Path, attrs: dict[str, Any], config: StorageConfig | None
+) -> tuple[PlateMeta, str | None]:
+    """The plate metadata of ``root``; a plate created here with no wells yet has none."""
+    if find_block(attrs, "plate")[0] is None:
+        marker = attrs.get("wellzarr")
+        if config is not None and isinstance(marker, dict):
+            name = marker.get("name")
+            geometry = config.plate
+            empty = PlateMeta(
+                geometry.row_names,
+                geometry.column_names,
+                name=name if isinstance(name, str) else None,
+            )
+            return empty, config.ngff_version.value
+        raise PlateNotFoundError(f"{root} is a zarr group but not an HCS plate")
+    return parse_plate(attrs, where=str(root))
+
+
+def _foreign_config(root: Path, plate: PlateMeta, zarr_format: int) -> StorageConfig:
+    """How to add wells to a plate written by other software: like its first well."""
+    stacked = False
+    if plate.wells:
+        first = plate.wells[0]
+        stacked = open_well(root, first.path, first.path, zarr_format).info.stacked
+    return StorageConfig(
+        ngff_version=NgffVersion.V05 if zarr_format == 3 else NgffVersion.V04,
+        plate=PlateGeometry(len(plate.rows), len(plate.columns)),
+        fields=FieldArrangement.STACKED if stacked else FieldArrangement.PER_FIELD,
+    )

@@ -7,6 +7,7 @@ that the store renames into place.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from . import fsio
 from .arrays import to_host
-from .config import FieldArrangement, StorageConfig
+from .config import Compressor, FieldArrangement, StorageConfig
 from .errors import WellDataError
 from .metadata import Channel, Multiscale, WellMeta, default_channels, ome_attrs
 from .well import ALLOWED_DTYPES, PlaneKey, WellAxes, downsample, image_meta_for, pyramid_shapes
@@ -61,6 +62,8 @@ def prepare_well(
 ) -> WellPayload:
     """Check a well's data and metadata; raise :class:`WellDataError` naming the culprit."""
     array = to_host(data, f"well {name}")
+    if not array.dtype.isnative:  # zarr stores little-endian; '>u2' is still uint16
+        array = array.astype(array.dtype.newbyteorder("="))
     axes = _check_array(name, array, config)
     if z_step is not None and not (isinstance(z_step, int | float) and z_step > 0):
         raise WellDataError(f"well {name}: z_step {z_step!r} is not a positive number")
@@ -127,7 +130,11 @@ def _channels(
             for i, c in enumerate(channels)
         )
     other = tuple(i for i in range(array.ndim) if i != c_axis)
-    low, high = array.min(axis=other), array.max(axis=other)
+    if array.dtype.kind == "f":  # NaN and inf have no place in a display window
+        finite = np.where(np.isfinite(array), array, np.nan)
+        low, high = _nan_range(finite, other)
+    else:
+        low, high = array.min(axis=other), array.max(axis=other)
     info = np.iinfo(array.dtype) if array.dtype.kind in "iu" else None
     out = []
     for i, ch in enumerate(base):
@@ -137,6 +144,15 @@ def _channels(
             ch = Channel(ch.label, ch.color, window, ch.active)
         out.append(ch)
     return tuple(out)
+
+
+def _nan_range(
+    array: np.ndarray[Any, Any], axes: tuple[int, ...]
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN channel
+        low, high = np.nanmin(array, axis=axes), np.nanmax(array, axis=axes)
+    return np.nan_to_num(low, nan=0.0), np.nan_to_num(high, nan=1.0)
 
 
 def _plane_names(
@@ -319,7 +335,15 @@ def build_well(stage: Path, payload: WellPayload, config: StorageConfig, version
         fsio.write_group(stage / path, ome_attrs(version, blocks), config.zarr_format)
         first_attrs = names_attrs if stacked else None
         _write_levels(zstore, path, payload.array[f], meta.multiscale, config, first_attrs, False)
+    from .. import __version__
+
     well_attrs = ome_attrs(version, {"well": WellMeta(tuple(paths)).to_block()})
+    blosc = config.compressor in (Compressor.BLOSC_ZSTD, Compressor.BLOSC_LZ4)
+    well_attrs["wellzarr"] = {
+        "version": __version__,
+        "all_chunks_written": True,  # a missing chunk file is damage, not an empty plane
+        "blosc_frames": blosc and config.zarr_format == 2,
+    }
     if not stacked:
         well_attrs.update(names_attrs)
     fsio.write_group(stage, well_attrs, config.zarr_format)
@@ -371,8 +395,11 @@ def _write_levels(
             data=level,
             chunks=chunks,
             shards=shards,
-            compressors=config.zarr_compressors(),
+            **config.zarr_codecs(),
             fill_value=0,
+            # Every chunk is stored, even an all-zero one, so that a missing chunk file
+            # always means damage, never "this plane was empty".
+            config={"write_empty_chunks": True},
             zarr_format=config.zarr_format,  # type: ignore[arg-type]
             attributes=attrs if index == 0 and attrs else None,
             dimension_names=[a.name for a in multiscale.axes] if config.zarr_format == 3 else None,
