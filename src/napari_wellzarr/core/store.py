@@ -111,6 +111,11 @@ class PlateStore:
                     f"{root} already exists; pass overwrite=True to replace it, or open it "
                     "with PlateStore.open(path, mode='r+') to add wells"
                 )
+            if root.is_file() or fsio.detect_zarr_format(root) is None:
+                # overwrite replaces a zarr store, never an arbitrary folder or file
+                raise PlateExistsError(
+                    f"{root} exists and is not a zarr store; overwrite=True will not delete it"
+                )
             fsio.remove_tree(root)
         return cls._new(root, config, name)
 
