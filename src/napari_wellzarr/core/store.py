@@ -75,6 +75,8 @@ class PlateStore:
         self._plate = plate
         self._config = config
         self._ours = ours  # written by napari-wellzarr: every chunk is on disk
+        # A foreign plate's level names (ome-zarr-py: s0, s1, ...), for wells added to it.
+        self._dataset_paths: tuple[str, ...] | None = None
         self._lock = threading.Lock()  # guards the session's well list across threads
         self._session: dict[str, PlateWell] = {}
         self._wells: dict[str, OpenWell] = {}
@@ -165,8 +167,9 @@ class PlateStore:
             config = StorageConfig.from_dict(saved)
         plate, version = _parse_root(root, attrs, config if isinstance(saved, dict) else None)
         version = version or ("0.5" if zarr_format == 3 else "0.4")
+        dataset_paths = None
         if config is None and mode == "r+":
-            config = _foreign_config(root, plate, zarr_format)
+            config, dataset_paths = _foreign_config(root, plate, zarr_format)
         if config is not None and config.zarr_format != zarr_format:
             raise MetadataError(
                 f"{root} is zarr v{zarr_format}, but its configuration says OME-NGFF "
@@ -174,7 +177,7 @@ class PlateStore:
             )
         if mode == "r+":
             fsio.clean_stale_staging(root)
-        return cls(
+        store = cls(
             root,
             plate,
             version=version,
@@ -183,6 +186,8 @@ class PlateStore:
             read_only=mode == "r",
             ours=isinstance(saved, dict),
         )
+        store._dataset_paths = dataset_paths
+        return store
 
     def __enter__(self) -> PlateStore:
         return self
@@ -315,7 +320,7 @@ class PlateStore:
         )
         stage = fsio.staging_dir(self.root, target.path.replace("/", "_"))
         try:
-            build_well(stage, payload, config, self.ngff_version)
+            build_well(stage, payload, config, self.ngff_version, self._dataset_paths)
             # Described from the staged copy: once in place, another process may already
             # be replacing it.
             staged = open_well(stage.parent, stage.name, target.name, self.zarr_format).info
@@ -534,14 +539,24 @@ def _parse_root(
     return parse_plate(attrs, where=str(root))
 
 
-def _foreign_config(root: Path, plate: PlateMeta, zarr_format: int) -> StorageConfig:
-    """How to add wells to a plate written by other software: like its first well."""
-    stacked = False
+def _foreign_config(
+    root: Path, plate: PlateMeta, zarr_format: int
+) -> tuple[StorageConfig, tuple[str, ...] | None]:
+    """How to add wells to a plate written by other software: like its first well.
+
+    Readers such as ome-zarr-py take the first well's field and level paths for every
+    well, so new wells copy its arrangement, its number of levels and their names.
+    """
+    stacked, levels, paths = False, 1, None
     if plate.wells:
         first = plate.wells[0]
-        stacked = open_well(root, first.path, first.path, zarr_format).info.stacked
-    return StorageConfig(
+        opened = open_well(root, first.path, first.path, zarr_format)
+        stacked, levels = opened.info.stacked, opened.info.n_levels
+        paths = tuple(d.path for d in opened._images[0].meta.multiscale.datasets)
+    config = StorageConfig(
         ngff_version=NgffVersion.V05 if zarr_format == 3 else NgffVersion.V04,
         plate=PlateGeometry(len(plate.rows), len(plate.columns)),
         fields=FieldArrangement.STACKED if stacked else FieldArrangement.PER_FIELD,
+        pyramid_levels=min(levels, 12),
     )
+    return config, paths

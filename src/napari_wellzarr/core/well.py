@@ -172,8 +172,13 @@ def image_meta_for(
     pixel_size: tuple[float, float] | None,
     z_step: float | None,
     name: str,
+    dataset_paths: Sequence[str] | None = None,
 ) -> ImageMeta:
-    """Build an image's metadata; ``shapes`` are the resolution levels' array shapes."""
+    """Build an image's metadata; ``shapes`` are the resolution levels' array shapes.
+
+    ``dataset_paths`` names the levels (default ``0``, ``1``, ...; ome-zarr-py writes
+    ``s0``, ``s1``, ...).
+    """
     unit = SPACE_UNIT if pixel_size is not None or z_step is not None else None
     axes: list[Axis] = [FIELD_AXIS] if stacked else []
     if has_time:
@@ -186,7 +191,8 @@ def image_meta_for(
     for level, shape in enumerate(shapes):
         fy, fx = base_y / shape[-2], base_x / shape[-1]
         lead = (1.0,) * (len(axes) - 3)
-        datasets.append(Dataset(str(level), (*lead, z_step or 1.0, py * fy, px * fx)))
+        path = dataset_paths[level] if dataset_paths else str(level)
+        datasets.append(Dataset(path, (*lead, z_step or 1.0, py * fy, px * fx)))
     return ImageMeta(Multiscale(tuple(axes), tuple(datasets), name), tuple(channels))
 
 

@@ -310,7 +310,13 @@ def _dims(
 # -- on disk -------------------------------------------------------------------------
 
 
-def build_well(stage: Path, payload: WellPayload, config: StorageConfig, version: str) -> None:
+def build_well(
+    stage: Path,
+    payload: WellPayload,
+    config: StorageConfig,
+    version: str,
+    dataset_paths: Sequence[str] | None = None,
+) -> None:
     """Write a checked well into the empty directory ``stage``; well metadata goes last."""
     from zarr.storage import LocalStore
 
@@ -328,6 +334,7 @@ def build_well(stage: Path, payload: WellPayload, config: StorageConfig, version
             pixel_size=payload.pixel_size,
             z_step=payload.z_step,
             name=payload.name if stacked else f"{payload.name} field {path}",
+            dataset_paths=dataset_paths,
         )
         blocks = meta.blocks()
         if payload.labels:
