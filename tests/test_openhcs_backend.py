@@ -8,6 +8,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +20,8 @@ import numpy as np
 import pytest
 
 from napari_wellzarr.core import (
+    FieldArrangement,
+    MetadataError,
     PlaneNotFoundError,
     PlateStore,
     StorageConfig,
@@ -782,3 +785,82 @@ def test_reads_plates_written_by_openhcs(fixture: str) -> None:
     for well in expected["missing_wells"]:
         with pytest.raises(KeyError):
             backend.load(store / f"{well}_s1_w1_z001.tif")
+
+
+@pytest.mark.parametrize("fixture", FIXTURES)
+def test_plate_store_maps_the_file_names_of_openhcs_plates(fixture: str) -> None:
+    # openhcs_filename_map (seed) and polystore_filename_map (one per field image) both
+    # reach WellInfo.plane_names, so PlateStore knows every file without the backend.
+    plate_dir = DATA / fixture
+    if not (plate_dir / "expected.json").exists():
+        pytest.skip(f"fixture {plate_dir} is absent (made by tests/data/make_openhcs_fixture.py)")
+    expected = json.loads((plate_dir / "expected.json").read_text())
+    store = PlateStore.open(plate_dir / expected["store"])
+    for name, rec in expected["files"].items():
+        key = store.plane_key(rec["well"], name)
+        assert tuple(key) == (rec["field"], rec["channel"], rec["z"], 0), name
+        plane = store.read_plane(rec["well"], *key)
+        assert hashlib.sha256(np.ascontiguousarray(plane).tobytes()).hexdigest() == rec["sha256"]
+    for well in expected["wells"]:
+        names = {n for n, rec in expected["files"].items() if rec["well"] == well}
+        assert set(store.well_info(well).plane_names) == names
+        with pytest.raises(PlaneNotFoundError):
+            store.plane_key(well, f"{well}_s9_w9_z009.tif")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"polystore_filename_map": {"A03_s2_w1_z001.tif": [0]}}, "does not match"),
+        ({"polystore_filename_map": {"A03_s2_w1_z001.tif": [0, -1]}}, "does not match"),
+        ({"polystore_filename_map": {"A03_s2_w1_z001.tif": [True, 0]}}, "does not match"),
+        ({"polystore_filename_map": ["A03_s2_w1_z001.tif"]}, "are not JSON objects"),
+        ({"polystore_dimensions": None}, "are not JSON objects"),
+        ({"polystore_dimensions": {"q": {"size": 2, "role": "array"}}}, "not supported"),
+        ({"polystore_filename_map": {"A03_s1_w1_z001.tif": [0, 0]}}, "maps 'A03_s1_w1_z001.tif'"),
+    ],
+)
+def test_malformed_polystore_file_map_names_the_well(
+    tmp_path: Path, edit: dict[str, object], message: str
+) -> None:
+    plate_dir = DATA / "openhcs_plate"
+    if not (plate_dir / "expected.json").exists():
+        pytest.skip(f"fixture {plate_dir} is absent (made by tests/data/make_openhcs_fixture.py)")
+    root = tmp_path / "images"
+    shutil.copytree(plate_dir / "images", root)
+    attrs_file = root / "A" / "03" / "1" / "0" / ".zattrs"  # field 2 of well A03
+    attrs = json.loads(attrs_file.read_text())
+    attrs_file.write_text(json.dumps({**attrs, **edit}))
+    store = PlateStore.open(root)
+    with pytest.raises(MetadataError, match="well A03") as info:
+        store.plane_key("A03", "A03_s2_w1_z001.tif")
+    assert message in str(info.value)
+    assert store.plane_key("A01", "A01_s2_w1_z001.tif") == (1, 0, 0, 0)
+
+
+def test_plates_without_polystore_maps_read_no_field_array_attrs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A per-field well with no openhcs_filename_map: only the first field's level-0
+    # array (opened anyway) is looked at for a polystore map, no other field's.
+    from napari_wellzarr.core import reading
+
+    root = tmp_path / "plate.zarr"
+    config = StorageConfig(fields=FieldArrangement.PER_FIELD)
+    with PlateStore.create(root, config) as store:
+        store.write_well("B03", np.zeros((3, 1, 1, *SHAPE), np.uint16))
+    read: list[Path] = []
+    real = reading.fsio.read_attrs
+
+    def spy(path: Path, zarr_format: int) -> dict[str, object]:
+        read.append(Path(path))
+        return real(path, zarr_format)
+
+    monkeypatch.setattr(reading.fsio, "read_attrs", spy)
+    info = PlateStore.open(root).well_info("B03")
+    assert info.plane_names == {}
+    assert not info.stacked
+    assert info.n_fields == 3
+    field_arrays = {root / info.path / image / "0" for image in info.image_paths}
+    assert read
+    assert not field_arrays & set(read)

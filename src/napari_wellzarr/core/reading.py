@@ -25,6 +25,17 @@ if TYPE_CHECKING:
 __all__ = ["OpenWell", "WellInfo", "open_well", "open_well_dir"]
 
 _PLANE_MAP: Final = "openhcs_filename_map"
+# polystore (OpenHCS's maintained backend) keeps a map per image's level-0 array.
+_POLY_MAP: Final = "polystore_filename_map"
+_POLY_DIMS: Final = "polystore_dimensions"
+_POLY_AXES: Final = {
+    "field": "field",
+    "site": "field",
+    "c": "c",
+    "channel": "c",
+    "z": "z",
+    "t": "t",
+}
 # A well array larger than this is refused before anything is allocated: metadata
 # that claims it is a memory bomb, not a microscope well (2**40 bytes = 1 TiB).
 MAX_WELL_BYTES: Final = 2**40
@@ -284,9 +295,6 @@ def open_well(root: Path, path: str, name: str, zarr_format: int) -> OpenWell:
     axes = WellAxes(first.has_time).names
     n_c = level_shapes[0][axes.index("c")]
     channels = first.meta.channels if len(first.meta.channels) == n_c else default_channels(n_c)
-    attrs_with_names = (
-        dict(arrays[0].attrs) if first.stacked else fsio.read_attrs(well_dir, zarr_format)
-    )
     y_axis = first.meta.multiscale.axes[first.roles.index("y")]
     well.info = WellInfo(
         name=name,
@@ -300,7 +308,7 @@ def open_well(root: Path, path: str, name: str, zarr_format: int) -> OpenWell:
         scale=tuple(roles.get(a, 1.0) for a in axes),
         unit=y_axis.unit,
         level_shapes=level_shapes,
-        plane_names=_plane_names(attrs_with_names.get(_PLANE_MAP), name),
+        plane_names=_read_plane_names(well_dir, images, well_attrs, arrays[0], zarr_format, name),
         labels=_label_names(well_dir / first.path, zarr_format, name),
     )
     return well
@@ -336,20 +344,105 @@ def _placeholder(name: str, path: str) -> WellInfo:
     return WellInfo(name, path, (), (), np.dtype("u1"), False, (), (), (), None, ())
 
 
-def _plane_names(raw: object, well: str) -> dict[str, PlaneKey]:
-    if raw is None:
+def _read_plane_names(
+    well_dir: Path,
+    images: list[ImageLayout],
+    well_attrs: dict[str, Any],
+    level0: Any,
+    zarr_format: int,
+    well: str,
+) -> dict[str, PlaneKey]:
+    """The well's original file names: OpenHCS's map, else polystore's per-image maps.
+
+    OpenHCS's map is on the well group (per-field) or the array (stacked).  polystore's
+    maps are looked for only when there is none, and only if the first image's level-0
+    array (already open) has one, so other plates read no extra metadata.
+    """
+    stacked = images[0].stacked
+    first_attrs = dict(level0.attrs)
+    attrs = first_attrs if stacked else well_attrs
+    if attrs.get(_PLANE_MAP) is not None:
+        return _plane_names(attrs[_PLANE_MAP], well)
+    if _POLY_MAP not in first_attrs:
         return {}
+    if stacked:
+        return _polystore_map(first_attrs, None, well)
+    return _polystore_names(well_dir, images, first_attrs, zarr_format, well)
+
+
+def _polystore_names(
+    well_dir: Path,
+    images: list[ImageLayout],
+    first_attrs: dict[str, Any],
+    zarr_format: int,
+    well: str,
+) -> dict[str, PlaneKey]:
+    """The maps polystore keeps in a per-field well: one per image, whose index is the field."""
+    out: dict[str, PlaneKey] = {}
+    for field_index, image in enumerate(images):
+        if field_index == 0:
+            image_attrs = first_attrs
+        else:
+            level0 = f"{image.path}/{image.meta.multiscale.datasets[0].path}"
+            try:
+                image_attrs = fsio.read_attrs(well_dir / level0, zarr_format)
+            except FileNotFoundError as err:
+                raise CorruptDataError(f"well {well}: array {level0} is missing") from err
+        if _POLY_MAP not in image_attrs:
+            continue
+        for file_name, key in _polystore_map(image_attrs, field_index, well).items():
+            if out.setdefault(file_name, key) != key:
+                raise MetadataError(
+                    f"well {well}: {_POLY_MAP} maps {file_name!r} to {tuple(out[file_name])} "
+                    f"and to {tuple(key)}"
+                )
+    return out
+
+
+def _plane_names(raw: object, well: str) -> dict[str, PlaneKey]:
     if not isinstance(raw, dict):
         raise MetadataError(f"well {well}: {_PLANE_MAP} is not an object")
     out = {}
     for file_name, coord in raw.items():
-        if (
-            not isinstance(coord, list)
-            or len(coord) not in (3, 4)
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in coord)
-        ):
+        if not _is_coord(coord) or len(coord) not in (3, 4):
             raise MetadataError(
                 f"well {well}: {_PLANE_MAP}[{file_name!r}] = {coord!r} is not [field, c, z]"
             )
         out[file_name] = PlaneKey(*coord)
     return out
+
+
+def _polystore_map(attrs: dict[str, Any], field: int | None, well: str) -> dict[str, PlaneKey]:
+    """One image's polystore map ``{file: [coord...]}``, axes per ``polystore_dimensions``.
+
+    ``field`` is the image's field (per-field wells); ``None`` for a stacked well.
+    """
+    dims, raw = attrs.get(_POLY_DIMS), attrs[_POLY_MAP]
+    if not isinstance(dims, dict) or not isinstance(raw, dict):
+        raise MetadataError(f"well {well}: {_POLY_MAP} / {_POLY_DIMS} are not JSON objects")
+    axes = [_POLY_AXES.get(str(n).lower()) for n, d in dims.items() if not _is_image_axis(d)]
+    image = [_POLY_AXES.get(str(n).lower()) for n, d in dims.items() if _is_image_axis(d)]
+    if None in axes or image != ([] if field is None else ["field"]):
+        raise MetadataError(f"well {well}: polystore dimensions {list(dims)} are not supported")
+    out = {}
+    for file_name, coord in raw.items():
+        if not _is_coord(coord) or len(coord) != len(axes):
+            raise MetadataError(
+                f"well {well}: {_POLY_MAP}[{file_name!r}] = {coord!r} does not match {axes}"
+            )
+        values: dict[str | None, int | None] = {
+            "field": field,
+            **dict(zip(axes, coord, strict=True)),
+        }
+        out[file_name] = PlaneKey(*(values.get(a) or 0 for a in ("field", "c", "z", "t")))
+    return out
+
+
+def _is_coord(coord: object) -> bool:
+    return isinstance(coord, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in coord
+    )
+
+
+def _is_image_axis(spec: object) -> bool:
+    return isinstance(spec, dict) and spec.get("role") == "hcs_image"
