@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import fsio
-from .config import FieldArrangement, NgffVersion, StorageConfig
+from .config import StorageConfig
 from .errors import (
     MetadataError,
     PlateExistsError,
@@ -28,8 +28,9 @@ from .errors import (
     WellNameError,
     WellNotFoundError,
 )
-from .geometry import PlateGeometry, Well, row_letters
-from .metadata import Channel, PlateMeta, PlateWell, find_block, ome_attrs, parse_plate
+from .geometry import Well, row_letters
+from .metadata import Channel, PlateMeta, PlateWell, ome_attrs
+from .plates import foreign_layout, lookup, parse_root
 from .reading import OpenWell, WellInfo, open_well
 from .well import PlaneKey
 from .writing import assemble_planes, build_well, plane_key, prepare_well
@@ -165,11 +166,11 @@ class PlateStore:
         saved = marker.get("config") if isinstance(marker, dict) else None
         if isinstance(saved, dict):
             config = StorageConfig.from_dict(saved)
-        plate, version = _parse_root(root, attrs, config if isinstance(saved, dict) else None)
+        plate, version = parse_root(root, attrs, config if isinstance(saved, dict) else None)
         version = version or ("0.5" if zarr_format == 3 else "0.4")
         dataset_paths = None
         if config is None and mode == "r+":
-            config, dataset_paths = _foreign_config(root, plate, zarr_format)
+            config, dataset_paths = foreign_layout(root, plate, zarr_format)
         if config is not None and config.zarr_format != zarr_format:
             raise MetadataError(
                 f"{root} is zarr v{zarr_format}, but its configuration says OME-NGFF "
@@ -253,8 +254,8 @@ class PlateStore:
         """
         pos = well if isinstance(well, Well) else Well.parse(well)
         rows, columns = self._plate.rows, self._plate.columns
-        r = _lookup(rows, row_letters(pos.row) if pos.row < 702 else "", pos.row, str.isalpha)
-        c = _lookup(columns, str(pos.column + 1), pos.column, str.isdigit)
+        r = lookup(rows, row_letters(pos.row) if pos.row < 702 else "", pos.row, str.isalpha)
+        c = lookup(columns, str(pos.column + 1), pos.column, str.isdigit)
         if r is None or c is None:
             raise WellNameError(
                 f"well {well!r} is not on this {len(rows)}x{len(columns)} plate ({self.root}; "
@@ -395,7 +396,7 @@ class PlateStore:
             return
         with fsio.plate_lock(self.root):
             attrs = fsio.read_attrs(self.root, self.zarr_format)
-            current, _ = _parse_root(self.root, attrs, self._config if self._ours else None)
+            current, _ = parse_root(self.root, attrs, self._config if self._ours else None)
             merged = current.with_wells([*current.wells, *pending.values()])
             self._write_plate(merged)
         with self._lock:
@@ -503,60 +504,3 @@ class PlateStore:
     def plane_key(self, well: str | Well, name: str) -> PlaneKey:
         """The coordinate that an original file name maps to in a well."""
         return self._open(well).plane_key(name)
-
-
-def _lookup(names: tuple[str, ...], wanted: str, position: int, named: Any) -> int | None:
-    """Index of ``wanted`` among ``names``, blind to case and zero padding.
-
-    When the names are not of the ``named`` kind (letters for rows, digits for columns),
-    the well's ``position`` is used instead.
-    """
-    if names and all(named(n) for n in names):
-        key = wanted.upper().lstrip("0")
-        for i, name in enumerate(names):
-            if name.upper().lstrip("0") == key:
-                return i
-        return None
-    return position if position < len(names) else None
-
-
-def _parse_root(
-    root: Path, attrs: dict[str, Any], config: StorageConfig | None
-) -> tuple[PlateMeta, str | None]:
-    """The plate metadata of ``root``; a plate created here with no wells yet has none."""
-    if find_block(attrs, "plate")[0] is None:
-        marker = attrs.get("wellzarr")
-        if config is not None and isinstance(marker, dict):
-            name = marker.get("name")
-            geometry = config.plate
-            empty = PlateMeta(
-                geometry.row_names,
-                geometry.column_names,
-                name=name if isinstance(name, str) else None,
-            )
-            return empty, config.ngff_version.value
-        raise PlateNotFoundError(f"{root} is a zarr group but not an HCS plate")
-    return parse_plate(attrs, where=str(root))
-
-
-def _foreign_config(
-    root: Path, plate: PlateMeta, zarr_format: int
-) -> tuple[StorageConfig, tuple[str, ...] | None]:
-    """How to add wells to a plate written by other software: like its first well.
-
-    Readers such as ome-zarr-py take the first well's field and level paths for every
-    well, so new wells copy its arrangement, its number of levels and their names.
-    """
-    stacked, levels, paths = False, 1, None
-    if plate.wells:
-        first = plate.wells[0]
-        opened = open_well(root, first.path, first.path, zarr_format)
-        stacked, levels = opened.info.stacked, opened.info.n_levels
-        paths = tuple(d.path for d in opened._images[0].meta.multiscale.datasets)
-    config = StorageConfig(
-        ngff_version=NgffVersion.V05 if zarr_format == 3 else NgffVersion.V04,
-        plate=PlateGeometry(len(plate.rows), len(plate.columns)),
-        fields=FieldArrangement.STACKED if stacked else FieldArrangement.PER_FIELD,
-        pyramid_levels=min(levels, 12),
-    )
-    return config, paths
