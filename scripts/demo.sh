@@ -3,6 +3,8 @@
 set -euo pipefail
 # shellcheck source=scripts/_env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
+# Bare `demo.sh` rebuilds its own demo-output/ each run; with arguments the caller decides.
+(($#)) || set -- --overwrite
 if [[ -n "${DISPLAY:-}" ]]; then
     exec python -m napari_wellzarr.demo "$@"
 fi
