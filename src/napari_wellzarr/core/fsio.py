@@ -96,6 +96,20 @@ def read_attrs(path: Path, zarr_format: int) -> dict[str, Any]:
     return attrs
 
 
+def read_array_doc(path: Path, zarr_format: int) -> dict[str, Any]:
+    """An array's metadata document (v2: ``.zarray`` with ``.zattrs`` as ``_attrs``).
+
+    Raises ``FileNotFoundError`` when ``path`` holds no array of ``zarr_format``.
+    """
+    name = "zarr.json" if zarr_format == 3 else ".zarray"
+    doc = _read_json(path / name)
+    if not isinstance(doc, dict) or (zarr_format == 3 and doc.get("node_type") != "array"):
+        raise MetadataError(f"{path / name} is not a zarr array document")
+    if zarr_format == 2:
+        doc["_attrs"] = _read_json(path / ".zattrs", missing_ok=True) or {}
+    return doc
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)

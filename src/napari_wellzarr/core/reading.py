@@ -287,31 +287,64 @@ def open_well(root: Path, path: str, name: str, zarr_format: int) -> OpenWell:
         raise MetadataError(
             f"well {name}: its images {list(well_meta.images)} do not share one axis layout"
         )
-    well = OpenWell(root, zstore, _placeholder(name, path), images, zarr_format)
-    arrays = [well._array(0, lvl) for lvl in range(len(first.meta.multiscale.datasets))]
+    # Shapes and dtype come from the arrays' JSON documents: opening zarr arrays is left
+    # to the first read (opening a plate of 1536 wells reads metadata only).
+    levels = [
+        _array_meta(well_dir / first.path / ds.path, zarr_format, name, len(first.roles))
+        for ds in first.meta.multiscale.datasets
+    ]
     n_fields = 1 if first.stacked else len(images)
-    level_shapes = tuple(first.well_shape(a.shape, n_fields) for a in arrays)
+    level_shapes = tuple(first.well_shape(shape, n_fields) for shape, _, _ in levels)
     roles = dict(zip(first.roles, first.meta.multiscale.datasets[0].scale, strict=True))
     axes = WellAxes(first.has_time).names
     n_c = level_shapes[0][axes.index("c")]
     channels = first.meta.channels if len(first.meta.channels) == n_c else default_channels(n_c)
     y_axis = first.meta.multiscale.axes[first.roles.index("y")]
-    well.info = WellInfo(
+    info = WellInfo(
         name=name,
         path=path,
         axes=axes,
         shape=level_shapes[0],
-        dtype=np.dtype(arrays[0].dtype),
+        dtype=levels[0][1],
         stacked=first.stacked,
         image_paths=well_meta.images,
         channels=channels,
         scale=tuple(roles.get(a, 1.0) for a in axes),
         unit=y_axis.unit,
         level_shapes=level_shapes,
-        plane_names=_read_plane_names(well_dir, images, well_attrs, arrays[0], zarr_format, name),
+        plane_names=_read_plane_names(
+            well_dir, images, well_attrs, levels[0][2], zarr_format, name
+        ),
         labels=_label_names(well_dir / first.path, zarr_format, name),
     )
-    return well
+    return OpenWell(root, zstore, info, images, zarr_format)
+
+
+def _array_meta(
+    path: Path, zarr_format: int, well: str, ndim: int
+) -> tuple[tuple[int, ...], np.dtype[Any], dict[str, Any]]:
+    """``(shape, dtype, attributes)`` of an array, from its metadata document alone."""
+    try:
+        doc = fsio.read_array_doc(path, zarr_format)
+    except FileNotFoundError as err:
+        raise CorruptDataError(f"well {well}: array {path} is missing") from err
+    shape, dtype_name = doc.get("shape"), doc.get("data_type" if zarr_format == 3 else "dtype")
+    if not isinstance(shape, list) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
+    ):
+        raise MetadataError(f"well {well}: array {path} has shape {shape!r}")
+    if len(shape) != ndim:
+        raise MetadataError(
+            f"well {well}: array {path} has {len(shape)} dimensions, but its image "
+            f"declares {ndim} axes"
+        )
+    try:
+        dtype = np.dtype(dtype_name)
+    except TypeError as err:
+        raise MetadataError(f"well {well}: array {path} has data type {dtype_name!r}") from err
+    _check_size(tuple(shape), dtype, str(path))
+    attrs = doc.get("attributes", {}) if zarr_format == 3 else doc.get("_attrs", {})
+    return tuple(shape), dtype, attrs if isinstance(attrs, dict) else {}
 
 
 def open_well_dir(path: str | os.PathLike[str]) -> OpenWell:
@@ -340,15 +373,11 @@ def _label_names(image_dir: Path, zarr_format: int, well: str) -> tuple[str, ...
     return tuple(block)
 
 
-def _placeholder(name: str, path: str) -> WellInfo:
-    return WellInfo(name, path, (), (), np.dtype("u1"), False, (), (), (), None, ())
-
-
 def _read_plane_names(
     well_dir: Path,
     images: list[ImageLayout],
     well_attrs: dict[str, Any],
-    level0: Any,
+    first_attrs: dict[str, Any],
     zarr_format: int,
     well: str,
 ) -> dict[str, PlaneKey]:
@@ -359,7 +388,6 @@ def _read_plane_names(
     array (already open) has one, so other plates read no extra metadata.
     """
     stacked = images[0].stacked
-    first_attrs = dict(level0.attrs)
     attrs = first_attrs if stacked else well_attrs
     if attrs.get(_PLANE_MAP) is not None:
         return _plane_names(attrs[_PLANE_MAP], well)
