@@ -110,7 +110,7 @@ def read_array_doc(path: Path, zarr_format: int) -> dict[str, Any]:
     return doc
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
@@ -118,7 +118,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with tmp.open("wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -130,16 +131,22 @@ def _dumps(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, indent=2, allow_nan=False).encode()
 
 
-def write_group(path: Path, attrs: Mapping[str, Any], zarr_format: int) -> None:
-    """Create or replace the group at ``path`` with attributes ``attrs`` (atomically)."""
+def write_group(
+    path: Path, attrs: Mapping[str, Any], zarr_format: int, *, durable: bool = True
+) -> None:
+    """Create or replace the group at ``path`` with attributes ``attrs`` (atomically).
+
+    ``durable=False`` skips the fsync: for documents in a staging directory, whose
+    chunk files are not fsynced either (the rename into place is what makes them count).
+    """
     if zarr_format == 3:
         doc = {"zarr_format": 3, "node_type": "group", "attributes": dict(attrs)}
-        atomic_write_bytes(path / "zarr.json", _dumps(doc))
+        atomic_write_bytes(path / "zarr.json", _dumps(doc), durable=durable)
         return
     # Attributes first: a reader that finds .zgroup must also find the attributes.
-    atomic_write_bytes(path / ".zattrs", _dumps(dict(attrs)))
+    atomic_write_bytes(path / ".zattrs", _dumps(dict(attrs)), durable=durable)
     if not (path / ".zgroup").is_file():
-        atomic_write_bytes(path / ".zgroup", _dumps({"zarr_format": 2}))
+        atomic_write_bytes(path / ".zgroup", _dumps({"zarr_format": 2}), durable=durable)
 
 
 @contextlib.contextmanager

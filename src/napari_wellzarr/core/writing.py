@@ -339,7 +339,9 @@ def build_well(
         blocks = meta.blocks()
         if payload.labels:
             _write_labels(zstore, stage, path, payload, f, meta.multiscale, config, version)
-        fsio.write_group(stage / path, ome_attrs(version, blocks), config.zarr_format)
+        fsio.write_group(
+            stage / path, ome_attrs(version, blocks), config.zarr_format, durable=False
+        )
         first_attrs = names_attrs if stacked else None
         _write_levels(zstore, path, payload.array[f], meta.multiscale, config, first_attrs, False)
     from .. import __version__
@@ -353,7 +355,7 @@ def build_well(
     }
     if not stacked:
         well_attrs.update(names_attrs)
-    fsio.write_group(stage, well_attrs, config.zarr_format)
+    fsio.write_group(stage, well_attrs, config.zarr_format, durable=False)
 
 
 def _write_labels(
@@ -368,14 +370,18 @@ def _write_labels(
 ) -> None:
     fmt = config.zarr_format
     names = sorted(payload.labels)
-    fsio.write_group(stage / image / "labels", ome_attrs(version, {"labels": names}), fmt)
+    fsio.write_group(
+        stage / image / "labels", ome_attrs(version, {"labels": names}), fmt, durable=False
+    )
     for label in names:
         label_ms = Multiscale(multiscale.axes, multiscale.datasets, label)
         image_label: dict[str, Any] = {"source": {"image": "../../"}}
         if version != "0.5":
             image_label["version"] = version
         blocks = {"multiscales": [label_ms.to_json()], "image-label": image_label}
-        fsio.write_group(stage / image / "labels" / label, ome_attrs(version, blocks), fmt)
+        fsio.write_group(
+            stage / image / "labels" / label, ome_attrs(version, blocks), fmt, durable=False
+        )
         path = f"{image}/labels/{label}"
         _write_levels(zstore, path, payload.labels[label][f], label_ms, config, None, True)
 
