@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -884,10 +885,14 @@ def test_stale_staging_of_a_live_process_is_kept(plate: tuple[Path, np.ndarray])
     root, good = plate
     mine = fsio.staging_dir(root, "B_02")  # this (live) process's staging directory
     (mine / "partial").write_bytes(b"x")
-    dead = root / fsio.STAGING_DIR / f"C_03.{2**22 + 12345}.deadbeef0000"
+    host = socket.gethostname().replace(".", "-")
+    dead = root / fsio.STAGING_DIR / f"C_03.{host}.{2**22 + 12345}.deadbeef0000"
+    elsewhere = root / fsio.STAGING_DIR / f"C_04.other-host.{2**22 + 12345}.deadbeef0000"
+    elsewhere.mkdir()  # another host's writer (shared file system): never judged dead here
     dead.mkdir()
     with PlateStore.open(root, "r+"):
         pass
     assert mine.exists(), "a live writer's staging directory was removed"
+    assert elsewhere.exists(), "another host's staging directory was removed"
     assert not dead.exists()
     assert_good_well_reads(root, good)

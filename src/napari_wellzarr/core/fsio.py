@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import shutil
+import socket
 import uuid
 from typing import TYPE_CHECKING, Any, Final
 
@@ -62,6 +63,11 @@ def is_group(path: Path, zarr_format: int) -> bool:
 def _read_json(path: Path, *, missing_ok: bool = False) -> Any:
     try:
         with path.open("rb") as fh:
+            # Refuse an oversized document before reading (and allocating) any of it.
+            if os.fstat(fh.fileno()).st_size > MAX_METADATA_BYTES:
+                raise MetadataError(
+                    f"{path} is larger than {MAX_METADATA_BYTES} bytes; not metadata"
+                )
             raw = fh.read(MAX_METADATA_BYTES + 1)
     except FileNotFoundError:
         if missing_ok:
@@ -113,7 +119,7 @@ def read_array_doc(path: Path, zarr_format: int) -> dict[str, Any]:
 def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{_owner()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with tmp.open("wb") as fh:
             fh.write(data)
@@ -164,9 +170,14 @@ def plate_lock(root: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+def _owner() -> str:
+    """``host.pid`` of this process, as written into the names of its temporary nodes."""
+    return f"{socket.gethostname().replace('.', '-')}.{os.getpid()}"
+
+
 def staging_dir(root: Path, label: str) -> Path:
     """Return a fresh private directory under the plate to build ``label`` in."""
-    path = root / STAGING_DIR / f"{label}.{os.getpid()}.{uuid.uuid4().hex[:12]}"
+    path = root / STAGING_DIR / f"{label}.{_owner()}.{uuid.uuid4().hex[:12]}"
     path.mkdir(parents=True)
     return path
 
@@ -181,15 +192,38 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _dead_owner(name: str) -> bool:
+    """Whether a ``label.host.pid.uuid`` name belongs to a finished process of this host.
+
+    Nodes of other hosts (a cluster sharing the file system) are never judged dead.
+    """
+    parts = name.split(".")
+    if len(parts) != 4 or not parts[2].isdigit():
+        return False
+    host = socket.gethostname().replace(".", "-")
+    return parts[1] == host and not _pid_alive(int(parts[2]))
+
+
 def clean_stale_staging(root: Path) -> list[Path]:
-    """Delete staging directories left by processes that no longer run; return them."""
+    """Delete what killed writers of this host left behind; return what was removed.
+
+    That is: staging directories of dead processes, trees a killed ``remove_tree`` had
+    already moved aside (``*.deleting.*``, in the staging area and in row groups).
+    """
     removed: list[Path] = []
     base = root / STAGING_DIR
-    if not base.is_dir():
-        return removed
-    for entry in base.iterdir():
-        pid_text = entry.name.rsplit(".", 2)[-2] if entry.name.count(".") >= 2 else ""
-        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+    entries = list(base.iterdir()) if base.is_dir() else []
+    for row in root.iterdir() if root.is_dir() else []:
+        if row.is_dir() and not row.name.startswith("."):
+            entries += [
+                e for e in row.iterdir() if e.name.startswith(".") and ".deleting." in e.name
+            ]
+    for entry in entries:
+        if ".deleting." in entry.name:
+            # Already condemned; a live deleter racing us makes rmtree miss files: fine.
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+        elif _dead_owner(entry.name):
             remove_tree(entry)
             removed.append(entry)
     return removed

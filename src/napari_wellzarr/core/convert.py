@@ -1,0 +1,392 @@
+"""Converting a folder of microscope images into a plate: plan, then execute.
+
+Two steps, so that a user interface can show what will happen before it happens::
+
+    from napari_wellzarr.core import StorageConfig
+    from napari_wellzarr.core.convert import convert, scan_source
+
+    plan = scan_source("raw/", scheme="auto")        # reads names and TIFF headers only
+    plan.summary()                                    # wells, fields, channels, z, t, ...
+    plan.missing, plan.unmatched                      # planes no file gives; files not taken
+    config = StorageConfig(plate=plan.smallest_plate())
+    result = convert(plan, "screen.ome.zarr", config, workers=2, progress=print)
+    result.complete, result.written, result.resume_hint
+
+Wells are independent tasks (in this process, in ``workers`` local processes, or on a
+dask.distributed cluster at ``scheduler``); only the wells in flight are in memory.  A
+well appears on disk whole or not at all, and the plate's well list is written once at
+the end (also after a failure or a cancel).  After any interruption, even ``kill -9``,
+``convert(..., resume=True)`` converts only the wells that are missing or differ from
+the plan, and the plate ends up byte for byte what a clean conversion writes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal
+
+from . import fsio
+from .errors import ConfigError, PlateExistsError, WellDataError
+from .plan import ConversionPlan
+from .runners import connect_dask, run_dask, run_processes, run_serial
+from .sources import scan_source
+from .store import PlateStore
+from .welljob import WellJob, WellOutcome, adopt_store, forget_store
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable, Generator, Sequence
+
+    from .config import StorageConfig
+    from .runners import Yielded
+
+__all__ = [
+    "ConversionPlan",
+    "ConversionResult",
+    "WellEvent",
+    "convert",
+    "scan_source",
+]
+
+_SHOW: Final = 5
+_TEMP_FILE: Final = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}\.tmp")
+
+
+@dataclass(frozen=True)
+class WellEvent:
+    """Progress of a conversion, sent to the ``progress`` callback after every well.
+
+    ``status`` is ``written``, ``skipped`` (complete already, when resuming) or
+    ``failed`` (``message`` says why).  ``done`` counts the wells finished so far.
+    """
+
+    well: str
+    status: Literal["written", "skipped", "failed"]
+    done: int
+    total: int
+    raw_bytes: int
+    seconds: float
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """What a conversion did, and what is left to do.
+
+    Attributes
+    ----------
+    plate
+        The plate's path.
+    written, skipped
+        Wells written in this run, and wells left as they were (complete already).
+    failed
+        ``(well, reason)`` for wells that could not be written.
+    remaining
+        Wells not converted because the run was cancelled or stopped at a failure.
+    cancelled
+        The ``cancel`` event was set.
+    raw_bytes
+        Uncompressed pixel bytes of the wells written.
+    seconds
+        Wall time of the run.
+    """
+
+    plate: Path
+    written: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    failed: tuple[tuple[str, str], ...] = ()
+    remaining: tuple[str, ...] = ()
+    cancelled: bool = False
+    raw_bytes: int = 0
+    seconds: float = 0.0
+    missing_planes: int = field(default=0)
+
+    @property
+    def complete(self) -> bool:
+        """Every well of the plan is on the plate."""
+        return not self.failed and not self.remaining
+
+    @property
+    def throughput(self) -> float:
+        """Raw pixel bytes written per second."""
+        return self.raw_bytes / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def resume_hint(self) -> str:
+        """How to finish an incomplete conversion ("" when complete)."""
+        if self.complete:
+            return ""
+        todo = len(self.failed) + len(self.remaining)
+        return (
+            f"{todo} well(s) not converted; run the same conversion again with resume=True "
+            "(wellzarr convert ... --resume) to convert only those"
+        )
+
+
+def convert(
+    plan: ConversionPlan,
+    dest: str | os.PathLike[str],
+    config: StorageConfig,
+    *,
+    strict: bool = False,
+    workers: int = 1,
+    scheduler: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    pixel_size: float | tuple[float, float] | None = None,
+    z_step: float | None = None,
+    progress: Callable[[WellEvent], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> ConversionResult:
+    """Convert the wells of ``plan`` into the plate ``dest``.
+
+    Parameters
+    ----------
+    plan
+        From :func:`scan_source`.
+    dest
+        The plate to create (or, with ``resume``, to complete).
+    config
+        How to store it; its plate format must hold every well of the plan.
+    strict
+        Refuse the conversion when a plane is missing (default: left as 0).
+    workers
+        Local worker processes (1 = convert in this process).
+    scheduler
+        Address of a dask.distributed scheduler to send the wells to instead.
+    resume
+        Complete an interrupted conversion: wells already on ``dest`` with the planned
+        files and shape are kept, all others are (re)written.  ``config`` must equal the
+        plate's.  A missing ``dest`` is simply created.
+    overwrite
+        Replace an existing plate at ``dest``.
+    pixel_size, z_step
+        Physical pixel size (y, x) and z step in micrometres, written to the metadata.
+    progress
+        Called in the calling thread after every well with a :class:`WellEvent`.
+    cancel
+        When set, no further well is started; wells in flight finish.
+
+    Returns
+    -------
+    ConversionResult
+        Written, skipped, failed and remaining wells; ``resume_hint`` says how to finish.
+
+    Raises
+    ------
+    ConfigError
+        Contradictory options, or ``resume`` with a configuration unlike the plate's.
+    PlateExistsError
+        ``dest`` exists and neither ``resume`` nor ``overwrite`` was given.
+    WellDataError
+        ``strict`` and planes are missing (the message names them).
+    WellNameError
+        A well lies outside the configured plate format.
+    """
+    _check_options(plan, config, strict, workers, scheduler, resume, overwrite)
+    start = time.perf_counter()
+    # Absolute paths: worker processes and dask workers may run elsewhere.
+    root = Path(dest).absolute()
+    client = None if scheduler is None else connect_dask(scheduler)  # before writing
+    try:
+        store = _open_plate(root, config, resume, overwrite)
+    except BaseException:
+        if client is not None:
+            client.close()
+        raise
+    run_id = uuid.uuid4().hex
+    jobs = _jobs(plan, str(root), run_id, resume, pixel_size, z_step)
+    adopt_store(str(root), run_id, store)
+    stop = _Stop(cancel)
+    tally = _Tally(len(jobs), progress)
+    try:
+        runner = _runner(jobs, stop, workers, client)
+        try:
+            for job, outcome in runner:
+                if tally.add(job, outcome):
+                    stop.failed.set()  # a failure: start no further well
+        finally:
+            runner.close()
+    finally:
+        forget_store(str(root))
+        store.recover()  # list every well now complete, once, whatever happened
+    done = {*tally.written, *tally.skipped, *(w for w, _ in tally.failed)}
+    per_well = {w.name: 0 for w in plan.wells}
+    for miss in plan.missing:
+        per_well[miss.well] += 1
+    return ConversionResult(
+        plate=store.root,
+        written=tuple(tally.written),
+        skipped=tuple(tally.skipped),
+        failed=tuple(tally.failed),
+        remaining=tuple(j.well for j in jobs if j.well not in done),
+        cancelled=cancel is not None and cancel.is_set() and not tally.failed,
+        raw_bytes=tally.raw_bytes,
+        seconds=time.perf_counter() - start,
+        missing_planes=sum(per_well[w] for w in tally.written),
+    )
+
+
+def _check_options(
+    plan: ConversionPlan,
+    config: StorageConfig,
+    strict: bool,
+    workers: int,
+    scheduler: str | None,
+    resume: bool,
+    overwrite: bool,
+) -> None:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers={workers!r}: give a whole number of processes, 1 or more")
+    if scheduler is not None and workers > 1:
+        raise ConfigError("workers and scheduler exclude each other: the cluster has its own")
+    if scheduler is not None and importlib.util.find_spec("distributed") is None:
+        raise ConfigError(
+            f"scheduler={scheduler!r} needs dask.distributed: pip install distributed"
+        )
+    if resume and overwrite:
+        raise ConfigError("resume and overwrite exclude each other")
+    plan.check_config(config)
+    if strict and plan.missing:
+        shown = "; ".join(m.name for m in plan.missing[:_SHOW])
+        more = f" and {len(plan.missing) - _SHOW} more" if len(plan.missing) > _SHOW else ""
+        raise WellDataError(
+            f"strict mode: {len(plan.missing)} plane(s) have no file: {shown}{more}"
+        )
+
+
+def _open_plate(dest: Path, config: StorageConfig, resume: bool, overwrite: bool) -> PlateStore:
+    occupied = dest.exists() and (dest.is_file() or any(dest.iterdir()))
+    if not occupied or overwrite:
+        return PlateStore.create(dest, config, overwrite=overwrite)
+    if not resume:
+        raise PlateExistsError(
+            f"{dest} already exists; resume to complete an interrupted conversion, or "
+            "overwrite to replace it"
+        )
+    store = PlateStore.open(dest, "r+")  # also removes dead writers' staging leftovers
+    if store.config != config:
+        raise ConfigError(f"{dest} was written with other options: {_differences(store, config)}")
+    _remove_dead_temporaries(dest, store)
+    return store
+
+
+def _differences(store: PlateStore, config: StorageConfig) -> str:
+    saved = store.config.to_dict() if store.config is not None else {}
+    wanted = config.to_dict()
+    return ", ".join(
+        f"{key} is {saved.get(key)!r} there, {wanted[key]!r} here"
+        for key in wanted
+        if saved.get(key) != wanted[key]
+    )
+
+
+def _remove_dead_temporaries(root: Path, store: PlateStore) -> None:
+    """Delete half-written metadata files that a killed process left behind."""
+    for folder in [root, *(root / r for r in store.rows)]:
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            match = _TEMP_FILE.fullmatch(entry.name)
+            if match and entry.is_file() and not fsio._pid_alive(int(match.group(1))):
+                entry.unlink(missing_ok=True)
+
+
+def _jobs(
+    plan: ConversionPlan,
+    dest: str,
+    run_id: str,
+    resume: bool,
+    pixel_size: float | tuple[float, float] | None,
+    z_step: float | None,
+) -> list[WellJob]:
+    pair = None if pixel_size is None else _pair(pixel_size)
+    return [
+        WellJob(
+            dest=dest,
+            run_id=run_id,
+            well=w.name,
+            row=w.well.row,
+            column=w.well.column,
+            planes=w.planes,
+            well_shape=plan.well_shape,
+            dtype=plan.dtype,
+            channel_names=plan.channel_names,
+            pixel_size=pair,
+            z_step=z_step,
+            skip_complete=resume,
+        )
+        for w in plan.wells
+    ]
+
+
+def _pair(value: float | tuple[float, float]) -> tuple[float, float]:
+    if isinstance(value, int | float):
+        return float(value), float(value)
+    y, x = value
+    return float(y), float(x)
+
+
+def _runner(
+    jobs: Sequence[WellJob], stop: _Stop, workers: int, client: object
+) -> Generator[Yielded, None, None]:
+    if client is not None:
+        return run_dask(jobs, stop, client)
+    if workers > 1:
+        return run_processes(jobs, stop, workers)
+    return run_serial(jobs, stop)
+
+
+class _Stop:
+    """Stop on the caller's cancel request or on a failure (never sets the caller's event)."""
+
+    def __init__(self, cancel: threading.Event | None) -> None:
+        self.cancel = cancel
+        self.failed = threading.Event()
+
+    def is_set(self) -> bool:
+        return self.failed.is_set() or (self.cancel is not None and self.cancel.is_set())
+
+
+class _Tally:
+    """Counts outcomes and reports each one to the progress callback."""
+
+    def __init__(self, total: int, progress: Callable[[WellEvent], None] | None) -> None:
+        self.total = total
+        self.progress = progress
+        self.written: list[str] = []
+        self.skipped: list[str] = []
+        self.failed: list[tuple[str, str]] = []
+        self.raw_bytes = 0
+
+    def add(self, job: WellJob, outcome: WellOutcome | BaseException) -> bool:
+        """Record one outcome; return whether it is a failure."""
+        if isinstance(outcome, BaseException):
+            message = f"{type(outcome).__name__}: {outcome}"
+            self.failed.append((job.well, message))
+            self._report(WellEvent(job.well, "failed", self._done, self.total, 0, 0.0, message))
+            return True
+        if outcome.status == "written":
+            self.written.append(job.well)
+            self.raw_bytes += outcome.raw_bytes
+        else:
+            self.skipped.append(job.well)
+        status: Literal["written", "skipped"] = outcome.status
+        self._report(
+            WellEvent(job.well, status, self._done, self.total, outcome.raw_bytes, outcome.seconds)
+        )
+        return False
+
+    @property
+    def _done(self) -> int:
+        return len(self.written) + len(self.skipped) + len(self.failed)
+
+    def _report(self, event: WellEvent) -> None:
+        if self.progress is not None:
+            self.progress(event)
