@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import uuid
 from typing import TYPE_CHECKING, Any, Final
 
@@ -116,21 +117,29 @@ def read_array_doc(path: Path, zarr_format: int) -> dict[str, Any]:
     return doc
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never half."""
+def atomic_write_bytes(
+    path: Path, data: bytes, *, durable: bool = True, replace: bool = True
+) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never half.
+
+    With ``replace=False`` an existing ``path`` is never replaced: ``FileExistsError``
+    (the file is linked into place, which fails when the name is taken).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{_owner()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with tmp.open("wb") as fh:
+        with tmp.open("xb") as fh:
             fh.write(data)
             fh.flush()
             if durable:
                 os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+    finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        raise
 
 
 def _dumps(doc: Mapping[str, Any]) -> bytes:
@@ -219,14 +228,30 @@ def clean_stale_staging(root: Path) -> list[Path]:
                 e for e in row.iterdir() if e.name.startswith(".") and ".deleting." in e.name
             ]
     for entry in entries:
-        if ".deleting." in entry.name:
-            # Already condemned; a live deleter racing us makes rmtree miss files: fine.
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry)
-        elif _dead_owner(entry.name):
-            remove_tree(entry)
+        # A tree moved aside for deletion is named ".<name>.deleting.<host>.<pid>.<uuid>".
+        owner = (
+            "x." + entry.name.split(".deleting.", 1)[1]
+            if ".deleting." in entry.name
+            else entry.name
+        )
+        if _dead_owner(owner):
+            _rmtree(entry)
             removed.append(entry)
     return removed
+
+
+def _rmtree(path: Path) -> None:
+    """``shutil.rmtree`` that tolerates files another cleaner removed first."""
+
+    def vanished(_func: Any, _path: Any, exc: Any) -> None:
+        error = exc[1] if isinstance(exc, tuple) else exc
+        if not isinstance(error, FileNotFoundError):
+            raise error
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=vanished)
+    else:
+        shutil.rmtree(path, onerror=vanished)
 
 
 def remove_tree(path: Path) -> None:
@@ -240,9 +265,9 @@ def remove_tree(path: Path) -> None:
     if path.is_symlink() or path.is_file():
         path.unlink()
         return
-    trash = path.with_name(f".{path.name}.deleting.{uuid.uuid4().hex[:8]}")
+    trash = path.with_name(f".{path.name}.deleting.{_owner()}.{uuid.uuid4().hex[:8]}")
     try:
         os.replace(path, trash)
     except FileNotFoundError:  # someone else removed it first
         return
-    shutil.rmtree(trash)
+    _rmtree(trash)

@@ -14,7 +14,6 @@ import errno
 import json
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -251,16 +250,7 @@ def write_new(path: Path, payload: bytes) -> None:
     """Create ``path`` with ``payload`` atomically; never replaces an existing file."""
     if path.exists():
         raise PlateExistsError(f"{path} already exists; save never overwrites")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with tmp.open("xb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError as err:
-            raise PlateExistsError(f"{path} already exists; save never overwrites") from err
-    finally:
-        tmp.unlink(missing_ok=True)
+        fsio.atomic_write_bytes(path, payload, replace=False)
+    except FileExistsError as err:
+        raise PlateExistsError(f"{path} already exists; save never overwrites") from err
