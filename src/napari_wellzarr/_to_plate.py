@@ -40,6 +40,8 @@ from .core.geometry import row_letters
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
+    from .core import PlateStore
+
 __all__ = ["PlannedWell", "plan_plate"]
 
 LayerTuple = tuple[Any, dict[str, Any], str]
@@ -79,6 +81,17 @@ class PlatePlan:
     wells: list[PlannedWell]
     pixel_size: tuple[float, float] | None
     z_step: float | None
+
+    def write(self, store: PlateStore, well: PlannedWell) -> None:
+        """Write one planned well into ``store`` with the plan's scale."""
+        store.write_well(
+            well.name,
+            well.data,
+            channels=well.channels,
+            pixel_size=self.pixel_size,
+            z_step=self.z_step,
+            labels=well.labels or None,
+        )
 
 
 def _level0(data: Any, meta: dict[str, Any]) -> Any:

@@ -34,14 +34,7 @@ def write_layers(path: str, layers: Sequence[tuple[Any, dict[str, Any], str]]) -
     try:
         with PlateStore.create(stage, plan.config, name=target.name) as store:
             for well in plan.wells:
-                store.write_well(
-                    well.name,
-                    well.data,
-                    channels=well.channels,
-                    pixel_size=plan.pixel_size,
-                    z_step=plan.z_step,
-                    labels=well.labels or None,
-                )
+                plan.write(store, well)
         if os.path.lexists(target):
             raise PlateExistsError(
                 f"{target} appeared while it was being written; kept it, discarded ours"
