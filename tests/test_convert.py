@@ -450,11 +450,11 @@ def test_resume_after_a_crash_adopts_finished_wells_and_redoes_the_rest(
     dead = dest / ".wellzarr-staging" / f"B_01.{host}.999999999.0123456789ab"
     dead.mkdir(parents=True)
     (dead / "junk").write_bytes(b"half a well")
-    (dest / ".zarr.json.999999999.0123abcd.tmp").write_text("{")
+    (dest / f".zarr.json.{host}.999999999.0123abcd.tmp").write_text("{")
     result = convert(plan, dest, StorageConfig(), resume=True)
     assert (result.skipped, result.written) == (("A01", "A02"), ("B01",))
     assert not dead.exists()
-    assert not (dest / ".zarr.json.999999999.0123abcd.tmp").exists()
+    assert not (dest / f".zarr.json.{host}.999999999.0123abcd.tmp").exists()
     convert(plan, tmp_path / "b" / "p.zarr", StorageConfig())
     assert plate_digest(dest) == plate_digest(tmp_path / "b" / "p.zarr")
 

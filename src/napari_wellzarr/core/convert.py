@@ -23,7 +23,6 @@ the plan, and the plate ends up byte for byte what a clean conversion writes.
 from __future__ import annotations
 
 import importlib.util
-import re
 import threading
 import time
 import uuid
@@ -31,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
-from . import fsio
 from .errors import ConfigError, PlateExistsError, WellDataError
 from .plan import ConversionPlan
 from .runners import connect_dask, run_dask, run_processes, run_serial
@@ -55,7 +53,6 @@ __all__ = [
 ]
 
 _SHOW: Final = 5
-_TEMP_FILE: Final = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}\.tmp")
 
 
 @dataclass(frozen=True)
@@ -273,7 +270,6 @@ def _open_plate(dest: Path, config: StorageConfig, resume: bool, overwrite: bool
     store = PlateStore.open(dest, "r+")  # also removes dead writers' staging leftovers
     if store.config != config:
         raise ConfigError(f"{dest} was written with other options: {_differences(store, config)}")
-    _remove_dead_temporaries(dest, store)
     return store
 
 
@@ -285,17 +281,6 @@ def _differences(store: PlateStore, config: StorageConfig) -> str:
         for key in wanted
         if saved.get(key) != wanted[key]
     )
-
-
-def _remove_dead_temporaries(root: Path, store: PlateStore) -> None:
-    """Delete half-written metadata files that a killed process left behind."""
-    for folder in [root, *(root / r for r in store.rows)]:
-        if not folder.is_dir():
-            continue
-        for entry in folder.iterdir():
-            match = _TEMP_FILE.fullmatch(entry.name)
-            if match and entry.is_file() and not fsio._pid_alive(int(match.group(1))):
-                entry.unlink(missing_ok=True)
 
 
 def _jobs(

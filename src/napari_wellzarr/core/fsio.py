@@ -217,16 +217,22 @@ def clean_stale_staging(root: Path) -> list[Path]:
     """Delete what killed writers of this host left behind; return what was removed.
 
     That is: staging directories of dead processes, trees a killed ``remove_tree`` had
-    already moved aside (``*.deleting.*``, in the staging area and in row groups).
+    already moved aside (``*.deleting.*``), and half-written metadata documents
+    (``.<name>.<host>.<pid>.<id>.tmp``) in the plate and its row groups.
     """
     removed: list[Path] = []
     base = root / STAGING_DIR
     entries = list(base.iterdir()) if base.is_dir() else []
-    for row in root.iterdir() if root.is_dir() else []:
-        if row.is_dir() and not row.name.startswith("."):
-            entries += [
-                e for e in row.iterdir() if e.name.startswith(".") and ".deleting." in e.name
-            ]
+    folders = [root, *(r for r in root.iterdir() if r.is_dir() and not r.name.startswith("."))]
+    for folder in folders:
+        for entry in folder.iterdir():
+            if entry.name.endswith(".tmp") and entry.is_file():
+                parts = entry.name[: -len(".tmp")].rsplit(".", 3)
+                if len(parts) == 4 and _dead_owner("x." + ".".join(parts[1:])):
+                    entry.unlink(missing_ok=True)
+                    removed.append(entry)
+            elif folder is not root and entry.name.startswith(".") and ".deleting." in entry.name:
+                entries.append(entry)
     for entry in entries:
         # A tree moved aside for deletion is named ".<name>.deleting.<host>.<pid>.<uuid>".
         owner = (
