@@ -1,0 +1,185 @@
+"""Hostile or broken metadata documents: parsed, or refused with the project's own error.
+
+Hypothesis builds JSON-like documents that look like OME blocks with every field allowed
+to be of the wrong kind; the parsers must either accept them (and then the result must
+rebuild the same block) or raise ``WellZarrError`` with a message, never anything else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from napari_wellzarr.core.errors import WellZarrError
+from napari_wellzarr.core.metadata import ome_attrs, parse_image, parse_plate, parse_well
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+# Names that are sometimes fine ("A", "01") and sometimes hostile ("..", "/etc", "a/b").
+names = st.one_of(
+    st.sampled_from(["A", "B", "AA", "01", "1", "12", "0", "s0", "..", ".", "/etc", "a/b", ""]),
+    st.text(max_size=5),
+    json_values,
+)
+indices = st.one_of(st.integers(-2, 40), json_values)
+
+
+def _maybe(value: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(value, json_values)
+
+
+plate_blocks = st.fixed_dictionaries(
+    {
+        "rows": _maybe(st.lists(st.fixed_dictionaries({"name": names}), max_size=4)),
+        "columns": _maybe(st.lists(st.fixed_dictionaries({"name": names}), max_size=4)),
+        "wells": _maybe(
+            st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "path": st.one_of(st.builds(lambda r, c: f"{r}/{c}", names, names), names),
+                        "rowIndex": indices,
+                        "columnIndex": indices,
+                    }
+                ),
+                max_size=4,
+            )
+        ),
+    },
+    optional={"name": names, "field_count": indices, "acquisitions": json_values},
+)
+axes = st.fixed_dictionaries(
+    {"name": names}, optional={"type": names, "unit": names}
+) | st.sampled_from(["t", "c", "z", "y", "x"])
+image_blocks = st.fixed_dictionaries(
+    {
+        "axes": _maybe(st.lists(axes, max_size=6)),
+        "datasets": _maybe(
+            st.lists(
+                st.fixed_dictionaries(
+                    {"path": names},
+                    optional={
+                        "coordinateTransformations": _maybe(
+                            st.lists(
+                                st.fixed_dictionaries(
+                                    {
+                                        "type": st.sampled_from(["scale", "translation", "x"]),
+                                        "scale": _maybe(st.lists(scalars, max_size=6)),
+                                        "translation": _maybe(st.lists(scalars, max_size=6)),
+                                    }
+                                ),
+                                max_size=2,
+                            )
+                        )
+                    },
+                ),
+                max_size=3,
+            )
+        ),
+    },
+    optional={"name": names},
+)
+versions = st.sampled_from(["0.4", "0.5"])
+
+
+def _parse(parser: Any, attrs: dict[str, Any]) -> Any:
+    """The parsed block, or None after checking the refusal is ours and says something."""
+    try:
+        parsed, _ = parser(attrs, "hostile")
+    except WellZarrError as err:
+        refusal: WellZarrError | None = err
+    else:
+        return parsed
+    assert refusal is not None
+    assert str(refusal)
+    return None
+
+
+def _wrapped(version: str, key: str, block: Any) -> dict[str, Any]:
+    if version == "0.5":
+        return {"ome": {"version": "0.5", key: block}}
+    return {key: block}
+
+
+@SETTINGS
+@given(block=_maybe(plate_blocks), version=versions)
+def test_plate_blocks_parse_or_raise_our_error(block: Any, version: str) -> None:
+    plate = _parse(parse_plate, _wrapped(version, "plate", block))
+    if plate is None:
+        return
+    # Accepted: every well path stays inside the plate and agrees with its indices.
+    for well in plate.wells:
+        row, column = well.path.split("/")
+        assert ".." not in (row, column)
+        assert "" not in (row, column)
+        assert plate.rows[well.row_index] == row
+        assert plate.columns[well.column_index] == column
+    again, _ = parse_plate(ome_attrs(version, {"plate": plate.to_block()}), "again")
+    assert again == plate
+
+
+@SETTINGS
+@given(
+    block=_maybe(
+        st.fixed_dictionaries(
+            {
+                "images": _maybe(
+                    st.lists(
+                        st.fixed_dictionaries({"path": names}, optional={"acquisition": indices}),
+                        max_size=4,
+                    )
+                )
+            }
+        )
+    ),
+    version=versions,
+)
+def test_well_blocks_parse_or_raise_our_error(block: Any, version: str) -> None:
+    well = _parse(parse_well, _wrapped(version, "well", block))
+    if well is None:
+        return
+    assert well.images
+    assert all("/" not in p and p not in (".", "..") for p in well.images)
+
+
+@SETTINGS
+@given(block=_maybe(st.lists(image_blocks, max_size=2)), version=versions)
+def test_image_blocks_parse_or_raise_our_error(block: Any, version: str) -> None:
+    image = _parse(parse_image, _wrapped(version, "multiscales", block))
+    if image is None:
+        return
+    multiscale = image.multiscale
+    assert multiscale.datasets
+    for dataset in multiscale.datasets:
+        assert "/" not in dataset.path
+        assert dataset.path not in (".", "..")
+        assert len(dataset.scale) == len(multiscale.axes)
+
+
+@pytest.mark.parametrize(
+    "path", ["../../etc", "/abs/olute", "A/../../x", "A//01", "A/01/02", "A\\01"]
+)
+def test_well_paths_that_leave_the_plate_are_refused(path: str) -> None:
+    block = {
+        "rows": [{"name": "A"}],
+        "columns": [{"name": "01"}],
+        "wells": [{"path": path, "rowIndex": 0, "columnIndex": 0}],
+    }
+    with pytest.raises(WellZarrError, match="path"):
+        parse_plate({"plate": block}, "hostile")
