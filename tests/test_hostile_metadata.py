@@ -183,3 +183,59 @@ def test_well_paths_that_leave_the_plate_are_refused(path: str) -> None:
     }
     with pytest.raises(WellZarrError, match="path"):
         parse_plate({"plate": block}, "hostile")
+
+
+# -- memory bombs: refused before anything is allocated ---------------------------------------
+
+
+def _plate_with_doc(tmp_path: Any, edit: Any) -> Any:
+    import json
+
+    import numpy as np
+
+    from napari_wellzarr.core import PlateStore, StorageConfig
+
+    root = tmp_path / "plate.zarr"
+    with PlateStore.create(root, StorageConfig(plate=24)) as store:
+        store.write_well("A01", np.ones((2, 1, 1, 16, 16), "u2"))
+        store.write_well("B02", np.full((2, 1, 1, 16, 16), 7, "u2"))
+    doc_path = root / "B" / "02" / "0" / "0" / "zarr.json"
+    doc = json.loads(doc_path.read_text())
+    edit(doc)
+    doc_path.write_text(json.dumps(doc))
+    return root
+
+
+def test_a_well_claiming_more_than_a_tebibyte_is_refused_on_open(tmp_path: Any) -> None:
+    from napari_wellzarr.core import MetadataError, PlateStore
+
+    root = _plate_with_doc(tmp_path, lambda d: d.update(shape=[2, 1, 1, 10**7, 10**7]))
+    store = PlateStore.open(root)
+    with pytest.raises(MetadataError, match=r"B/02/0/0.*1 TiB"):
+        store.well_info("B02")
+    assert store.read_plane("A01", 1, 0, 0).sum() == 16 * 16  # the rest still reads
+
+
+def test_reading_a_well_larger_than_free_memory_is_refused(tmp_path: Any) -> None:
+    import os
+
+    from napari_wellzarr.core import MetadataError, PlateStore
+
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    side = int((free / 4) ** 0.5) + 1  # 2 fields x uint16: > free memory, < 1 TiB
+    root = _plate_with_doc(tmp_path, lambda d: d.update(shape=[2, 1, 1, side, side]))
+    store = PlateStore.open(root)
+    assert store.well_info("B02").shape == (2, 1, 1, side, side)
+    with pytest.raises(MetadataError, match="memory available"):
+        store.read_well("B02")
+
+
+def test_a_chunk_shape_that_is_a_memory_bomb_is_refused(tmp_path: Any) -> None:
+    from napari_wellzarr.core import MetadataError, PlateStore
+
+    def bomb(doc: dict[str, Any]) -> None:
+        doc["chunk_grid"]["configuration"]["chunk_shape"] = [1, 1, 1, 10**6, 10**6]
+
+    store = PlateStore.open(_plate_with_doc(tmp_path, bomb))
+    with pytest.raises(MetadataError, match="chunks of shape"):
+        store.well_info("B02")

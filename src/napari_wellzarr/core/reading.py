@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -17,7 +18,6 @@ from .well import ImageLayout, PlaneKey, WellAxes
 from .zstore import read_store
 
 if TYPE_CHECKING:
-    import os
     from collections.abc import Mapping, Sequence
 
     from zarr.storage import LocalStore
@@ -39,6 +39,8 @@ _POLY_AXES: Final = {
 # A well array larger than this is refused before anything is allocated: metadata
 # that claims it is a memory bomb, not a microscope well (2**40 bytes = 1 TiB).
 MAX_WELL_BYTES: Final = 2**40
+# One chunk is decoded into one buffer: a chunk larger than this is a memory bomb.
+MAX_CHUNK_BYTES: Final = 2**32
 _MAX_PROBES: Final = 4096
 
 
@@ -116,7 +118,21 @@ class OpenWell:
         return array
 
     def read_all(self, level: int = 0) -> np.ndarray[Any, Any]:
-        """The whole well array at ``level``."""
+        """The whole well array at ``level``.
+
+        Refused (before anything is allocated) when it would not fit in the memory
+        the machine has available.
+        """
+        shapes = self.info.level_shapes
+        if 0 <= level < len(shapes):
+            need = math.prod(shapes[level]) * self.info.dtype.itemsize
+            free = _available_memory()
+            if free is not None and need > free:
+                raise MetadataError(
+                    f"well {self.info.name}: reading level {level} needs {need:,} bytes "
+                    f"({shapes[level]}), more than the {free:,} bytes of memory available; "
+                    "read planes (read_plane / read_planes) instead"
+                )
         first = self._images[0]
         if first.stacked:
             return first.to_well(_read(self._array(0, level), (), self.info.name), with_field=True)
@@ -205,6 +221,40 @@ def _open_array(zstore: LocalStore, path: str, zarr_format: int, well: str) -> A
         raise CorruptDataError(f"well {well}: array {path} is missing") from err
     except (ValueError, TypeError, KeyError) as err:
         raise CorruptDataError(f"well {well}: array {path} has unreadable metadata: {err}") from err
+
+
+def _available_memory() -> int | None:
+    """Bytes of physical memory available now (Linux/macOS), or None when unknown."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_chunk(
+    doc: dict[str, Any], zarr_format: int, dtype: np.dtype[Any], path: Path, well: str
+) -> None:
+    """Refuse a chunk (or inner shard chunk) shape whose buffer would be a memory bomb."""
+    if zarr_format == 2:
+        shapes = [doc.get("chunks")]
+    else:
+        grid = doc.get("chunk_grid")
+        config = grid.get("configuration", {}) if isinstance(grid, dict) else {}
+        shapes = [config.get("chunk_shape") if isinstance(config, dict) else None]
+        for codec in doc.get("codecs", []) if isinstance(doc.get("codecs"), list) else []:
+            if isinstance(codec, dict) and codec.get("name") == "sharding_indexed":
+                inner = codec.get("configuration", {})
+                shapes.append(inner.get("chunk_shape") if isinstance(inner, dict) else None)
+    for shape in shapes:
+        if not isinstance(shape, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape
+        ):
+            raise MetadataError(f"well {well}: array {path} has chunk shape {shape!r}")
+        if math.prod(shape) * dtype.itemsize > MAX_CHUNK_BYTES:
+            raise MetadataError(
+                f"well {well}: array {path} declares chunks of shape {shape} "
+                f"({math.prod(shape) * dtype.itemsize:,} bytes, limit {MAX_CHUNK_BYTES:,})"
+            )
 
 
 def _check_size(shape: tuple[int, ...], dtype: Any, path: str) -> None:
@@ -343,6 +393,7 @@ def _array_meta(
     except TypeError as err:
         raise MetadataError(f"well {well}: array {path} has data type {dtype_name!r}") from err
     _check_size(tuple(shape), dtype, str(path))
+    _check_chunk(doc, zarr_format, dtype, path, well)
     attrs = doc.get("attributes", {}) if zarr_format == 3 else doc.get("_attrs", {})
     return tuple(shape), dtype, attrs if isinstance(attrs, dict) else {}
 
