@@ -291,17 +291,23 @@ class Tiff:
         def read(well: str, field: int, c: int) -> np.ndarray:
             return tifffile.imread(images / plane_file_name(well, field, c))
 
-        class Reader:
-            def plane(self, well: str, field: int, c: int) -> np.ndarray:
-                return read(well, field, c)
+        return PlaneFileReader(read)
 
-            def well(self, well: str) -> list[np.ndarray]:
-                return [read(well, f, c) for f in range(N_FIELDS) for c in range(N_CHANNELS)]
 
-            def planes(self, keys: list[tuple[str, int, int]]) -> list[np.ndarray]:
-                return [read(*k) for k in keys]
+class PlaneFileReader:
+    """Reads a plate stored as one file per plane, through ``read(well, field, c)``."""
 
-        return Reader()
+    def __init__(self, read: Any) -> None:
+        self._read = read
+
+    def plane(self, well: str, field: int, c: int) -> np.ndarray:
+        return self._read(well, field, c)
+
+    def well(self, well: str) -> list[np.ndarray]:
+        return [self._read(well, f, c) for f in range(N_FIELDS) for c in range(N_CHANNELS)]
+
+    def planes(self, keys: list[tuple[str, int, int]]) -> list[np.ndarray]:
+        return [self._read(*k) for k in keys]
 
 
 class Raw:
@@ -328,17 +334,7 @@ class Raw:
             with open(images / f"{well}_s{field + 1}_w{c + 1}_z001.raw", "rb") as fh:
                 return np.frombuffer(fh.read(), DTYPE).reshape(SIZE, SIZE)
 
-        class Reader:
-            def plane(self, well: str, field: int, c: int) -> np.ndarray:
-                return read(well, field, c)
-
-            def well(self, well: str) -> list[np.ndarray]:
-                return [read(well, f, c) for f in range(N_FIELDS) for c in range(N_CHANNELS)]
-
-            def planes(self, keys: list[tuple[str, int, int]]) -> list[np.ndarray]:
-                return [read(*k) for k in keys]
-
-        return Reader()
+        return PlaneFileReader(read)
 
 
 def make(kind: str, options: dict[str, Any]) -> Any:
