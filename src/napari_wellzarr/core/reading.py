@@ -14,6 +14,7 @@ import numpy as np
 from . import fsio
 from .errors import CorruptDataError, MetadataError, PlaneNotFoundError, WellNotFoundError
 from .metadata import Channel, default_channels, find_block, parse_image, parse_well
+from .shards import ShardLayout, ShardReader
 from .well import ImageLayout, PlaneKey, WellAxes
 from .zstore import read_store
 
@@ -95,6 +96,7 @@ class OpenWell:
         self._images = images
         self._zarr_format = zarr_format
         self._arrays: dict[tuple[int, int], Any] = {}
+        self._shards: dict[tuple[int, int], ShardReader | None] = {}
 
     def _array(self, image: int, level: int) -> Any:
         cached = self._arrays.get((image, level))
@@ -117,6 +119,58 @@ class OpenWell:
         self._arrays[(image, level)] = array
         return array
 
+    def _shard_reader(self, image: int, level: int) -> ShardReader | None:
+        """The direct plane reader of a sharded array of plane chunks (None: use zarr)."""
+        if (image, level) in self._shards:
+            return self._shards[(image, level)]
+        reader = None
+        datasets = self._images[image].meta.multiscale.datasets
+        if self._zarr_format == 3 and 0 <= level < len(datasets):
+            path = f"{self.info.path}/{self._images[image].path}/{datasets[level].path}"
+            try:
+                doc = fsio.read_array_doc(self._root / path, 3)
+            except (FileNotFoundError, MetadataError):
+                doc = {}  # zarr's road reports it
+            layout = ShardLayout.parse(doc)
+            if layout is not None:  # memory bombs are refused before any allocation
+                _check_size(layout.shape, layout.dtype, path)
+                _check_chunk(doc, 3, layout.dtype, self._root / path, self.info.name)
+            if layout is not None and layout.dtype.newbyteorder("=") == self.info.dtype:
+                label = f"well {self.info.name}: array {path}"
+                reader = ShardReader(self._root / path, layout, label)
+        self._shards[(image, level)] = reader
+        return reader
+
+    def _read_direct(
+        self, image: int, level: int, indexes: Sequence[tuple[int | slice, ...]]
+    ) -> np.ndarray[Any, Any] | None:
+        """The planes at ``indexes`` of one image, stacked, or None when zarr must read them."""
+        reader = self._shard_reader(image, level)
+        if reader is None or not indexes:
+            return None
+        planes: list[tuple[int, ...]] = []
+        for index in indexes:
+            head = tuple(i for i in index[:-2] if isinstance(i, int))
+            if len(head) != len(index) - 2 or index[-2:] != (slice(None),) * 2:
+                return None
+            if any(i >= n for i, n in zip(head, reader.layout.shape, strict=False)):
+                return None  # zarr's road raises the error
+            planes.append(head)
+        out = np.empty((len(planes), *reader.layout.shape[-2:]), dtype=self.info.dtype)
+        return out if reader.read(planes, out) else None
+
+    def _read_image(self, image: int, level: int) -> np.ndarray[Any, Any]:
+        """The whole array of one image at ``level``."""
+        reader = self._shard_reader(image, level)
+        if reader is not None:
+            shape = reader.layout.shape
+            full = (slice(None), slice(None))
+            indexes = [(*p, *full) for p in np.ndindex(*shape[:-2])]
+            planes = self._read_direct(image, level, indexes)
+            if planes is not None:
+                return planes.reshape(shape)
+        return _read(self._array(image, level), (), self.info.name)
+
     def read_all(self, level: int = 0) -> np.ndarray[Any, Any]:
         """The whole well array at ``level``.
 
@@ -135,12 +189,10 @@ class OpenWell:
                 )
         first = self._images[0]
         if first.stacked:
-            return first.to_well(_read(self._array(0, level), (), self.info.name), with_field=True)
+            return first.to_well(self._read_image(0, level), with_field=True)
         blocks: list[np.ndarray[Any, Any]] = []
         for i, layout in enumerate(self._images):
-            block = layout.to_well(
-                _read(self._array(i, level), (), self.info.name), with_field=False
-            )
+            block = layout.to_well(self._read_image(i, level), with_field=False)
             if blocks and block.shape != blocks[0].shape:
                 raise MetadataError(
                     f"well {self.info.name}: field {layout.path} has shape {block.shape}, "
@@ -164,12 +216,17 @@ class OpenWell:
         out: list[np.ndarray[Any, Any]] = [np.empty(0)] * len(keys)
         for image, members in groups.items():
             layout = self._images[image]
+            indexes = [layout.selection(keys[n], field_in_image=self.info.stacked) for n in members]
+            direct = self._read_direct(image, level, indexes)
+            if direct is not None:
+                for n, plane in zip(members, direct, strict=True):
+                    out[n] = plane
+                continue
             array = self._array(image, level)
             # Planes that share a chunk (well chunking) are cut from one decoded read.
             shared = math.prod(array.chunks[:-2]) > 1
             whole = _read(array, (), self.info.name) if shared and len(members) > 1 else None
-            for n in members:
-                index = layout.selection(keys[n], field_in_image=self.info.stacked)
+            for n, index in zip(members, indexes, strict=True):
                 out[n] = whole[index] if whole is not None else _read(array, index, self.info.name)
         return out
 

@@ -18,6 +18,7 @@ from .arrays import to_host
 from .config import Compressor, FieldArrangement, StorageConfig
 from .errors import WellDataError
 from .metadata import Channel, Multiscale, WellMeta, default_channels, ome_attrs
+from .shards import ShardLayout, write_shards
 from .well import ALLOWED_DTYPES, PlaneKey, WellAxes, downsample, image_meta_for, pyramid_shapes
 
 if TYPE_CHECKING:
@@ -402,10 +403,12 @@ def _write_levels(
         if index:
             level = level[..., ::2, ::2] if nearest else downsample(level)
         chunks, shards = config.chunk_layout(level.shape)
-        zarr.create_array(
+        name = f"{path}/{dataset.path}"
+        array = zarr.create_array(
             store=zstore,
-            name=f"{path}/{dataset.path}",
-            data=level,
+            name=name,
+            shape=level.shape,
+            dtype=level.dtype,
             chunks=chunks,
             shards=shards,
             **config.zarr_codecs(),
@@ -420,6 +423,13 @@ def _write_levels(
             if config.zarr_format == 2
             else None,
         )
+        # zarr wrote the metadata; a sharded array of plane chunks is encoded and written
+        # here in one go (see shards.py: zarr's async road costs more than the codec).
+        layout = ShardLayout.parse(array.metadata.to_dict()) if shards else None
+        if layout is not None:
+            write_shards(zstore.root / name, layout, level)
+        else:
+            array[...] = level
 
 
 def _openhcs_attrs(names: Mapping[str, PlaneKey], shape: tuple[int, ...]) -> dict[str, Any]:

@@ -1,0 +1,372 @@
+"""Sharded zarr v3 arrays of plane chunks, written and read without zarr's event loop.
+
+The default layout stores a well as one array with one shard file and one chunk per
+(y, x) plane.  zarr-python encodes such a shard through asyncio tasks and reads a plane
+by fetching the shard index and the chunk through the same machinery: for plane-sized
+chunks that machinery costs more than the codec (``bench/README.md``, "Where the time
+goes").  Here the chunks are encoded with numcodecs on a small thread pool and the shard
+(chunks, then the index and its crc32c: zarr's ``sharding_indexed`` layout with the index
+at the end) is written with one ``write``; a plane is read with two ``pread`` calls (the
+index, cached per file, and the chunk) and decoded in the calling thread.
+
+Only layouts this module fully understands take the direct road (:meth:`ShardLayout.parse`
+returns ``None`` otherwise, and the caller lets zarr do the work): a regular grid, default
+or v2 chunk keys, inner chunks that hold exactly one whole (y, x) plane, and the codecs
+``bytes`` -> optional ``blosc`` / ``zstd`` / ``gzip`` -> optional ``crc32c``.  The files are
+ordinary zarr v3 shards: zarr and every other v3 reader read them (tested).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import product
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+
+from .errors import CorruptDataError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+    from pathlib import Path
+
+__all__ = ["ShardLayout", "encode_pool", "write_shards"]
+
+_EMPTY: Final = 2**64 - 1  # an index entry (offset, nbytes) of two of these = no chunk
+_CRC: Final = 4
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def encode_pool() -> ThreadPoolExecutor:
+    """The process's codec threads (one per core, at most 4); numcodecs releases the GIL."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(
+                min(4, os.cpu_count() or 1), thread_name_prefix="wellzarr-codec"
+            )
+        return _POOL
+
+
+def _forget_pool() -> None:  # a forked child does not inherit the parent's threads
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _crc32c(data: Any) -> bytes:
+    import google_crc32c  # zarr's own dependency for its crc32c codec
+
+    return int(google_crc32c.value(data)).to_bytes(4, "little")
+
+
+def _compressor(codec: Mapping[str, Any], itemsize: int) -> Any:
+    """The numcodecs object for a zarr v3 bytes->bytes codec document, or None if unknown."""
+    import numcodecs
+
+    name, config = codec.get("name"), codec.get("configuration") or {}
+    if not isinstance(config, dict):
+        return None
+    if name == "blosc":
+        shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}.get(str(config.get("shuffle")))
+        cname, clevel = config.get("cname"), config.get("clevel")
+        blocksize, typesize = config.get("blocksize", 0), config.get("typesize") or itemsize
+        if shuffle is None or not isinstance(cname, str) or not _ints(clevel, blocksize, typesize):
+            return None
+        return numcodecs.Blosc(
+            cname=cname, clevel=clevel, shuffle=shuffle, blocksize=blocksize, typesize=typesize
+        )
+    if name == "zstd" and _ints(config.get("level", 0)):
+        return numcodecs.Zstd(level=config.get("level", 0), checksum=config.get("checksum") is True)
+    if name == "gzip" and _ints(config.get("level", 5)):
+        return numcodecs.GZip(level=config.get("level", 5))
+    return None
+
+
+def _ints(*values: object) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
+def _endian(codec: object) -> str | None:
+    """``<`` / ``>`` for a ``bytes`` codec document, None for anything else."""
+    if not isinstance(codec, dict) or codec.get("name") != "bytes":
+        return None
+    config = codec.get("configuration") or {}
+    endian = config.get("endian", "little") if isinstance(config, dict) else None
+    return {"little": "<", "big": ">"}.get(endian)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ShardLayout:
+    """How one sharded array of plane chunks is laid out on disk."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]  # with the stored byte order
+    shard_shape: tuple[int, ...]
+    chunk_shape: tuple[int, ...]
+    compressor: Any  # numcodecs codec or None
+    checksum: bool  # crc32c after each chunk
+    index_checksum: bool  # crc32c after the index
+    key_prefix: str  # "c/" or "c." (default encoding), "" (v2 encoding)
+    separator: str
+
+    @classmethod
+    def parse(cls, doc: Mapping[str, Any]) -> ShardLayout | None:
+        """The layout of a zarr v3 array document, or None unless it takes the direct road."""
+        try:
+            return cls._parse(doc)
+        except (AttributeError, TypeError, ValueError, KeyError):
+            return None
+
+    @classmethod
+    def _parse(cls, doc: Mapping[str, Any]) -> ShardLayout | None:
+        shape = tuple(doc["shape"])
+        grid = doc["chunk_grid"]
+        codecs = doc["codecs"]
+        if (
+            doc.get("zarr_format") != 3
+            or grid.get("name") != "regular"
+            or doc.get("storage_transformers")
+            or len(codecs) != 1
+            or codecs[0].get("name") != "sharding_indexed"
+            or not _ints(*shape)
+            or len(shape) < 3
+        ):
+            return None
+        shard_shape = tuple(grid["configuration"]["chunk_shape"])
+        sharding = codecs[0]["configuration"]
+        chunk_shape = tuple(sharding["chunk_shape"])
+        plane = (1,) * (len(shape) - 2) + shape[-2:]
+        if (
+            chunk_shape != plane
+            or len(shard_shape) != len(shape)
+            or not _ints(*shard_shape)
+            or shard_shape[-2:] != shape[-2:]
+            or any(s < 1 for s in shard_shape)
+            or sharding.get("index_location", "end") != "end"
+        ):
+            return None
+        inner = list(sharding["codecs"])
+        endian = _endian(inner.pop(0)) if inner else None
+        checksum = bool(inner) and inner[-1].get("name") == "crc32c"
+        if checksum:
+            inner.pop()
+        dtype = np.dtype(doc["data_type"])
+        if endian is None or len(inner) > 1 or dtype.kind not in "iuf":
+            return None
+        compressor = _compressor(inner[0], dtype.itemsize) if inner else None
+        if inner and compressor is None:
+            return None
+        index_codecs = [c.get("name") for c in sharding.get("index_codecs", [])]
+        if index_codecs not in (["bytes"], ["bytes", "crc32c"]):
+            return None
+        if _endian(sharding["index_codecs"][0]) != "<":
+            return None
+        keys = doc.get("chunk_key_encoding") or {"name": "default"}
+        key_config = keys.get("configuration") or {}
+        if keys.get("name") == "default":
+            separator = key_config.get("separator", "/")
+            prefix = f"c{separator}"
+        elif keys.get("name") == "v2":
+            prefix, separator = "", key_config.get("separator", ".")
+        else:
+            return None
+        if separator not in ("/", "."):
+            return None
+        return cls(
+            shape=shape,
+            dtype=dtype.newbyteorder(endian),
+            shard_shape=shard_shape,
+            chunk_shape=chunk_shape,
+            compressor=compressor,
+            checksum=checksum,
+            index_checksum=len(index_codecs) == 2,
+            key_prefix=prefix,
+            separator=separator,
+        )
+
+    # -- geometry -----------------------------------------------------------------------
+
+    @property
+    def chunks_per_shard(self) -> tuple[int, ...]:
+        """The inner chunk grid of one shard: the shard's shape without its (y, x)."""
+        return self.shard_shape[:-2]
+
+    def shard_key(self, shard: Sequence[int]) -> str:
+        """The store key of a shard file, e.g. ``c/0/0/0``."""
+        return self.key_prefix + self.separator.join(str(i) for i in shard)
+
+    def locate(self, plane: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """``(shard, chunk within the shard)`` of the plane at ``plane`` (all but y, x)."""
+        return (
+            (*(i // s for i, s in zip(plane, self.chunks_per_shard, strict=True)), 0, 0),
+            tuple(i % s for i, s in zip(plane, self.chunks_per_shard, strict=True)),
+        )
+
+    def _index_bytes(self) -> int:
+        return math.prod(self.chunks_per_shard) * 16
+
+    # -- writing --------------------------------------------------------------------------
+
+    def encode_shards(self, data: np.ndarray[Any, Any]) -> Iterator[tuple[str, list[bytes]]]:
+        """``(key, parts)`` per shard of ``data``; ``b"".join(parts)`` is the shard file."""
+        stored = np.asarray(data).astype(self.dtype, copy=False)
+        grid = [
+            range(math.ceil(n / s))
+            for n, s in zip(self.shape[:-2], self.chunks_per_shard, strict=True)
+        ]
+        for shard in product(*grid):
+            origin = [i * s for i, s in zip(shard, self.chunks_per_shard, strict=True)]
+            slots = []  # (place in the index, plane); planes past the array's edge stay empty
+            for slot, at in enumerate(np.ndindex(*self.chunks_per_shard)):
+                plane = tuple(o + i for o, i in zip(origin, at, strict=True))
+                if all(i < n for i, n in zip(plane, self.shape, strict=False)):
+                    slots.append((slot, plane))
+            parts = list(encode_pool().map(lambda item: self._encode(stored[item[1]]), slots))
+            index = np.full((math.prod(self.chunks_per_shard), 2), _EMPTY, dtype="<u8")
+            offset = 0
+            for (slot, _), part in zip(slots, parts, strict=True):
+                index[slot] = (offset, len(part))
+                offset += len(part)
+            tail = index.tobytes()
+            if self.index_checksum:
+                tail += _crc32c(tail)
+            yield self.shard_key((*shard, 0, 0)), [*parts, tail]
+
+    def _encode(self, plane: np.ndarray[Any, Any]) -> bytes:
+        chunk = np.ascontiguousarray(plane)
+        data = bytes(self.compressor.encode(chunk)) if self.compressor else chunk.tobytes()
+        return data + _crc32c(data) if self.checksum else data
+
+    # -- reading ------------------------------------------------------------------------
+
+    def decode(self, data: bytes, where: str, out: np.ndarray[Any, Any]) -> None:
+        """Decode one stored chunk into ``out`` (a plane), checking its crc32c."""
+        if self.checksum:
+            if len(data) < _CRC or _crc32c(data[:-_CRC]) != data[-_CRC:]:
+                raise CorruptDataError(f"{where}: crc32c checksum mismatch")
+            data = data[:-_CRC]
+        target = out if out.dtype == self.dtype else np.empty(out.shape, self.dtype)
+        try:
+            if self.compressor is None:
+                if len(data) != target.nbytes:
+                    raise ValueError(f"{len(data)} bytes for a {target.nbytes}-byte plane")
+                target.reshape(-1).view(np.uint8)[:] = np.frombuffer(data, np.uint8)
+            else:
+                self.compressor.decode(data, out=target)
+        except Exception as err:
+            raise CorruptDataError(
+                f"{where}: cannot be decoded: {type(err).__name__}: {err}"
+            ) from err
+        if target is not out:
+            out[...] = target
+
+
+class ShardReader:
+    """Planes of one sharded array, read straight from its shard files.
+
+    The index of each shard file is read once and kept with the file's identity
+    (inode, size, mtime); a replaced file is re-indexed.  Returns ``None`` for planes it
+    cannot serve on its own (a missing shard file or chunk), so that the caller can fall
+    back to zarr, which knows the fill value and the plate's strictness.
+    """
+
+    def __init__(self, directory: Path, layout: ShardLayout, label: str) -> None:
+        self.directory = directory
+        self.layout = layout
+        self.label = label  # "well B03: array B/3/0/0", for error messages
+        self._indexes: dict[str, tuple[tuple[int, int, int], np.ndarray[Any, Any]]] = {}
+
+    def read(self, planes: Sequence[Sequence[int]], out: np.ndarray[Any, Any]) -> bool:
+        """Fill ``out[i]`` with plane ``planes[i]``; False when a plane needs zarr."""
+        by_shard: dict[tuple[int, ...], list[tuple[int, tuple[int, ...]]]] = {}
+        for n, plane in enumerate(planes):
+            shard, chunk = self.layout.locate(plane)
+            by_shard.setdefault(shard, []).append((n, chunk))
+        for shard, members in by_shard.items():
+            if not self._read_shard(self.layout.shard_key(shard), members, out):
+                return False
+        return True
+
+    def _read_shard(
+        self, key: str, members: list[tuple[int, tuple[int, ...]]], out: np.ndarray[Any, Any]
+    ) -> bool:
+        path = self.directory / key
+        where = f"{self.label} chunk {key}"
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        except OSError as err:
+            raise CorruptDataError(f"{where} cannot be opened: {err}") from err
+        try:
+            index, size = self._index(fd, key, where)
+            spans = []
+            for n, chunk in members:
+                offset, nbytes = (int(v) for v in index[chunk])
+                if offset == _EMPTY and nbytes == _EMPTY:
+                    return False
+                if offset + nbytes > size:
+                    raise CorruptDataError(
+                        f"{where}: chunk {chunk} lies at {offset}+{nbytes}, beyond the "
+                        f"{size}-byte file"
+                    )
+                spans.append((n, chunk, offset, nbytes))
+            if len(spans) > 1 and sum(s[3] for s in spans) > size // 2:
+                whole = os.pread(fd, size, 0)  # most of the file: one read
+                blobs = [whole[o : o + b] for _, _, o, b in spans]
+            else:
+                blobs = [os.pread(fd, b, o) for _, _, o, b in spans]
+        finally:
+            os.close(fd)
+        for blob, (_, _, _, nbytes) in zip(blobs, spans, strict=True):
+            if len(blob) != nbytes:
+                raise CorruptDataError(f"{where}: the file is shorter than its index says")
+
+        def decode(item: tuple[bytes, tuple[int, tuple[int, ...], int, int]]) -> None:
+            blob, (n, chunk, _, _) = item
+            self.layout.decode(blob, f"{where} (inner chunk {chunk})", out[n])
+
+        items = list(zip(blobs, spans, strict=True))
+        if len(items) > 1:
+            list(encode_pool().map(decode, items))
+        else:
+            decode(items[0])
+        return True
+
+    def _index(self, fd: int, key: str, where: str) -> tuple[np.ndarray[Any, Any], int]:
+        stat = os.fstat(fd)
+        identity = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        cached = self._indexes.get(key)
+        if cached is not None and cached[0] == identity:
+            return cached[1], stat.st_size
+        n = self.layout._index_bytes()
+        tail = n + (_CRC if self.layout.index_checksum else 0)
+        if stat.st_size < tail:
+            raise CorruptDataError(
+                f"{where}: the file holds {stat.st_size} bytes, less than its "
+                f"{tail}-byte shard index (truncated)"
+            )
+        raw = os.pread(fd, tail, stat.st_size - tail)
+        if self.layout.index_checksum and _crc32c(raw[:n]) != raw[n:]:
+            raise CorruptDataError(f"{where}: shard index crc32c checksum mismatch")
+        index = np.frombuffer(raw[:n], "<u8").reshape(*self.layout.chunks_per_shard, 2)
+        self._indexes[key] = (identity, index)
+        return index, stat.st_size
+
+
+def write_shards(directory: Path, layout: ShardLayout, data: np.ndarray[Any, Any]) -> None:
+    """Write every shard file of ``data`` under ``directory`` (the array's folder)."""
+    for key, parts in layout.encode_shards(data):
+        path = directory / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(b"".join(parts))

@@ -1,0 +1,209 @@
+"""The direct shard road (core/shards.py) against zarr-python, both ways.
+
+Shards written by the core must be ordinary zarr v3 shards, and the direct reader must
+read what zarr writes (several shards, partial edge shards, other key encodings), fall
+back to zarr for layouts it does not know, and report damage instead of returning it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+
+from napari_wellzarr.core import PlateStore, StorageConfig
+from napari_wellzarr.core.errors import CorruptDataError
+from napari_wellzarr.core.shards import ShardLayout, ShardReader
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+SHAPE = (3, 2, 2, 24, 20)
+
+
+def level0(root: Path, well: str = "B/02") -> Path:
+    return root / well / "0" / "0"
+
+
+@pytest.mark.parametrize("compressor", ["blosc-zstd", "blosc-lz4", "zstd", "gzip", "none"])
+@pytest.mark.parametrize("checksum", [True, False])
+@pytest.mark.parametrize("dtype", ["u1", ">u2", "i4", "<f4", "f8", "u8"])
+def test_core_shards_are_zarr_shards(
+    tmp_path: Path,
+    pixels: Callable[..., np.ndarray],
+    compressor: str,
+    checksum: bool,
+    dtype: str,
+) -> None:
+    import zarr
+
+    data = pixels(SHAPE, dtype.lstrip("<>")).astype(dtype)  # '>u2': a big-endian source
+    root = tmp_path / "p.zarr"
+    config = StorageConfig(compressor=compressor, checksum=checksum, plate=24)
+    with PlateStore.create(root, config) as store:
+        cells = (data[:, 0] % 7).astype("u2")
+        store.write_well("B02", data, labels={"cells": cells})
+    doc = json.loads((level0(root) / "zarr.json").read_text())
+    assert ShardLayout.parse(doc) is not None, "the core's own layout must take the direct road"
+    # zarr's reader, knowing nothing of the direct road, reads the pixels and the labels
+    np.testing.assert_array_equal(zarr.open_array(level0(root), mode="r")[...], data)
+    labels = zarr.open_array(root / "B/02/0/labels/cells/0", mode="r")[...]
+    np.testing.assert_array_equal(labels[:, 0], cells)
+    store = PlateStore.open(root)
+    np.testing.assert_array_equal(store.read_well("B02"), data)
+    plane = store.read_plane("B02", 2, 1, 1)
+    np.testing.assert_array_equal(plane, data[2, 1, 1])
+    assert plane.flags.writeable, "a read plane is the caller's to modify"
+
+
+def test_per_field_wells_and_pyramids_take_the_direct_road(
+    tmp_path: Path, pixels: Callable[..., np.ndarray]
+) -> None:
+    import zarr
+
+    data = pixels(SHAPE)
+    root = tmp_path / "p.zarr"
+    config = StorageConfig(fields="per-field", pyramid_levels=3, plate=24)
+    with PlateStore.create(root, config) as store:
+        store.write_well("B02", data)
+    store = PlateStore.open(root)
+    for level in range(3):
+        expected = np.stack(
+            [zarr.open_array(root / f"B/02/{f}/{level}", mode="r")[...] for f in range(3)]
+        )
+        np.testing.assert_array_equal(store.read_well("B02", level), expected)
+        np.testing.assert_array_equal(
+            store.read_plane("B02", 1, 0, 1, level=level), expected[1, 0, 1]
+        )
+
+
+def zarr_sharded(
+    path: Path, data: np.ndarray, shards: tuple[int, ...], **kwargs: Any
+) -> dict[str, Any]:
+    import zarr
+
+    array = zarr.create_array(
+        store=str(path),
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=(1,) * (data.ndim - 2) + data.shape[-2:],
+        shards=shards,
+        fill_value=0,
+        zarr_format=3,
+        **kwargs,
+    )
+    array[...] = data
+    return json.loads((path / "zarr.json").read_text())  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("shards", "kwargs"),
+    [
+        ((2, 2, 1, 24, 20), {}),  # partial edge shards on the field axis
+        ((1, 1, 1, 24, 20), {"compressors": None}),  # one plane per shard, uncompressed
+        ((4, 2, 2, 24, 20), {"chunk_key_encoding": {"name": "default", "separator": "."}}),
+        ((3, 2, 2, 24, 20), {"chunk_key_encoding": {"name": "v2", "separator": "/"}}),
+        ((2, 1, 2, 24, 20), {"compressors": {"name": "gzip", "configuration": {"level": 1}}}),
+    ],
+)
+def test_direct_reader_reads_what_zarr_wrote(
+    tmp_path: Path, pixels: Callable[..., np.ndarray], shards: tuple[int, ...], kwargs: Any
+) -> None:
+    data = pixels(SHAPE, "u2")
+    doc = zarr_sharded(tmp_path / "a", data, shards, **kwargs)
+    layout = ShardLayout.parse(doc)
+    assert layout is not None
+    reader = ShardReader(tmp_path / "a", layout, "test array")
+    planes = list(np.ndindex(SHAPE[:-2]))
+    out = np.empty((len(planes), *SHAPE[-2:]), "u2")
+    assert reader.read(planes, out)
+    np.testing.assert_array_equal(out.reshape(SHAPE), data)
+    one = np.empty((1, *SHAPE[-2:]), "u2")
+    assert reader.read([(2, 1, 0)], one)
+    np.testing.assert_array_equal(one[0], data[2, 1, 0])
+
+
+def test_a_missing_shard_or_chunk_goes_back_to_zarr(
+    tmp_path: Path, pixels: Callable[..., np.ndarray]
+) -> None:
+    data = pixels(SHAPE, "u2")
+    data[2] = 0  # zarr stores no all-fill-value chunks by default: field 2's shard is absent
+    doc = zarr_sharded(tmp_path / "a", data, (1, 2, 2, 24, 20))
+    layout = ShardLayout.parse(doc)
+    assert layout is not None
+    reader = ShardReader(tmp_path / "a", layout, "test array")
+    out = np.empty((1, *SHAPE[-2:]), "u2")
+    assert reader.read([(0, 1, 1)], out)
+    assert not reader.read([(2, 0, 0)], out), "no shard file: zarr knows the fill value"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: d["codecs"].insert(0, {"name": "transpose", "configuration": {"order": [0]}}),
+        lambda d: d["codecs"][0]["configuration"].update(index_location="start"),
+        lambda d: d["codecs"][0]["configuration"].update(chunk_shape=[1, 1, 1, 12, 20]),
+        lambda d: d["codecs"][0]["configuration"]["codecs"].insert(
+            1, {"name": "numcodecs.zlib", "configuration": {"level": 1}}
+        ),
+        lambda d: d["codecs"][0]["configuration"]["index_codecs"].pop(0),
+        lambda d: d.update(chunk_key_encoding={"name": "custom"}),
+        lambda d: d.update(data_type="bool"),
+        lambda d: d.update(shape=[3, 2, 2, 24]),
+    ],
+)
+def test_unknown_layouts_are_left_to_zarr(
+    tmp_path: Path, pixels: Callable[..., np.ndarray], change: Callable[[dict[str, Any]], None]
+) -> None:
+    doc = zarr_sharded(tmp_path / "a", pixels(SHAPE, "u2"), SHAPE)
+    assert ShardLayout.parse(doc) is not None
+    change(doc)
+    assert ShardLayout.parse(doc) is None
+
+
+def flip_byte(path: Path, at: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_one_flipped_bit_is_reported_by_the_checksums(
+    tmp_path: Path, pixels: Callable[..., np.ndarray]
+) -> None:
+    root = tmp_path / "p.zarr"
+    data = pixels(SHAPE)
+    with PlateStore.create(root, StorageConfig(plate=24)) as store:
+        store.write_well("B02", data)
+        store.write_well("B03", data)
+    shard = level0(root) / "c/0/0/0/0/0"
+    size = shard.stat().st_size
+    flip_byte(shard, 100)  # inside the first plane's compressed bytes
+    store = PlateStore.open(root)
+    with pytest.raises(CorruptDataError, match=r"B/02/0/0 chunk c/0/0/0/0/0.*checksum"):
+        store.read_plane("B02", 0, 0, 0)
+    np.testing.assert_array_equal(store.read_plane("B02", 0, 1, 0), data[0, 1, 0])
+    flip_byte(shard, 100)
+    flip_byte(shard, size - 10)  # inside the index
+    store = PlateStore.open(root)
+    with pytest.raises(CorruptDataError, match="shard index crc32c"):
+        store.read_plane("B02", 0, 1, 0)
+    np.testing.assert_array_equal(store.read_well("B03"), data)
+
+
+def test_a_well_replaced_by_another_writer_is_read_anew(
+    tmp_path: Path, pixels: Callable[..., np.ndarray]
+) -> None:
+    root = tmp_path / "p.zarr"
+    first, second = pixels(SHAPE), pixels(SHAPE)
+    with PlateStore.create(root, StorageConfig(plate=24)) as store:
+        store.write_well("B02", first)
+    reader = PlateStore.open(root)
+    np.testing.assert_array_equal(reader.read_plane("B02", 1, 1, 1), first[1, 1, 1])
+    with PlateStore.open(root, "r+") as writer:  # as another process would
+        writer.write_well("B02", second, overwrite=True)
+    # the cached shard index belonged to the old file: it must not be used for the new one
+    np.testing.assert_array_equal(reader.read_plane("B02", 1, 1, 1), second[1, 1, 1])
+    np.testing.assert_array_equal(reader.read_well("B02"), second)
