@@ -8,6 +8,7 @@ back to zarr for layouts it does not know, and report damage instead of returnin
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 
 from napari_wellzarr.core import PlateStore, StorageConfig
 from napari_wellzarr.core.errors import CorruptDataError
+from napari_wellzarr.core.layouts import LAYOUT_FILE
 from napari_wellzarr.core.shards import ShardLayout, ShardReader
 
 if TYPE_CHECKING:
@@ -207,3 +209,153 @@ def test_a_well_replaced_by_another_writer_is_read_anew(
     # the cached shard index belonged to the old file: it must not be used for the new one
     np.testing.assert_array_equal(reader.read_plane("B02", 1, 1, 1), second[1, 1, 1])
     np.testing.assert_array_equal(reader.read_well("B02"), second)
+
+
+# -- the plate's layout records: wells read through a template's layout ---------------------
+
+
+def count_well_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    from napari_wellzarr.core import reading, store
+
+    opened: list[str] = []
+    real = reading.open_well
+
+    def spy(root: Path, path: str, name: str, zarr_format: int) -> Any:
+        opened.append(path)
+        return real(root, path, name, zarr_format)
+
+    monkeypatch.setattr(store, "open_well", spy)
+    return opened
+
+
+WELLS = ("A01", "A02", "B05", "C03", "D12")
+
+
+@pytest.fixture
+def recorded(tmp_path: Path, pixels: Callable[..., np.ndarray]) -> tuple[Path, dict[str, Any]]:
+    root = tmp_path / "p.zarr"
+    data = {w: pixels(SHAPE) for w in WELLS}
+    with PlateStore.create(root, StorageConfig(plate=96)) as store:
+        for i, well in enumerate(WELLS):
+            store.write_well(well, data[well])
+            if i == 2:
+                store.flush()  # records merge across flushes
+    return root, data
+
+
+def test_recorded_wells_read_without_their_own_metadata(
+    recorded: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, data = recorded
+    block = json.loads((root / LAYOUT_FILE).read_text())
+    assert sorted(block["wells"]) == ["A/01", "A/02", "B/05", "C/03", "D/12"]
+    assert len(block["layouts"]) == 1
+    opened = count_well_opens(monkeypatch)
+    store = PlateStore.open(root)
+    for well in WELLS:
+        np.testing.assert_array_equal(store.read_plane(well, 2, 1, 1), data[well][2, 1, 1])
+        np.testing.assert_array_equal(store.read_well(well), data[well])
+    assert len(opened) == 1, f"one template well opened, not each well: {opened}"
+    # what a pixel read does not need still comes from the well's own metadata
+    assert store.well_info("C03").name == "C03"
+    assert len(opened) == 2
+
+
+def test_a_rewritten_well_is_read_from_its_own_metadata(
+    recorded: tuple[Path, dict[str, Any]], pixels: Callable[..., np.ndarray]
+) -> None:
+    root, data = recorded
+    reader = PlateStore.open(root)
+    np.testing.assert_array_equal(reader.read_plane("A02", 0, 0, 0), data["A02"][0, 0, 0])
+    # Another writer replaces A02 (another shape) and A01, the template, and has not
+    # flushed yet: the records on disk are stale for both.
+    writer = PlateStore.open(root, "r+")
+    bigger, other = pixels((4, 2, 2, 24, 20)), pixels((2, 3, 1, 16, 20))
+    writer.write_well("A02", bigger, overwrite=True)
+    writer.write_well("A01", other, overwrite=True)
+    for store in (reader, PlateStore.open(root)):
+        np.testing.assert_array_equal(store.read_plane("A02", 3, 1, 1), bigger[3, 1, 1])
+        np.testing.assert_array_equal(store.read_well("A02"), bigger)
+        np.testing.assert_array_equal(store.read_well("A01"), other)
+        np.testing.assert_array_equal(store.read_well("B05"), data["B05"])
+    writer.close()
+    after = PlateStore.open(root)
+    for well, expected in [("A01", other), ("A02", bigger), ("D12", data["D12"])]:
+        np.testing.assert_array_equal(after.read_well(well), expected)
+
+
+def test_damage_in_a_recorded_well_is_still_reported(
+    recorded: tuple[Path, dict[str, Any]],
+) -> None:
+    root, data = recorded
+    shard = level0(root, "C/03") / "c/0/0/0/0/0"
+    blob = bytearray(shard.read_bytes())
+    blob[50] ^= 1
+    stat = shard.stat()
+    shard.write_bytes(bytes(blob))
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime
+    store = PlateStore.open(root)
+    with pytest.raises(CorruptDataError, match="C/03/0/0 chunk c/0/0/0/0/0"):
+        store.read_plane("C03", 0, 0, 0)
+    np.testing.assert_array_equal(store.read_plane("D12", 0, 0, 0), data["D12"][0, 0, 0])
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        {"layouts": {"0123456789ab": {"template": "../../etc", "arrays": ["0/0"]}}},
+        {"layouts": {"0123456789ab": {"template": "/abs/path", "arrays": ["0/0"]}}},
+        {"layouts": {"0123456789ab": {"template": "A/01", "arrays": ["../../x"]}}},
+        {"layouts": "nope", "wells": []},
+        {"wells": {"A/01": ["0123456789ab", [-1, 5]]}},
+        {"wells": {"A/01": ["0123456789ab", [1, 2], [3]]}},
+        {"layouts": {"0123456789ab": {"template": "A/02", "arrays": ["0/0"]}}},  # wrong key
+    ],
+)
+def test_hostile_layout_records_are_ignored(
+    recorded: tuple[Path, dict[str, Any]], hostile: dict[str, Any]
+) -> None:
+    root, data = recorded
+    block = json.loads((root / LAYOUT_FILE).read_text())
+    for name, value in hostile.items():
+        if isinstance(value, dict) and isinstance(block.get(name), dict):
+            if name == "layouts":  # point every well at the hostile layout
+                block["wells"] = {p: ["0123456789ab", *w[1:]] for p, w in block["wells"].items()}
+            block[name] = value if name == "layouts" else {**block[name], **value}
+        else:
+            block[name] = value
+    (root / LAYOUT_FILE).write_text(json.dumps(block))
+    store = PlateStore.open(root)
+    for well in WELLS:
+        np.testing.assert_array_equal(store.read_well(well), data[well])
+
+
+@pytest.mark.parametrize("content", [b"", b"{oops", b"[1, 2]", b"\xff\xfe", b"{}" + b" " * 100])
+def test_a_damaged_record_file_is_ignored(
+    recorded: tuple[Path, dict[str, Any]], content: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, data = recorded
+    (root / LAYOUT_FILE).write_bytes(content)
+    opened = count_well_opens(monkeypatch)
+    store = PlateStore.open(root)
+    for well in WELLS:
+        np.testing.assert_array_equal(store.read_well(well), data[well])
+    assert len(opened) == len(WELLS)  # every well read from its own metadata
+
+
+def test_records_and_the_plate_documents(
+    recorded: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    root, data = recorded
+    # The record lives outside the plate's documents: they do not depend on file times.
+    again = tmp_path / "again" / root.name
+    with PlateStore.create(again, StorageConfig(plate=96)) as store:
+        for well in WELLS:
+            store.write_well(well, data[well])
+    assert (root / "zarr.json").read_bytes() == (again / "zarr.json").read_bytes()
+    # a read-only open never writes it
+    (root / LAYOUT_FILE).unlink()
+    store = PlateStore.open(root)
+    store.read_well("A01")
+    store.close()
+    assert not (root / LAYOUT_FILE).exists()

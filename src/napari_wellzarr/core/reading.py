@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -89,12 +92,16 @@ class OpenWell:
         info: WellInfo,
         images: list[ImageLayout],
         zarr_format: int,
+        expected: Mapping[str, tuple[int, int]] | None = None,
     ) -> None:
         self.info = info
         self._root = root
         self._zstore = zstore
         self._images = images
         self._zarr_format = zarr_format
+        # Shard file identities (array path in the well -> (size, mtime_ns)) when this well
+        # was opened from a recorded layout instead of its own metadata (see clone).
+        self._expected = dict(expected or {})
         self._arrays: dict[tuple[int, int], Any] = {}
         self._shards: dict[tuple[int, int], ShardReader | None] = {}
 
@@ -119,6 +126,62 @@ class OpenWell:
         self._arrays[(image, level)] = array
         return array
 
+    # -- the plate-level layout record (store.py): wells that share one layout ------------
+
+    def _array_paths(self) -> list[tuple[int, int, str]]:
+        return [
+            (i, level, f"{layout.path}/{dataset.path}")
+            for i, layout in enumerate(self._images)
+            for level, dataset in enumerate(layout.meta.multiscale.datasets)
+        ]
+
+    def layout_key(self) -> str:
+        """A digest of everything a pixel read depends on, except the well's name and path."""
+        doc = {
+            "axes": self.info.axes,
+            "levels": self.info.level_shapes,
+            "dtype": self.info.dtype.str,
+            "stacked": self.info.stacked,
+            "arrays": [[path, self._images[i].roles] for i, _, path in self._array_paths()],
+        }
+        return hashlib.sha1(json.dumps(doc).encode(), usedforsecurity=False).hexdigest()[:12]
+
+    def shard_files(self) -> dict[str, tuple[int, int]] | None:
+        """``(size, mtime_ns)`` of the well's documents and of each array's shard file.
+
+        Keys are paths in the well (``zarr.json``, ``0/zarr.json``, ``0/0/zarr.json`` for
+        documents, ``0/0`` for an array's shard).  None unless every array has exactly
+        one shard file (zarr v3 only).
+        """
+        if self._zarr_format != 3:
+            return None
+        arrays = self._array_paths()
+        docs = [
+            "zarr.json",
+            *(f"{image.path}/zarr.json" for image in self._images),
+            *(f"{path}/zarr.json" for _, _, path in arrays),
+        ]
+        out = {}
+        for doc in docs:
+            stat = os.stat(self._root / self.info.path / doc)
+            out[doc] = (stat.st_size, stat.st_mtime_ns)
+        for image, level, path in arrays:
+            reader = self._shard_reader(image, level)
+            identity = reader.identity() if reader is not None else None
+            if identity is None:
+                return None
+            out[path] = identity
+        return out
+
+    def clone(self, name: str, path: str, expected: Mapping[str, tuple[int, int]]) -> OpenWell:
+        """Another well with this well's layout, for pixel reads only.
+
+        The clone has no file names, channels or labels of its own; its shard files must
+        match ``expected``, else its reads raise :class:`StaleFileError`.
+        """
+        info = dataclasses.replace(self.info, name=name, path=path, plane_names={}, labels=())
+        return OpenWell(self._root, self._zstore, info, self._images, self._zarr_format, expected)
+
     def _shard_reader(self, image: int, level: int) -> ShardReader | None:
         """The direct plane reader of a sharded array of plane chunks (None: use zarr)."""
         if (image, level) in self._shards:
@@ -137,7 +200,8 @@ class OpenWell:
                 _check_chunk(doc, 3, layout.dtype, self._root / path, self.info.name)
             if layout is not None and layout.dtype.newbyteorder("=") == self.info.dtype:
                 label = f"well {self.info.name}: array {path}"
-                reader = ShardReader(self._root / path, layout, label)
+                expect = self._expected.get(f"{self._images[image].path}/{datasets[level].path}")
+                reader = ShardReader(self._root / path, layout, label, expect)
         self._shards[(image, level)] = reader
         return reader
 

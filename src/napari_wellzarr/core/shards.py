@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
     from pathlib import Path
 
-__all__ = ["ShardLayout", "encode_pool", "write_shards"]
+__all__ = ["ShardLayout", "ShardReader", "StaleFileError", "encode_pool", "write_shards"]
 
 _EMPTY: Final = 2**64 - 1  # an index entry (offset, nbytes) of two of these = no chunk
 _CRC: Final = 4
@@ -60,6 +60,10 @@ def _forget_pool() -> None:  # a forked child does not inherit the parent's thre
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
+
+
+class StaleFileError(CorruptDataError):
+    """A shard file is not the one its well's recorded layout describes (rewritten since)."""
 
 
 def _crc32c(data: Any) -> bytes:
@@ -279,10 +283,19 @@ class ShardReader:
     back to zarr, which knows the fill value and the plate's strictness.
     """
 
-    def __init__(self, directory: Path, layout: ShardLayout, label: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        layout: ShardLayout,
+        label: str,
+        expect: tuple[int, int] | None = None,
+    ) -> None:
         self.directory = directory
         self.layout = layout
         self.label = label  # "well B03: array B/3/0/0", for error messages
+        # (size, mtime_ns) the plate recorded for the (single) shard file: anything else
+        # means the well was rewritten and the layout it was read with may be stale.
+        self.expect = expect
         self._indexes: dict[str, tuple[tuple[int, int, int], np.ndarray[Any, Any]]] = {}
 
     def read(self, planes: Sequence[Sequence[int]], out: np.ndarray[Any, Any]) -> bool:
@@ -342,8 +355,20 @@ class ShardReader:
             decode(items[0])
         return True
 
+    def identity(self) -> tuple[int, int] | None:
+        """``(size, mtime_ns)`` of the array's shard file if it has exactly one, else None."""
+        if any(s < n for s, n in zip(self.layout.shard_shape, self.layout.shape, strict=True)):
+            return None
+        try:
+            stat = os.stat(self.directory / self.layout.shard_key((0,) * len(self.layout.shape)))
+        except OSError:
+            return None
+        return stat.st_size, stat.st_mtime_ns
+
     def _index(self, fd: int, key: str, where: str) -> tuple[np.ndarray[Any, Any], int]:
         stat = os.fstat(fd)
+        if self.expect is not None and (stat.st_size, stat.st_mtime_ns) != self.expect:
+            raise StaleFileError(f"{where}: the file changed since the plate recorded it")
         identity = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
         cached = self._indexes.get(key)
         if cached is not None and cached[0] == identity:

@@ -15,7 +15,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from . import fsio
 from .config import StorageConfig
@@ -27,8 +27,10 @@ from .errors import (
     WellExistsError,
     WellNameError,
     WellNotFoundError,
+    WellZarrError,
 )
 from .geometry import Well, row_letters
+from .layouts import LayoutRecords
 from .metadata import Channel, PlateMeta, PlateWell, ome_attrs
 from .plates import foreign_layout, lookup, parse_root
 from .reading import OpenWell, WellInfo, open_well
@@ -36,12 +38,14 @@ from .well import PlaneKey
 from .writing import assemble_planes, build_well, plane_key, prepare_well
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from types import TracebackType
 
     import numpy as np
 
 __all__ = ["PlateStore", "WellInfo"]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,12 @@ class PlateStore:
         self._lock = threading.Lock()  # guards the session's well list across threads
         self._session: dict[str, PlateWell] = {}
         self._wells: dict[str, OpenWell] = {}
+        # Layout records (ours, sharded): wells that share one layout are read through a
+        # clone of one opened "template" well, without reading their own metadata.
+        self._records = LayoutRecords()  # this session's wells
+        self._disk_records: LayoutRecords | None = None  # the plate's, read at first need
+        self._clones: dict[str, OpenWell] = {}
+        self._templates: dict[str, OpenWell | None] = {}
 
     # -- opening and creating ---------------------------------------------------------
 
@@ -177,6 +187,11 @@ class PlateStore:
                 f"{config.ngff_version.value}"
             )
         if mode == "r+":
+            if not os.access(root, os.W_OK):  # a read-only mount, or not the user's
+                raise StoreReadOnlyError(
+                    f"{root} is not writable (read-only file system or permissions); "
+                    "open it with mode='r' to read it"
+                )
             fsio.clean_stale_staging(root)
         store = cls(
             root,
@@ -323,15 +338,19 @@ class PlateStore:
         try:
             build_well(stage, payload, config, self.ngff_version, self._dataset_paths)
             # Described from the staged copy: once in place, another process may already
-            # be replacing it.
-            staged = open_well(stage.parent, stage.name, target.name, self.zarr_format).info
+            # be replacing it.  (A rename keeps the files' sizes and mtimes.)
+            staged = open_well(stage.parent, stage.name, target.name, self.zarr_format)
+            files = staged.shard_files() if self._ours else None
             self._move_into_place(stage, target, overwrite)
         finally:
             fsio.remove_tree(stage)
         with self._lock:
             self._session[target.path] = PlateWell(target.path, target.well.row, target.well.column)
-        self._wells.pop(target.path, None)
-        return dataclasses.replace(staged, path=target.path)
+            if files is not None:
+                self._records.add(target.path, staged.layout_key(), files, pending=True)
+            self._wells.pop(target.path, None)
+            self._clones.pop(target.path, None)
+        return dataclasses.replace(staged.info, path=target.path)
 
     def write_planes(
         self,
@@ -392,6 +411,7 @@ class PlateStore:
         """List the wells this session wrote in the plate metadata (one write, locked)."""
         with self._lock:
             pending = dict(self._session)
+            records = self._records.pending()
         if self.read_only or not pending:
             return
         with fsio.plate_lock(self.root):
@@ -399,15 +419,23 @@ class PlateStore:
             current, _ = parse_root(self.root, attrs, self._config if self._ours else None)
             merged = current.with_wells([*current.wells, *pending.values()])
             self._write_plate(merged)
+            if records.to_json():
+                on_disk = LayoutRecords.load(self.root)
+                on_disk.update(records)
+                on_disk.save(self.root)
+                self._disk_records = on_disk
         with self._lock:
             self._plate = merged
             for path in pending:
                 self._session.pop(path, None)
+            self._records.done(records)
 
     def close(self) -> None:
         """Flush the well list and forget cached arrays."""
         self.flush()
         self._wells.clear()
+        self._clones.clear()
+        self._templates.clear()
 
     def recover(self) -> list[str]:
         """List complete wells that are on disk but not in the metadata (after a crash).
@@ -469,13 +497,70 @@ class PlateStore:
         self._wells[target.path] = opened
         return opened
 
+    def _pixels(self, well: str | Well, read: Callable[[OpenWell], _T]) -> _T:
+        """``read(well)`` through the well's recorded layout when the plate has one.
+
+        A clone of a template well reads the pixels without this well's own metadata;
+        if anything does not match (the well was rewritten, damaged...), the read is
+        done again from the well's own metadata, which reports any real damage.
+        """
+        target = self._target(well)
+        if target.path not in self._wells:
+            clone = self._clone(target)
+            if clone is not None:
+                try:
+                    return read(clone)
+                except WellZarrError:
+                    self._clones.pop(target.path, None)
+        return read(self._open(well))
+
+    def _clone(self, target: _Target) -> OpenWell | None:
+        cached = self._clones.get(target.path)
+        if cached is not None:
+            return cached
+        if not self._ours or not self._is_listed(target.path):
+            return None
+        if self._disk_records is None:
+            self._disk_records = LayoutRecords.load(self.root)
+        records = self._records if self._records.get(target.path) else self._disk_records
+        record = records.get(target.path)
+        if record is None:
+            return None
+        key, files = record
+        for name, identity in files.items():
+            if name.rsplit("/", 1)[-1] != "zarr.json":
+                continue  # shard files: checked as they are read (ShardReader)
+            try:
+                stat = (self.root / target.path / name).stat()
+            except OSError:
+                return None
+            if identity != (stat.st_size, stat.st_mtime_ns):
+                return None  # rewritten or damaged since it was recorded: read its own
+        if key not in self._templates:
+            template_path = records.template(key)
+            template = None
+            if template_path is not None and self._is_listed(template_path):
+                try:
+                    opened = open_well(self.root, template_path, template_path, self.zarr_format)
+                except (WellZarrError, OSError):
+                    opened = None
+                if opened is not None and opened.layout_key() == key:
+                    template = opened
+            self._templates[key] = template
+        template = self._templates[key]
+        if template is None:
+            return None
+        clone = template.clone(target.name, target.path, files)
+        self._clones[target.path] = clone
+        return clone
+
     def well_info(self, well: str | Well) -> WellInfo:
         """Shape, dtype, axes, channels, scales, levels and file names of a well."""
         return self._open(well).info
 
     def read_well(self, well: str | Well, level: int = 0) -> np.ndarray[Any, Any]:
         """Read a whole well as a ``(field, [t,] c, z, y, x)`` array."""
-        return self._open(well).read_all(level)
+        return self._pixels(well, lambda w: w.read_all(level))
 
     def read_plane(
         self,
@@ -488,14 +573,15 @@ class PlateStore:
         level: int = 0,
     ) -> np.ndarray[Any, Any]:
         """Read one 2D plane, decoding only the chunk(s) it lives in."""
-        return self._open(well).read_planes([PlaneKey(field, c, z, t)], level)[0]
+        key = PlaneKey(field, c, z, t)
+        return self._pixels(well, lambda w: w.read_planes([key], level)[0])
 
     def read_planes(
         self, well: str | Well, keys: Iterable[PlaneKey | Sequence[int]], *, level: int = 0
     ) -> list[np.ndarray[Any, Any]]:
         """Read several planes of a well; each chunk is decoded at most once."""
         parsed = [plane_key(k, f"well {well}") for k in keys]
-        return self._open(well).read_planes(parsed, level)
+        return self._pixels(well, lambda w: w.read_planes(parsed, level))
 
     def read_labels(self, well: str | Well, name: str, *, level: int = 0) -> np.ndarray[Any, Any]:
         """Read the OME label image ``name`` of a well as ``(field, [t,] z, y, x)``."""
