@@ -37,6 +37,9 @@ STANDARD_FORMATS: Final[dict[int, tuple[int, int]]] = {
 
 _MAX_ROWS: Final = 26 * 27  # A..Z, AA..ZZ
 _MAX_COLUMNS: Final = 9999
+# A well name is a handful of characters; longer text is refused before any regex runs
+# (the patterns below backtrack quadratically on long runs of blanks).
+_MAX_NAME_LENGTH: Final = 64
 
 # "B03", "b3", "AA12", "B/03", "B_03"; Opera / Operetta "r02c03".
 _LETTER_WELL = re.compile(r"^\s*([A-Za-z]{1,2})\s*[/_\-]?\s*([0-9]{1,4})\s*$", re.ASCII)
@@ -87,11 +90,21 @@ class Well:
         """Parse ``A01``, ``B3``, ``b03``, ``AA12``, ``B/03`` or Opera's ``r02c03``."""
         if not isinstance(name, str):
             raise WellNameError(f"well name must be a string, not {type(name).__name__}")
+        if len(name) > _MAX_NAME_LENGTH:
+            raise WellNameError(
+                f"well name {name[:20]!r}... is {len(name)} characters long; a well name is "
+                "of the form A01, B3, AA12, B/03 or r02c03"
+            )
         opera = _OPERA_WELL.match(name)
         if opera:
             row, col = int(opera.group(1)), int(opera.group(2))
             if row < 1 or col < 1:
                 raise WellNameError(f"well name {name!r}: Opera rows and columns start at 1")
+            if row > _MAX_ROWS:
+                raise WellNameError(
+                    f"well name {name!r}: row {row} is beyond the largest plate "
+                    f"({_MAX_ROWS} rows, A..ZZ)"
+                )
             return cls(row - 1, col - 1)
         letter = _LETTER_WELL.match(name)
         if letter is None:
@@ -149,7 +162,7 @@ class PlateGeometry:
                     raise ConfigError(
                         f"plate format {value!r} is not ROWSxCOLUMNS, e.g. '16x24'"
                     ) from None
-            if text.isdigit():
+            if text.isascii() and text.isdigit() and len(text) <= 12:
                 return cls.from_wells(int(text))
         if isinstance(value, int) and not isinstance(value, bool):
             return cls.from_wells(value)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import PurePosixPath
@@ -150,7 +151,11 @@ class RegexScheme:
 
     def __post_init__(self) -> None:
         try:
-            regex = re.compile(self.pattern, self.flags)
+            with warnings.catch_warnings():
+                # "possible nested set" and the like: the pattern compiles and means
+                # what it says today; the user is not helped by a FutureWarning
+                warnings.simplefilter("ignore", FutureWarning)
+                regex = re.compile(self.pattern, self.flags)
         except re.error as err:
             raise WellNameError(
                 f"naming scheme {self.name!r}: bad pattern {self.pattern!r}: {err}"

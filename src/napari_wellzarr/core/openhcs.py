@@ -63,7 +63,9 @@ from .vfs import (
     read_links,
     rename_new,
     require_plain,
+    require_writable,
     resolve_link,
+    safe_name,
     split_path,
     write_array,
     write_links,
@@ -249,6 +251,7 @@ class ZarrStorageBackend(PlateIndex):
         """
         path = Path(os.path.abspath(output_path))
         if is_passthrough(path):
+            require_writable(path.parent, path)
             write_new(path, encode_plain(data, path))
             return
         root, name = split_path(path)
@@ -287,6 +290,8 @@ class ZarrStorageBackend(PlateIndex):
         and ``target`` (symlinks) or ``well`` / ``plane`` (planes of a well).
         """
         p = Path(os.path.abspath(path))
+        if not safe_name(p.name) and p.parent != p:  # NUL, or too long for a file system
+            return {"type": "missing", "key": p.name, "store": str(p.parent), "exists": False}
         if is_passthrough(p) or is_dir_path(p):
             kind = "directory" if p.is_dir() else "file" if p.exists() else "missing"
             return {"type": kind, "key": p.name, "store": str(p.parent), "exists": p.exists()}
@@ -349,6 +354,7 @@ class ZarrStorageBackend(PlateIndex):
         non-empty directory raises ``IsADirectoryError`` (use :meth:`delete_all`).
         """
         p = Path(os.path.abspath(path))
+        require_writable(p.parent, p)
         if p.is_dir() and (is_passthrough(p) or is_dir_path(p)):
             self._refuse_inside_plate(p, "delete")
             if any(p.iterdir()):
@@ -366,6 +372,7 @@ class ZarrStorageBackend(PlateIndex):
     def delete_all(self, path: PathLike) -> None:
         """Delete a directory tree (a whole plate included), or one file as :meth:`delete`."""
         p = Path(os.path.abspath(path))
+        require_writable(p.parent, p)
         if not (p.is_dir() and (is_passthrough(p) or is_dir_path(p))):
             self.delete(p)
             return
@@ -380,6 +387,7 @@ class ZarrStorageBackend(PlateIndex):
         A virtual file (symlinks followed) is written at ``dst`` as a standalone array.
         """
         s, d = Path(os.path.abspath(src)), Path(os.path.abspath(dst))
+        require_writable(d.parent, d)
         if is_dir_path(s):
             self._check_tree_move(s, d)
             self._flush_under(s)
@@ -397,6 +405,8 @@ class ZarrStorageBackend(PlateIndex):
         A plane inside a well cannot be moved (:class:`StoreReadOnlyError`; copy it).
         """
         s, d = Path(os.path.abspath(src)), Path(os.path.abspath(dst))
+        require_writable(s.parent, s)
+        require_writable(d.parent, d)
         if is_dir_path(s):
             self._check_tree_move(s, d)
             self._refuse_inside_plate(s, "move")
@@ -440,6 +450,7 @@ class ZarrStorageBackend(PlateIndex):
                 f"symlink {link_name} -> {source}: both must be in one store ({lroot}, {sroot})"
             )
         self._locate(source)
+        require_writable(lroot, link_name)
         with fsio.plate_lock(lroot):
             links = read_links(lroot)
             if lname in links and not overwrite:

@@ -25,6 +25,7 @@ from .errors import (
     MetadataError,
     PlateExistsError,
     PlateNotFoundError,
+    StoreReadOnlyError,
     SymlinkCycleError,
     WellDataError,
 )
@@ -49,7 +50,9 @@ __all__ = [
     "read_links",
     "rename_new",
     "require_plain",
+    "require_writable",
     "resolve_link",
+    "safe_name",
     "split_path",
     "write_array",
     "write_links",
@@ -64,6 +67,8 @@ SYMLINKS_FILE: Final = ".wellzarr_symlinks.json"
 _LINKS_KEY: Final = "wellzarr_symlinks"
 # zarr's own documents are neither plain files nor virtual files.
 RESERVED: Final = frozenset({"zarr.json", ".zattrs", ".zgroup", ".zarray", SYMLINKS_FILE})
+# The longest file name POSIX file systems hold (bytes).
+_MAX_NAME_BYTES: Final = 255
 
 
 # -- paths ----------------------------------------------------------------------------------
@@ -78,13 +83,15 @@ def is_passthrough(path: PathLike) -> bool:
 def split_path(path: PathLike) -> tuple[Path, str]:
     """Split ``path`` into (absolute store directory, key); the key is ``""`` for a directory."""
     p = Path(os.path.abspath(path))
-    if p.suffix and not (p.is_dir() and not is_array(p)):
+    if p.suffix and not (os.path.isdir(p) and not is_array(p)):
         return p.parent, p.name
     return p, ""
 
 
 def is_array(path: Path) -> bool:
     """Whether ``path`` is a zarr array (v2 or v3); its directory is then a file."""
+    if not os.path.isdir(path):  # also for names no file system holds (NUL, too long)
+        return False
     if (path / ".zarray").is_file():
         return True
     try:
@@ -94,6 +101,36 @@ def is_array(path: Path) -> bool:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CorruptDataError(f"{path / 'zarr.json'} is not valid JSON: {err}") from err
     return isinstance(doc, dict) and doc.get("node_type") == "array"
+
+
+def safe_name(name: object) -> bool:
+    r"""Whether ``name`` is one file name inside a store, one that cannot reach outside it.
+
+    Refused: non-strings, ``""``, ``.``, ``..``, separators (``/``, ``\``), NUL bytes and
+    names longer than a file system holds.  Names read from a plate's side files
+    (symlinks, file-name maps) are checked with this before any of them is used.
+    """
+    if not isinstance(name, str) or name in ("", ".", ".."):
+        return False
+    if "/" in name or "\\" in name or "\x00" in name:
+        return False
+    return len(name.encode("utf-8", "surrogatepass")) <= _MAX_NAME_BYTES
+
+
+def require_writable(folder: PathLike, target: PathLike | None = None) -> None:
+    """Refuse, with :class:`StoreReadOnlyError`, to change ``target`` in ``folder`` if read-only.
+
+    Checks ``folder`` or its nearest existing parent (a read-only mount, or no write
+    permission), so that a write fails up front with a message naming what was to be
+    written, not half-way with a bare ``EROFS`` / ``EACCES``.
+    """
+    p = Path(os.path.abspath(folder))
+    existing = next((d for d in (p, *p.parents) if d.is_dir()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise StoreReadOnlyError(
+            f"cannot write {target if target is not None else folder}: {existing} is "
+            "read-only (a read-only file system or no write permission)"
+        )
 
 
 def is_dir_path(path: Path) -> bool:
@@ -137,6 +174,12 @@ def read_links(root: Path) -> dict[str, str]:
     links = doc.get(_LINKS_KEY) if isinstance(doc, dict) else None
     if not isinstance(links, dict) or not all(isinstance(v, str) for v in links.values()):
         raise MetadataError(f"{path}: {_LINKS_KEY!r} is not an object of name -> target name")
+    for link, target in links.items():
+        if not (safe_name(link) and safe_name(target)):
+            raise MetadataError(
+                f"{path}: symlink {link!r} -> {target!r} is not a file name -> file name "
+                "inside the store (no '/', '\\', '..', NUL)"
+            )
     return links
 
 
@@ -214,6 +257,8 @@ def require_plain(dst: Path, src: PathLike) -> None:
 
 def plain_bytes(path: Path) -> bytes:
     """The bytes of a plain file; a missing file raises :class:`PlateNotFoundError`."""
+    if not safe_name(path.name):
+        raise PlateNotFoundError(f"{str(path)!r}: no such file ({path.name!r} is not a file name)")
     try:
         return path.read_bytes()
     except FileNotFoundError:

@@ -41,7 +41,9 @@ from .vfs import (
     is_array,
     is_passthrough,
     read_links,
+    require_writable,
     resolve_link,
+    safe_name,
     split_path,
 )
 
@@ -113,6 +115,7 @@ class PlateIndex:
     def _writer(self, root: Path) -> PlateStore:
         store = self._stores.get(root)
         if store is None or store.read_only:
+            require_writable(root)
             self._forget(root)
             store = self._stores[root] = self._open_or_create(root)
         return store
@@ -189,6 +192,8 @@ class PlateIndex:
         root, name = split_path(path)
         if not name:
             raise IsADirectoryError(f"{path} is a directory, not a file")
+        if not safe_name(name):
+            raise PlaneNotFoundError(f"{path!r}: no such file ({name!r} is not a file name)")
         if not root.is_dir():
             raise PlateNotFoundError(f"{path}: no such file (no directory {root})")
         final = resolve_link(read_links(root), root, name)
@@ -221,6 +226,14 @@ class PlateIndex:
         names = self._maps.get((root, well))
         if names is None:
             names = dict(store.well_info(well).plane_names)
+            for name in names:
+                # A name from the plate's metadata becomes a path: it must stay one file
+                # name inside the store ("../x", "/etc/x" and "a/b" would not).
+                if not safe_name(name) or name in RESERVED:
+                    raise MetadataError(
+                        f"{root}: well {well} maps the file name {name!r}, which is not a "
+                        "file name inside the store (no '/', '\\', '..', NUL)"
+                    )
             self._maps[(root, well)] = names
         return names
 
@@ -275,10 +288,16 @@ class PlateIndex:
                     "would still list it; delete the whole plate"
                 )
 
-    def _folders(self, base: Path, recursive: bool) -> Iterator[Path]:
+    def _folders(self, base: Path, recursive: bool, seen: set[str] | None = None) -> Iterator[Path]:
+        # Directories are visited once each: a symlink to an ancestor is not a cycle.
+        seen = set() if seen is None else seen
+        real = os.path.realpath(base)
+        if real in seen:
+            return
+        seen.add(real)
         yield base
         for child in self._subdirs(base) if recursive else ():
-            yield from self._folders(child, True)
+            yield from self._folders(child, True, seen)
 
     def _subdirs(self, base: Path) -> list[Path]:
         """Plain directories and plates in ``base`` (not the zarr groups or arrays of a plate)."""
