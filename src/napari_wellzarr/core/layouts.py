@@ -36,16 +36,18 @@ _PATH: Final = re.compile(r"[A-Za-z0-9_-]{1,16}/[A-Za-z0-9_-]{1,16}")
 _KEY: Final = re.compile(r"[0-9a-f]{12}")
 # a file of the well, relative to it: "zarr.json" (the well's document) or an array's path
 _FILE: Final = re.compile(r"([A-Za-z0-9_-]{1,64}/){0,4}([A-Za-z0-9_-]{1,64}|zarr\.json)")
-Files = dict[str, tuple[int, int]]
+# file in the well -> (size, mtime_ns[, chunk sizes of a shard file...])
+Files = dict[str, tuple[int, ...]]
+_MAX_CHUNKS: Final = 2**16
 
 
-def _identity(value: object) -> tuple[int, int] | None:
+def _identity(value: object) -> tuple[int, ...] | None:
     if (
         isinstance(value, list)
-        and len(value) == 2
+        and 2 <= len(value) <= 2 + _MAX_CHUNKS
         and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
     ):
-        return value[0], value[1]
+        return tuple(value)
     return None
 
 

@@ -92,7 +92,7 @@ class OpenWell:
         info: WellInfo,
         images: list[ImageLayout],
         zarr_format: int,
-        expected: Mapping[str, tuple[int, int]] | None = None,
+        expected: Mapping[str, tuple[int, ...]] | None = None,
     ) -> None:
         self.info = info
         self._root = root
@@ -146,7 +146,7 @@ class OpenWell:
         }
         return hashlib.sha1(json.dumps(doc).encode(), usedforsecurity=False).hexdigest()[:12]
 
-    def shard_files(self) -> dict[str, tuple[int, int]] | None:
+    def shard_files(self) -> dict[str, tuple[int, ...]] | None:
         """``(size, mtime_ns)`` of the well's documents and of each array's shard file.
 
         Keys are paths in the well (``zarr.json``, ``0/zarr.json``, ``0/0/zarr.json`` for
@@ -161,7 +161,7 @@ class OpenWell:
             *(f"{image.path}/zarr.json" for image in self._images),
             *(f"{path}/zarr.json" for _, _, path in arrays),
         ]
-        out = {}
+        out: dict[str, tuple[int, ...]] = {}
         for doc in docs:
             stat = os.stat(self._root / self.info.path / doc)
             out[doc] = (stat.st_size, stat.st_mtime_ns)
@@ -173,14 +173,19 @@ class OpenWell:
             out[path] = identity
         return out
 
-    def clone(self, name: str, path: str, expected: Mapping[str, tuple[int, int]]) -> OpenWell:
+    def clone(self, name: str, path: str, expected: Mapping[str, tuple[int, ...]]) -> OpenWell:
         """Another well with this well's layout, for pixel reads only.
 
         The clone has no file names, channels or labels of its own; its shard files must
         match ``expected``, else its reads raise :class:`StaleFileError`.
         """
         info = dataclasses.replace(self.info, name=name, path=path, plane_names={}, labels=())
-        return OpenWell(self._root, self._zstore, info, self._images, self._zarr_format, expected)
+        clone = OpenWell(self._root, self._zstore, info, self._images, self._zarr_format, expected)
+        for image, level, _ in self._array_paths():  # the shard layouts too: no docs to read
+            reader = self._shard_reader(image, level)
+            if reader is not None:
+                clone._shards[(image, level)] = clone._new_shard_reader(image, level, reader.layout)
+        return clone
 
     def _shard_reader(self, image: int, level: int) -> ShardReader | None:
         """The direct plane reader of a sharded array of plane chunks (None: use zarr)."""
@@ -199,11 +204,16 @@ class OpenWell:
                 _check_size(layout.shape, layout.dtype, path)
                 _check_chunk(doc, 3, layout.dtype, self._root / path, self.info.name)
             if layout is not None and layout.dtype.newbyteorder("=") == self.info.dtype:
-                label = f"well {self.info.name}: array {path}"
-                expect = self._expected.get(f"{self._images[image].path}/{datasets[level].path}")
-                reader = ShardReader(self._root / path, layout, label, expect)
+                reader = self._new_shard_reader(image, level, layout)
         self._shards[(image, level)] = reader
         return reader
+
+    def _new_shard_reader(self, image: int, level: int, layout: ShardLayout) -> ShardReader:
+        datasets = self._images[image].meta.multiscale.datasets
+        in_well = f"{self._images[image].path}/{datasets[level].path}"
+        path = f"{self.info.path}/{in_well}"
+        label = f"well {self.info.name}: array {path}"
+        return ShardReader(self._root / path, layout, label, self._expected.get(in_well))
 
     def _read_direct(
         self, image: int, level: int, indexes: Sequence[tuple[int | slice, ...]]

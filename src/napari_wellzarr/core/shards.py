@@ -288,13 +288,13 @@ class ShardReader:
         directory: Path,
         layout: ShardLayout,
         label: str,
-        expect: tuple[int, int] | None = None,
+        expect: tuple[int, ...] | None = None,
     ) -> None:
         self.directory = directory
         self.layout = layout
         self.label = label  # "well B03: array B/3/0/0", for error messages
-        # (size, mtime_ns) the plate recorded for the (single) shard file: anything else
-        # means the well was rewritten and the layout it was read with may be stale.
+        # What the plate recorded for the (single) shard file, see identity(): another
+        # size or mtime means the well was rewritten and its recorded layout may be stale.
         self.expect = expect
         self._indexes: dict[str, tuple[tuple[int, int, int], np.ndarray[Any, Any]]] = {}
 
@@ -355,24 +355,55 @@ class ShardReader:
             decode(items[0])
         return True
 
-    def identity(self) -> tuple[int, int] | None:
-        """``(size, mtime_ns)`` of the array's shard file if it has exactly one, else None."""
+    def identity(self) -> tuple[int, ...] | None:
+        """The array's single shard file as ``(size, mtime_ns, *chunk sizes)``, else None.
+
+        The chunk sizes (in index order) are left out unless the chunks lie back to back
+        from the start of the file, as this module writes them: with them, a reader that
+        trusts the record needs no read of the index.
+        """
         if any(s < n for s, n in zip(self.layout.shard_shape, self.layout.shape, strict=True)):
             return None
+        key = self.layout.shard_key((0,) * len(self.layout.shape))
         try:
-            stat = os.stat(self.directory / self.layout.shard_key((0,) * len(self.layout.shape)))
+            fd = os.open(self.directory / key, os.O_RDONLY)
         except OSError:
             return None
-        return stat.st_size, stat.st_mtime_ns
+        try:
+            stat = os.fstat(fd)
+            index, _ = self._index(fd, key, f"{self.label} chunk {key}")
+        finally:
+            os.close(fd)
+        offsets, nbytes = index.reshape(-1, 2).T
+        sizes = [int(n) for n in nbytes]
+        contiguous = bool(np.all(offsets == np.cumsum([0, *sizes[:-1]])))
+        return (stat.st_size, stat.st_mtime_ns, *(sizes if contiguous else ()))
+
+    def _recorded_index(self, size: int) -> np.ndarray[Any, Any] | None:
+        """The index as recorded with the plate (see identity), if it fits this file."""
+        expect = self.expect
+        n = math.prod(self.layout.chunks_per_shard)
+        if expect is None or len(expect) != 2 + n:
+            return None
+        sizes = np.asarray(expect[2:], dtype="<u8")
+        tail = self.layout._index_bytes() + (_CRC if self.layout.index_checksum else 0)
+        if int(sizes.sum()) + tail != size:
+            return None
+        index = np.stack([np.cumsum(sizes) - sizes, sizes], axis=-1)
+        return index.reshape(*self.layout.chunks_per_shard, 2)
 
     def _index(self, fd: int, key: str, where: str) -> tuple[np.ndarray[Any, Any], int]:
         stat = os.fstat(fd)
-        if self.expect is not None and (stat.st_size, stat.st_mtime_ns) != self.expect:
+        if self.expect is not None and (stat.st_size, stat.st_mtime_ns) != self.expect[:2]:
             raise StaleFileError(f"{where}: the file changed since the plate recorded it")
         identity = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
         cached = self._indexes.get(key)
         if cached is not None and cached[0] == identity:
             return cached[1], stat.st_size
+        recorded = self._recorded_index(stat.st_size)
+        if recorded is not None:  # the file is the one recorded: no read of its index
+            self._indexes[key] = (identity, recorded)
+            return recorded, stat.st_size
         n = self.layout._index_bytes()
         tail = n + (_CRC if self.layout.index_checksum else 0)
         if stat.st_size < tail:
