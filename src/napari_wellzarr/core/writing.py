@@ -7,6 +7,7 @@ that the store renames into place.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -399,16 +400,33 @@ def _write_levels(
     import zarr
 
     level = image
+    dims = tuple(a.name for a in multiscale.axes)
     for index, dataset in enumerate(multiscale.datasets):
         if index:
             level = level[..., ::2, ::2] if nearest else downsample(level)
-        chunks, shards = config.chunk_layout(level.shape)
         name = f"{path}/{dataset.path}"
-        array = zarr.create_array(
+        level_attrs = attrs if index == 0 and attrs else None
+        direct = _sharded_metadata(level.shape, level.dtype.str, config, dims)
+        if direct is not None:
+            # A sharded array of plane chunks: its metadata (built once per shape by zarr)
+            # and its shard are written here in one go, without zarr's async road (see
+            # shards.py: for plane-sized chunks it costs more than the codec).
+            meta, layout = direct
+            if level_attrs:
+                meta = meta.update_attributes(level_attrs)
+            from zarr.core.buffer import default_buffer_prototype
+
+            target = zstore.root / name
+            target.mkdir(parents=True)
+            doc = meta.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()
+            (target / "zarr.json").write_bytes(doc)
+            write_shards(target, layout, level)
+            continue
+        chunks, shards = config.chunk_layout(level.shape)
+        zarr.create_array(
             store=zstore,
             name=name,
-            shape=level.shape,
-            dtype=level.dtype,
+            data=level,
             chunks=chunks,
             shards=shards,
             **config.zarr_codecs(),
@@ -417,19 +435,42 @@ def _write_levels(
             # always means damage, never "this plane was empty".
             config={"write_empty_chunks": True},
             zarr_format=config.zarr_format,  # type: ignore[arg-type]
-            attributes=attrs if index == 0 and attrs else None,
-            dimension_names=[a.name for a in multiscale.axes] if config.zarr_format == 3 else None,
+            attributes=level_attrs,
+            dimension_names=list(dims) if config.zarr_format == 3 else None,
             chunk_key_encoding={"name": "v2", "separator": "/"}
             if config.zarr_format == 2
             else None,
         )
-        # zarr wrote the metadata; a sharded array of plane chunks is encoded and written
-        # here in one go (see shards.py: zarr's async road costs more than the codec).
-        layout = ShardLayout.parse(array.metadata.to_dict()) if shards else None
-        if layout is not None:
-            write_shards(zstore.root / name, layout, level)
-        else:
-            array[...] = level
+
+
+@functools.lru_cache(maxsize=64)
+def _sharded_metadata(
+    shape: tuple[int, ...], dtype: str, config: StorageConfig, dims: tuple[str, ...]
+) -> tuple[Any, ShardLayout] | None:
+    """The zarr metadata of a sharded array (no attributes) and its layout, or None.
+
+    None unless ``config`` shards and :class:`ShardLayout` handles the result (zarr
+    then writes the array itself).
+    """
+    chunks, shards = config.chunk_layout(shape)
+    if shards is None or config.zarr_format != 3:
+        return None
+    import zarr
+    from zarr.storage import MemoryStore
+
+    array = zarr.create_array(
+        store=MemoryStore(),
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks,
+        shards=shards,
+        **config.zarr_codecs(),
+        fill_value=0,
+        zarr_format=3,
+        dimension_names=list(dims),
+    )
+    layout = ShardLayout.parse(array.metadata.to_dict())
+    return None if layout is None else (array.metadata, layout)
 
 
 def _openhcs_attrs(names: Mapping[str, PlaneKey], shape: tuple[int, ...]) -> dict[str, Any]:
