@@ -34,6 +34,7 @@ from napari_wellzarr.core import (
     WellNotFoundError,
     WellZarrError,
     fsio,
+    writing,
 )
 
 if TYPE_CHECKING:
@@ -726,6 +727,14 @@ def fail_on_call(
     monkeypatch.setattr(owner, name, wrapper)
 
 
+def fail_on_array_write(monkeypatch: pytest.MonkeyPatch, version: str, n: int) -> None:
+    """Fail the n-th array written: zarr writes v2 arrays, the core writes v3 shards."""
+    if version == "0.5":
+        fail_on_call(monkeypatch, writing, "write_shards", n)
+    else:
+        fail_on_call(monkeypatch, zarr, "create_array", n)
+
+
 @pytest.mark.parametrize("fields", ["stacked", "per-field"])
 def test_crash_while_writing_arrays(
     tmp_path: Path,
@@ -740,7 +749,7 @@ def test_crash_while_writing_arrays(
     cfg = StorageConfig(ngff_version=version, fields=fields, pyramid_levels=2, plate=24)
     with PlateStore.create(root, cfg) as store:
         store.write_well(GOOD, good)
-        fail_on_call(monkeypatch, zarr, "create_array", 2)
+        fail_on_array_write(monkeypatch, version, 2)
         with pytest.raises(OSError, match="simulated crash"):
             store.write_well("B02", victim)
         monkeypatch.undo()
@@ -787,9 +796,10 @@ def test_failed_overwrite_keeps_the_old_well(
     plate: tuple[Path, np.ndarray],
     pixels: Callable[..., np.ndarray],
     monkeypatch: pytest.MonkeyPatch,
+    version: str,
 ) -> None:
     root, good = plate
-    fail_on_call(monkeypatch, zarr, "create_array", 1)
+    fail_on_array_write(monkeypatch, version, 1)
     with PlateStore.open(root, "r+") as store, pytest.raises(OSError, match="simulated crash"):
         store.write_well(GOOD, pixels(SHAPE), overwrite=True)
     monkeypatch.undo()
@@ -801,20 +811,18 @@ CRASH = textwrap.dedent(
     import os, sys
     import numpy as np
     import zarr
-    from napari_wellzarr.core import PlateStore
+    from napari_wellzarr.core import PlateStore, writing
 
     root, mode = sys.argv[1], sys.argv[2]
     data = np.load(sys.argv[3])
     store = PlateStore.open(root, "r+")
     if mode == "mid-write":
-        real = zarr.create_array
-        calls = []
+        # the first array written: v3 shards by the core, v2 arrays by zarr
+        v3 = store.zarr_format == 3
+        owner, name = (writing, "write_shards") if v3 else (zarr, "create_array")
         def dying(*args, **kwargs):
-            calls.append(1)
-            if len(calls) == 1:
-                os._exit(3)  # killed: no cleanup, no flush
-            return real(*args, **kwargs)
-        zarr.create_array = dying
+            os._exit(3)  # killed: no cleanup, no flush
+        setattr(owner, name, dying)
     store.write_well("B02", data)
     os._exit(4)  # the well is in place, but the session never flushed its well list
     """
