@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
     from pathlib import Path
 
-__all__ = ["ShardLayout", "ShardReader", "StaleFileError", "encode_pool", "write_shards"]
+__all__ = ["ShardLayout", "ShardReader", "StaleFileError", "encode_pool"]
 
 _EMPTY: Final = 2**64 - 1  # an index entry (offset, nbytes) of two of these = no chunk
 _CRC: Final = 4
@@ -220,30 +220,34 @@ class ShardLayout:
 
     # -- writing --------------------------------------------------------------------------
 
-    def encode_shards(self, data: np.ndarray[Any, Any]) -> Iterator[tuple[str, list[bytes]]]:
-        """``(key, parts)`` per shard of ``data``; ``b"".join(parts)`` is the shard file."""
+    def write(self, directory: Path, data: np.ndarray[Any, Any]) -> None:
+        """Write every shard file of ``data`` under ``directory`` (the array's folder).
+
+        Chunks are encoded on the codec threads and written in index order as they
+        come, so the writes overlap the encoding of the chunks after them.
+        """
         stored = np.asarray(data).astype(self.dtype, copy=False)
-        grid = [
-            range(math.ceil(n / s))
-            for n, s in zip(self.shape[:-2], self.chunks_per_shard, strict=True)
-        ]
+        per_shard = self.chunks_per_shard
+        grid = [range(math.ceil(n / s)) for n, s in zip(self.shape[:-2], per_shard, strict=True)]
         for shard in product(*grid):
-            origin = [i * s for i, s in zip(shard, self.chunks_per_shard, strict=True)]
+            origin = [i * s for i, s in zip(shard, per_shard, strict=True)]
             slots = []  # (place in the index, plane); planes past the array's edge stay empty
-            for slot, at in enumerate(np.ndindex(*self.chunks_per_shard)):
+            for slot, at in enumerate(np.ndindex(*per_shard)):
                 plane = tuple(o + i for o, i in zip(origin, at, strict=True))
                 if all(i < n for i, n in zip(plane, self.shape, strict=False)):
                     slots.append((slot, plane))
-            parts = list(encode_pool().map(lambda item: self._encode(stored[item[1]]), slots))
-            index = np.full((math.prod(self.chunks_per_shard), 2), _EMPTY, dtype="<u8")
-            offset = 0
-            for (slot, _), part in zip(slots, parts, strict=True):
-                index[slot] = (offset, len(part))
-                offset += len(part)
-            tail = index.tobytes()
-            if self.index_checksum:
-                tail += _crc32c(tail)
-            yield self.shard_key((*shard, 0, 0)), [*parts, tail]
+            index = np.full((math.prod(per_shard), 2), _EMPTY, dtype="<u8")
+            path = directory / self.shard_key((*shard, 0, 0))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "xb", buffering=0) as fh:
+                offset = 0
+                parts = encode_pool().map(lambda item: self._encode(stored[item[1]]), slots)
+                for (slot, _), part in zip(slots, parts, strict=True):
+                    _write_all(fh, part)
+                    index[slot] = (offset, len(part))
+                    offset += len(part)
+                tail = index.tobytes()
+                _write_all(fh, tail + _crc32c(tail) if self.index_checksum else tail)
 
     def _encode(self, plane: np.ndarray[Any, Any]) -> bytes:
         chunk = np.ascontiguousarray(plane)
@@ -419,10 +423,7 @@ class ShardReader:
         return index, stat.st_size
 
 
-def write_shards(directory: Path, layout: ShardLayout, data: np.ndarray[Any, Any]) -> None:
-    """Write every shard file of ``data`` under ``directory`` (the array's folder)."""
-    for key, parts in layout.encode_shards(data):
-        path = directory / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as fh:
-            fh.write(b"".join(parts))
+def _write_all(fh: Any, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[fh.write(view) :]

@@ -19,7 +19,7 @@ from .arrays import to_host
 from .config import Compressor, FieldArrangement, StorageConfig
 from .errors import WellDataError
 from .metadata import Channel, Multiscale, WellMeta, default_channels, ome_attrs
-from .shards import ShardLayout, write_shards
+from .shards import ShardLayout
 from .well import ALLOWED_DTYPES, PlaneKey, WellAxes, downsample, image_meta_for, pyramid_shapes
 
 if TYPE_CHECKING:
@@ -420,7 +420,7 @@ def _write_levels(
             target.mkdir(parents=True)
             doc = meta.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()
             (target / "zarr.json").write_bytes(doc)
-            write_shards(target, layout, level)
+            layout.write(target, level)
             continue
         chunks, shards = config.chunk_layout(level.shape)
         zarr.create_array(
