@@ -258,7 +258,8 @@ def test_kill_9_at_a_random_point_then_resume_equals_a_clean_run(
         os.killpg(proc.pid, signal.SIGKILL)  # power loss: every process of the run dies at once
         assert proc.wait(timeout=30) == -signal.SIGKILL
     on_disk = [w for w in WELLS_12 if (dest / w[0] / w[1:] / "zarr.json").is_file()]
-    assert after <= len(on_disk) < len(WELLS_12), (after, pause, on_disk)
+    # (all 12 may be on disk: the kill can land after the last well, before it is listed)
+    assert after <= len(on_disk), (after, pause, on_disk)
 
     resumed = wellzarr(
         "convert", tmp_path / "src", dest, "--resume", "--workers", workers, "--json"

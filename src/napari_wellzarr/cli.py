@@ -139,12 +139,14 @@ def _convert_parser(sub: Any) -> None:
 
 def _storage_config(args: argparse.Namespace, plan: ConversionPlan) -> StorageConfig:
     """Options given on the command line over the plate's own (``--resume``) or defaults."""
+    from .core import fsio
     from .core.config import StorageConfig
     from .core.store import PlateStore
 
     given = {k: getattr(args, k) for k in _STORAGE_OPTIONS if getattr(args, k) is not None}
     base: dict[str, Any] = {}
-    if args.resume and args.dest.is_dir() and any(args.dest.iterdir()):
+    # (a folder without a plate document, e.g. killed while creating it: the defaults)
+    if args.resume and args.dest.is_dir() and fsio.detect_zarr_format(args.dest) is not None:
         saved = PlateStore.open(args.dest).config
         base = saved.to_dict() if saved is not None else {}
     if not base:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
+from . import fsio
 from .errors import ConfigError, PlateExistsError, WellDataError
 from .plan import ConversionPlan
 from .runners import connect_dask, run_dask, run_processes, run_serial
@@ -212,7 +213,7 @@ def convert(
             runner.close()
     finally:
         forget_store(str(root))
-        store.recover()  # list every well now complete, once, whatever happened
+        _list_wells(store, tally)  # every well now complete, once, whatever happened
     done = {*tally.written, *tally.skipped, *(w for w, _ in tally.failed)}
     per_well = {w.name: 0 for w in plan.wells}
     for miss in plan.missing:
@@ -228,6 +229,25 @@ def convert(
         seconds=time.perf_counter() - start,
         missing_planes=sum(per_well[w] for w in tally.written),
     )
+
+
+def _list_wells(store: PlateStore, tally: _Tally) -> None:
+    """List the complete wells in the plate metadata (:meth:`PlateStore.recover`).
+
+    When that write fails (a full disk), the error says what it means: the wells are
+    whole on disk but not listed, and a resumed conversion lists them.
+    """
+    try:
+        store.recover()
+    except OSError as err:
+        failed = "".join(f"; well {well} failed: {why}" for well, why in tally.failed)
+        raise OSError(
+            err.errno,
+            f"{err.strerror or err}: the plate's well list could not be written "
+            f"({err.filename or store.root}){failed}; the wells converted are whole on "
+            "disk but not listed: once the cause is fixed, run the same conversion again "
+            "with resume=True (wellzarr convert ... --resume) to list them and finish",
+        ) from err
 
 
 def _check_options(
@@ -259,6 +279,10 @@ def _check_options(
 
 
 def _open_plate(dest: Path, config: StorageConfig, resume: bool, overwrite: bool) -> PlateStore:
+    if dest.is_dir() and any(dest.iterdir()) and _only_leftovers(dest):
+        # Killed before its plate document was written: start again in the same folder.
+        fsio.clean_stale_staging(dest)
+        return PlateStore.create(dest, config, exist_ok=True)
     occupied = dest.exists() and (dest.is_file() or any(dest.iterdir()))
     if not occupied or overwrite:
         return PlateStore.create(dest, config, overwrite=overwrite)
@@ -271,6 +295,21 @@ def _open_plate(dest: Path, config: StorageConfig, resume: bool, overwrite: bool
     if store.config != config:
         raise ConfigError(f"{dest} was written with other options: {_differences(store, config)}")
     return store
+
+
+def _only_leftovers(dest: Path) -> bool:
+    """Whether ``dest`` holds no zarr data, only what a killed conversion leaves there.
+
+    That is half-written metadata documents (``.zarr.json.<owner>.tmp``), the lock
+    file and the staging folder: hidden names, nothing of the user's.
+    """
+    if fsio.detect_zarr_format(dest) is not None:
+        return False
+    return all(
+        p.name in (fsio.LOCK_NAME, fsio.STAGING_DIR)
+        or (p.name.startswith(".") and p.name.endswith(".tmp"))
+        for p in dest.iterdir()
+    )
 
 
 def _differences(store: PlateStore, config: StorageConfig) -> str:

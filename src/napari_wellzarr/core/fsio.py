@@ -123,7 +123,8 @@ def atomic_write_bytes(
     """Write ``data`` to ``path`` so that readers see the old or the new file, never half.
 
     With ``replace=False`` an existing ``path`` is never replaced: ``FileExistsError``
-    (the file is linked into place, which fails when the name is taken).
+    (the file is linked into place, which fails when the name is taken).  An error of
+    a write (a full disk) names ``path``.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{_owner()}.{uuid.uuid4().hex[:8]}.tmp")
@@ -137,6 +138,12 @@ def atomic_write_bytes(
             os.replace(tmp, path)
         else:
             os.link(tmp, path)
+    except OSError as err:
+        if err.filename is not None or err.errno is None:
+            raise
+        # write() and fsync() errors name no file: "No space left on device" alone
+        # would not say which document could not be written.
+        raise OSError(err.errno, err.strerror, str(path)) from err
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -198,7 +205,23 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited but is not reaped yet (``kill(pid, 0)`` still succeeds).
+
+    A writer killed with its parent (``kill -9`` of a conversion's process group) stays
+    a zombie until something reaps it, in a container maybe for good: it writes no more.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:  # no /proc (not Linux), or it exited meanwhile
+        return False
+    # "pid (comm) S ...": the state follows the last ")", as comm may hold parentheses.
+    end = stat.rfind(b")")
+    return stat[end + 2 : end + 3] == b"Z"
 
 
 def _dead_owner(name: str) -> bool:

@@ -3,8 +3,10 @@
 :func:`describe_plate` gathers the layout, wells, sizes, codecs and chunking of a plate
 as JSON-ready data.  :func:`check_plate` checks it against the OME-NGFF specification
 (with ``ome-zarr-models``, when it is installed) and for internal consistency: every
-listed well exists and opens, every mapped file name points at a plane inside its well,
-every complete well on disk is listed; ``deep=True`` also decodes every chunk.
+listed well exists and opens, every mapped file name points at a plane inside its well;
+``deep=True`` also decodes every chunk.  What an interrupted write leaves behind
+(complete wells not listed yet, staging leftovers, a plate of ours that lists no well
+yet) is consistent, and reported as warnings: ``--resume`` finishes such a plate.
 """
 
 from __future__ import annotations
@@ -124,8 +126,12 @@ def check_plate(path: str | os.PathLike[str], *, deep: bool = False) -> PlateChe
 
     The specification part uses ``ome_zarr_models.open_ome_zarr`` when that package
     is importable (``spec`` says whether it ran).  Internal consistency: every listed
-    well opens, every mapped file name points at a plane inside its well, no complete
-    well is left unlisted; with ``deep`` every chunk of every well is decoded.
+    well opens, every mapped file name points at a plane inside its well; with ``deep``
+    every chunk of every well is decoded.  The traces of an interrupted write are
+    warnings, not problems: readers see a consistent plate, and resuming completes it.
+    These are complete wells on disk that the well list does not name yet, staging
+    leftovers, and a plate written by napari-wellzarr that lists no well yet (not an
+    OME-NGFF plate until its first well is listed: the specification is not checked).
     """
     check = PlateCheck()
     try:
@@ -133,9 +139,17 @@ def check_plate(path: str | os.PathLike[str], *, deep: bool = False) -> PlateChe
     except WellZarrError as err:
         check.problems.append(str(err))
         return check
-    check.spec = _check_spec(store.root, check)
+    wells = store.wells()
+    if not wells and store.config is not None:
+        check.warnings.append(
+            f"{store.root} lists no wells yet: it becomes an OME-NGFF HCS plate when its "
+            "first well is listed (the specification was not checked)"
+        )
+        check.spec = "skipped (the plate lists no wells yet)"
+    else:
+        check.spec = _check_spec(store.root, check)
     listed = set()
-    for well in store.wells():
+    for well in wells:
         listed.add(well)
         _check_well(store, well, deep, check)
     _check_unlisted(store, listed, check)
@@ -201,7 +215,10 @@ def _check_unlisted(store: PlateStore, listed: set[str], check: PlateCheck) -> N
             if name in listed:
                 continue
             if fsio.detect_zarr_format(store.root / plate.well_path(r, c)) is not None:
-                check.problems.append(
+                # Wells are listed once per writing session: an interrupted session
+                # leaves its complete wells unlisted (invisible to readers, not damage).
+                check.warnings.append(
                     f"well {name} is complete on disk but not listed in the plate metadata "
-                    "(resume the conversion, or call PlateStore.recover())"
+                    "yet (an interrupted write: resume the conversion, or call "
+                    "PlateStore.recover())"
                 )
