@@ -131,15 +131,18 @@ def test_four_processes_write_different_wells(
 ) -> None:
     root = tmp_path / "plate.zarr"
     PlateStore.create(root, StorageConfig(ngff_version=version, plate=96)).close()
-    n_writers, n_rounds, per_round = 4, 3, 3
+    n_writers, n_rounds, per_round = 4, 20, 1
     rows = "ABCDEFGH"
-    # Writer i, round r, job j -> a well of its own: columns interleave writers in one row.
+
+    def well(i: int, r: int, j: int) -> str:
+        # Writer i, round r, job j -> a well of its own; the writers of a round share a
+        # row (its group is created by whichever comes first), a new row every 3 rounds.
+        n = (r * per_round + j) * n_writers + i
+        return f"{rows[n // 12]}{n % 12 + 1:02d}"
+
     plans = [
         [
-            [
-                [f"{rows[2 * r + j // 2]}{(j % 2) * 4 + i + 1:02d}", 1000 * r + 10 * i + j, False]
-                for j in range(per_round)
-            ]
+            [[well(i, r, j), 1000 * r + 10 * i + j, False] for j in range(per_round)]
             for r in range(n_rounds)
         ]
         for i in range(n_writers)
@@ -169,7 +172,7 @@ def test_two_processes_write_the_same_well(
     root = tmp_path / "plate.zarr"
     PlateStore.create(root, StorageConfig(plate=24)).close()
     # Rounds: two fresh wells without overwrite, then the same wells again and again with it.
-    rounds = [("B02", False), ("B03", False)] + [("B02", True), ("B03", True)] * 4
+    rounds = [("B02", False), ("B03", False)] + [("B02", True), ("B03", True)] * 9
     plans = [
         [[[well, 100 * n + writer, overwrite]] for n, (well, overwrite) in enumerate(rounds)]
         for writer in range(2)

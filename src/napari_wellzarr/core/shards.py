@@ -31,7 +31,7 @@ import numpy as np
 from .errors import CorruptDataError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
 __all__ = ["ShardLayout", "ShardReader", "StaleFileError", "encode_pool"]

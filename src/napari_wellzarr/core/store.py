@@ -35,7 +35,7 @@ from .metadata import Channel, PlateMeta, PlateWell, ome_attrs
 from .plates import foreign_layout, lookup, parse_root
 from .reading import OpenWell, WellInfo, open_well
 from .well import PlaneKey
-from .writing import assemble_planes, build_well, plane_key, prepare_well
+from .writing import WellPayload, assemble_planes, build_well, plane_key, prepare_well
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -334,6 +334,17 @@ class PlateStore:
             plane_names=plane_names,
             labels=labels,
         )
+        try:
+            return self._write_payload(target, payload, config, overwrite)
+        except OSError as err:
+            if isinstance(err, WellZarrError) or err.errno is None:
+                raise
+            # "No space left on device" alone does not say which well failed
+            raise OSError(err.errno, f"well {target.name}: {err.strerror}", err.filename) from err
+
+    def _write_payload(
+        self, target: _Target, payload: WellPayload, config: StorageConfig, overwrite: bool
+    ) -> WellInfo:
         stage = fsio.staging_dir(self.root, target.path.replace("/", "_"))
         try:
             build_well(stage, payload, config, self.ngff_version, self._dataset_paths)

@@ -7,6 +7,7 @@ that the store renames into place.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from .shards import ShardLayout
 from .well import ALLOWED_DTYPES, PlaneKey, WellAxes, downsample, image_meta_for, pyramid_shapes
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
 
 __all__ = ["PLANE_MAP", "WellPayload", "assemble_planes", "build_well", "prepare_well"]
@@ -423,24 +424,51 @@ def _write_levels(
             layout.write(target, level)
             continue
         chunks, shards = config.chunk_layout(level.shape)
-        zarr.create_array(
-            store=zstore,
-            name=name,
-            data=level,
-            chunks=chunks,
-            shards=shards,
-            **config.zarr_codecs(),
-            fill_value=0,
-            # Every chunk is stored, even an all-zero one, so that a missing chunk file
-            # always means damage, never "this plane was empty".
-            config={"write_empty_chunks": True},
-            zarr_format=config.zarr_format,  # type: ignore[arg-type]
-            attributes=level_attrs,
-            dimension_names=list(dims) if config.zarr_format == 3 else None,
-            chunk_key_encoding={"name": "v2", "separator": "/"}
-            if config.zarr_format == 2
-            else None,
-        )
+        with _zarr_writes_settle():
+            zarr.create_array(
+                store=zstore,
+                name=name,
+                data=level,
+                chunks=chunks,
+                shards=shards,
+                **config.zarr_codecs(),
+                fill_value=0,
+                # Every chunk is stored, even an all-zero one, so that a missing chunk file
+                # always means damage, never "this plane was empty".
+                config={"write_empty_chunks": True},
+                zarr_format=config.zarr_format,  # type: ignore[arg-type]
+                attributes=level_attrs,
+                dimension_names=list(dims) if config.zarr_format == 3 else None,
+                chunk_key_encoding={"name": "v2", "separator": "/"}
+                if config.zarr_format == 2
+                else None,
+            )
+
+
+@contextlib.contextmanager
+def _zarr_writes_settle(timeout: float = 30.0) -> Iterator[None]:
+    """On a failure inside zarr, wait for its other writes before the caller cleans up.
+
+    zarr runs an array's writes as concurrent tasks and raises the first failure while
+    the others still run: a caller that removes the staging folder at once would see
+    them create it again (a leak, on a full disk exactly when space is short).
+    """
+    try:
+        yield
+    except BaseException:
+        import asyncio
+
+        from zarr.core.sync import sync
+
+        async def others() -> None:
+            me = asyncio.current_task()
+            pending = [t for t in asyncio.all_tasks() if t is not me]
+            if pending:
+                await asyncio.wait(pending, timeout=timeout)
+
+        with contextlib.suppress(Exception):
+            sync(others())
+        raise
 
 
 @functools.lru_cache(maxsize=64)
