@@ -99,8 +99,9 @@ def plane_file_name(well: str, field: int, c: int) -> str:
 class WellZarr:
     """napari-wellzarr's PlateStore: write_well per well in one ``with PlateStore.create``."""
 
-    def __init__(self, chunks: str, compressor: str, ngff: str = "0.5") -> None:
-        self.chunks, self.compressor, self.ngff = chunks, compressor, ngff
+    def __init__(self, **options: str) -> None:
+        # StorageConfig options; none given = the default configuration
+        self.options = options
 
     def prepare(self) -> None:
         import zarr.codecs
@@ -111,9 +112,7 @@ class WellZarr:
     def write(self, plate_dir: Path, n_wells: int, pool: Pool) -> None:
         from napari_wellzarr.core import PlateStore, StorageConfig
 
-        config = StorageConfig(
-            compressor=self.compressor, chunks=self.chunks, ngff_version=self.ngff, plate=n_wells
-        )
+        config = StorageConfig(**self.options, plate=n_wells)
         with PlateStore.create(plate_dir, config) as plate:
             for i, (name, _row, _col) in enumerate(plate_wells(n_wells)):
                 names = {

@@ -11,7 +11,7 @@ A well is 4 fields x 3 channels x 1 z x 512 x 512 uint16 (12-bit nuclei-like, Po
 temp directory and kept between runs.
 
 Each conversion runs ``python -m napari_wellzarr.cli convert SRC DEST --json`` in its own
-process group with the default storage (blosc-zstd 3, bit-shuffle, sharded).  Reported:
+process group with the default storage (blosc-lz4 9, bit-shuffle, sharded).  Reported:
 
 * ``MB/s raw``: raw pixel bytes / wall time of the whole command (interpreter start, scan
   of names and TIFF headers, conversion, metadata) - what a user waits for;

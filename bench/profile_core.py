@@ -1,21 +1,15 @@
-"""Where the core's time goes: profiles and prototype optimisations of write and plane read.
+"""Where the core's time goes: profiles of write and plane read.
 
     .venv/bin/python bench/profile_core.py profile [--wells 96]    # cProfile, top functions
     .venv/bin/python bench/profile_core.py pyspy   [--wells 96]    # py-spy, all threads + C
-    .venv/bin/python bench/profile_core.py prototypes [--wells 96] [--repeats 3]
 
-``profile`` runs the default configuration (``StorageConfig()``: sharded, blosc-zstd 3
-bit-shuffle) under cProfile: a 96-well plate written with ``PlateStore.write_well`` in a
-``with PlateStore.create`` block, then 200 random warm ``read_plane`` calls from an opened
-store, then 50 cold ones (page cache dropped, new store).  cProfile sees only the calling
-thread; zarr 3 does its I/O on an event-loop thread and encodes on a thread pool, so
-``pyspy`` samples every thread, native frames included (needs ``py-spy`` on ``PATH`` or
-``PY_SPY=/path/to/py-spy``).
-
-``prototypes`` measures changes to the core without editing ``src/``: each variant
-monkeypatches the core (or zarr's configuration) in a fresh process, writes the plate
-``--repeats`` times and reads 200 planes; it prints the median against the baseline, in
-alternating order so that disk drift hits every variant alike.
+``profile`` runs the default configuration (``StorageConfig()``) under cProfile: a
+96-well plate written with ``PlateStore.write_well`` in a ``with PlateStore.create``
+block, then 200 random warm ``read_plane`` calls from an opened store, then 50 cold ones
+(page cache dropped, new store).  cProfile sees only the calling thread; the core encodes
+chunks on a thread pool (and zarr, for the layouts it writes, does its I/O on an
+event-loop thread), so ``pyspy`` samples every thread, native frames included (needs
+``py-spy`` on ``PATH`` or ``PY_SPY=/path/to/py-spy``).
 
 Uses the well pool that ``bench_plates.py`` caches (generated here if missing).
 """
@@ -25,7 +19,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import json
 import os
 import pstats
 import shutil
@@ -244,277 +237,15 @@ def cmd_phase(args: argparse.Namespace) -> None:
         read_planes(plate_dir, keys)
 
 
-# -- prototypes ----------------------------------------------------------------------------------
-
-# Each variant is applied in a fresh process before the plate is written; the source of each
-# patch is printed in the report.  They model changes to src/ without editing it.
-
-
-def _patch_no_minmax() -> None:
-    """writing._channels: no full-well min/max pass (window from the dtype range only)."""
-    import numpy as np
-
-    from napari_wellzarr.core import writing
-
-    original = writing._channels
-
-    def channels(name: str, array: Any, axes: Any, channels: Any) -> Any:
-        small = array[(slice(0, 1),) * (array.ndim - 2) + (slice(0, 2), slice(0, 2))]
-        return original(name, np.broadcast_to(small, (*small.shape[:-2], 2, 2)), axes, channels)
-
-    writing._channels = channels
-
-
-def _patch_minmax_one_pass() -> None:
-    """writing._channels: min and max per channel from one strided view (no temporaries)."""
-    import numpy as np
-
-    from napari_wellzarr.core import writing
-    from napari_wellzarr.core.metadata import Channel, default_channels
-
-    def channels(name: str, array: Any, axes: Any, channels: Any) -> Any:
-        c_axis = axes.names.index("c")
-        n_c = array.shape[c_axis]
-        defaults = default_channels(n_c)
-        base = (
-            defaults
-            if channels is None
-            else tuple(
-                c if isinstance(c, Channel) else Channel(str(c), defaults[i].color)
-                for i, c in enumerate(channels)
-            )
-        )
-        moved = np.moveaxis(array, c_axis, 0)
-        low = [int(moved[i].min()) for i in range(n_c)]
-        high = [int(moved[i].max()) for i in range(n_c)]
-        info = np.iinfo(array.dtype) if array.dtype.kind in "iu" else None
-        out = []
-        for i, ch in enumerate(base):
-            if ch.window is None:
-                lo, hi = (info.min, info.max) if info else (low[i], high[i])
-                ch = Channel(ch.label, ch.color, (float(lo), float(hi), low[i], high[i]), ch.active)
-            out.append(ch)
-        return tuple(out)
-
-    writing._channels = channels
-
-
-def _patch_no_fsync() -> None:
-    """fsio.atomic_write_bytes: temp file + rename without fsync (rename is still atomic)."""
-    import contextlib
-    import uuid
-
-    from napari_wellzarr.core import fsio
-
-    def atomic_write_bytes(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-
-    fsio.atomic_write_bytes = atomic_write_bytes
-
-
-def _patch_blosc_single_thread() -> None:
-    """numcodecs blosc without its own threads (zarr's thread pool already runs chunks)."""
-    import numcodecs.blosc
-
-    numcodecs.blosc.use_threads = False
-
-
-def _patch_concurrency_2() -> None:
-    """zarr async.concurrency 2 (default 10) on this 2-core machine."""
-    import zarr
-
-    zarr.config.set({"async.concurrency": 2})
-
-
-def _patch_max_workers_2() -> None:
-    """zarr threading.max_workers 2 (default: Python's executor default, min(32, cpus+4))."""
-    import zarr
-
-    zarr.config.set({"threading.max_workers": 2})
-
-
-def _patch_no_checksum() -> None:
-    """StorageConfig(checksum=False): no crc32c codec after blosc (if the core has it)."""
-
-
-def _patch_combined() -> None:
-    """no fsync + one-pass min/max (the two small core changes together)."""
-    _patch_no_fsync()
-    _patch_minmax_one_pass()
-
-
-def _patch_direct_write() -> None:
-    """_fastpath: zarr writes metadata only; chunks encoded on a 2-thread pool, one shard write."""
-    import _fastpath
-
-    _fastpath.install_direct_shard_writer()
-
-
-def _patch_direct_read() -> None:
-    """_fastpath: shard index read once per well, plane chunk pread + decoded in the caller."""
-    import _fastpath
-
-    _fastpath.install_direct_plane_reader()
-
-
-def _patch_direct_read_shared() -> None:
-    """direct read + wells reuse the first well's layout (models plate-level well metadata)."""
-    import _fastpath
-
-    _fastpath.install_direct_plane_reader()
-    _fastpath.install_shared_well_layout()
-
-
-def _patch_everything() -> None:
-    """combined + direct write + direct read with shared layout."""
-    _patch_combined()
-    _patch_direct_write()
-    _patch_direct_read_shared()
-
-
-VARIANTS: dict[str, Any] = {
-    "baseline": None,
-    "minmax-one-pass": _patch_minmax_one_pass,
-    "no-minmax": _patch_no_minmax,
-    "no-fsync": _patch_no_fsync,
-    "blosc-1-thread": _patch_blosc_single_thread,
-    "concurrency-2": _patch_concurrency_2,
-    "max-workers-2": _patch_max_workers_2,
-    "no-checksum": _patch_no_checksum,
-    "combined": _patch_combined,
-    "direct-write": _patch_direct_write,
-    "direct-read": _patch_direct_read,
-    "direct-read+shared-layout": _patch_direct_read_shared,
-    "everything": _patch_everything,
-    # The same with a faster codec setting (StorageConfig options, see CONFIGS).
-    "baseline+blosc-lz4": None,
-    "everything+blosc-lz4": _patch_everything,
-    "everything+blosc-zstd1": _patch_everything,
-}
-CONFIGS: dict[str, dict[str, Any]] = {
-    "baseline+blosc-lz4": {"compressor": "blosc-lz4"},
-    "everything+blosc-lz4": {"compressor": "blosc-lz4"},
-    "everything+blosc-zstd1": {"level": 1},
-}
-
-
-def cmd_variant(args: argparse.Namespace) -> None:
-    """Run one variant once (in this fresh process) and print a JSON line."""
-
-    import napari_wellzarr.core.store  # noqa: F401
-    from napari_wellzarr.core import StorageConfig
-
-    patch = VARIANTS[args.variant]
-    if patch is not None:
-        patch()
-    config: dict[str, Any] = dict(CONFIGS.get(args.variant, {}))
-    if args.variant == "no-checksum" and "checksum" in StorageConfig.__dataclass_fields__:
-        config["checksum"] = False
-    wells = pool()
-    wells.warm()
-    plate_dir = Path(args.dir) / f"plate-{args.variant}"
-    os.sync()
-    cpu = time.process_time()
-    write_s = write_plate(plate_dir, args.wells, wells, **config)
-    cpu = time.process_time() - cpu
-    keys = plane_keys(args.wells, 200, 11)
-    read_planes(plate_dir, keys[:3])
-    warm = read_planes(plate_dir, keys)
-    cont.drop_caches()
-    cold = read_planes(plate_dir, plane_keys(args.wells, 50, 12))
-    shutil.rmtree(plate_dir)
-    os.sync()
-    print(
-        json.dumps(
-            {
-                "write_mbs": args.wells * cont.WELL_BYTES / write_s / 1e6,
-                "cpu_ms_per_well": cpu / args.wells * 1e3,
-                "plane_warm_ms": statistics.median(warm) * 1e3,
-                "plane_cold_ms": statistics.median(cold) * 1e3,
-            }
-        )
-    )
-
-
-def cmd_prototypes(args: argparse.Namespace) -> None:
-    import inspect
-
-    pool()  # build the cache before timing anything
-    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    names = [v for v in VARIANTS if not args.variants or v in args.variants.split(",")]
-    if "baseline" not in names:
-        names.insert(0, "baseline")
-    scratch = Path(tempfile.mkdtemp(prefix="wellzarr-proto-", dir=args.dir))
-    runs: dict[str, list[dict[str, float]]] = {n: [] for n in names}
-    try:
-        for rep in range(args.repeats):
-            order = names if rep % 2 == 0 else names[::-1]
-            for name in order:
-                done = subprocess.run(
-                    [sys.executable, __file__, "_variant", name, "--wells", str(args.wells),
-                     "--dir", str(scratch)],
-                    capture_output=True, text=True, check=False,
-                )  # fmt: skip
-                if done.returncode:
-                    print(f"{name} failed:\n{done.stderr[-1500:]}", file=sys.stderr)
-                    continue
-                runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
-                print(f"rep {rep} {name}: {runs[name][-1]}", file=sys.stderr, flush=True)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-    base = {k: statistics.median(r[k] for r in runs["baseline"]) for k in runs["baseline"][0]}
-    where = "tmpfs" if str(scratch).startswith("/dev/shm") else "disk"
-    print(
-        f"## Prototype optimisations, default config, {args.wells} wells on {where} "
-        f"(median of {args.repeats} runs each; load average before: {load_before})\n"
-    )
-    print(
-        "| variant | write MB/s | vs baseline | all runs MB/s | CPU ms per well | vs baseline "
-        "| plane warm ms | plane cold ms | what |"
-    )
-    print("|---|---:|---:|---|---:|---:|---:|---:|---|")
-    for name in names:
-        if not runs[name]:
-            continue
-        med = {k: statistics.median(r[k] for r in runs[name]) for k in runs[name][0]}
-        doc = inspect.getdoc(VARIANTS[name]) if VARIANTS[name] else "the core as it is"
-        if name in CONFIGS:
-            doc = f"{doc} With StorageConfig({CONFIGS[name]})."
-        all_runs = ", ".join(f"{r['write_mbs']:.0f}" for r in runs[name])
-        print(
-            f"| {name} | {med['write_mbs']:.0f} | {med['write_mbs'] / base['write_mbs']:.2f}x | "
-            f"{all_runs} | {med['cpu_ms_per_well']:.1f} | "
-            f"{base['cpu_ms_per_well'] / med['cpu_ms_per_well']:.2f}x | "
-            f"{med['plane_warm_ms']:.2f} | {med['plane_cold_ms']:.2f} | {doc} |"
-        )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["profile", "pyspy", "prototypes", "_phase", "_variant"])
-    parser.add_argument("arg", nargs="?", default=None, help="phase or variant (internal)")
+    parser.add_argument("command", choices=["profile", "pyspy", "_phase"])
+    parser.add_argument("arg", nargs="?", default=None, help="phase (internal)")
     parser.add_argument("--wells", type=int, default=96)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--variants", default=None, help="comma-separated variant names")
     parser.add_argument("--dir", default=None)
     args = parser.parse_args()
-    args.phase = args.variant = args.arg
-    {
-        "profile": cmd_profile,
-        "pyspy": cmd_pyspy,
-        "prototypes": cmd_prototypes,
-        "_phase": cmd_phase,
-        "_variant": cmd_variant,
-    }[args.command](args)
+    args.phase = args.arg
+    {"profile": cmd_profile, "pyspy": cmd_pyspy, "_phase": cmd_phase}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import pytest
 import tifffile
 
 from napari_wellzarr.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE
-from napari_wellzarr.core import PlaneKey, PlateStore
+from napari_wellzarr.core import PlaneKey, PlateStore, StorageConfig
 from test_convert import assert_plate, ix_set, plate_digest
 
 if TYPE_CHECKING:
@@ -58,7 +58,8 @@ def test_convert_info_validate(tmp_path: Path, rng: np.random.Generator) -> None
     assert (doc["rows"], doc["columns"], doc["ngff_version"]) == (8, 12, "0.5")
     assert doc["well_shapes"] == [[2, 2, 1, 32, 48]]
     assert (doc["chunks"], doc["shards"]) == ([1, 1, 1, 32, 48], [2, 2, 1, 32, 48])
-    assert doc["compressors"][0]["configuration"]["cname"] == "zstd"
+    blosc = doc["compressors"][0]["configuration"]
+    assert (blosc["cname"], blosc["clevel"]) == ("lz4", StorageConfig().level)  # the default
     assert doc["mapped_files"] == 11
     text = wellzarr("info", dest)
     assert "in shards (2, 2, 1, 32, 48)" in text.stdout
@@ -167,9 +168,14 @@ def test_existing_dest_needs_resume_or_overwrite(tmp_path: Path, rng: np.random.
     again = wellzarr("convert", tmp_path / "src", tmp_path / "p.zarr", "-q")
     assert again.returncode == EXIT_USAGE
     assert "already exists" in again.stderr
-    other = wellzarr("convert", tmp_path / "src", tmp_path / "p.zarr", "--resume", "--level", "9")
-    assert other.returncode == EXIT_USAGE
-    assert "level is 3 there, 9 here" in other.stderr
+    level = StorageConfig().level
+    assert level is not None
+    other = level - 1  # not the default level the plate was written with
+    mismatch = wellzarr(
+        "convert", tmp_path / "src", tmp_path / "p.zarr", "--resume", "--level", other
+    )
+    assert mismatch.returncode == EXIT_USAGE
+    assert f"level is {level} there, {other} here" in mismatch.stderr
     same = wellzarr("convert", tmp_path / "src", tmp_path / "p.zarr", "--resume", "--json")
     assert same.returncode == EXIT_OK
     assert json.loads(same.stdout)["skipped"] == ["A01"]

@@ -98,7 +98,9 @@ class ConvertWidget(Container[Any]):
         self.pattern = LineEdit(label="Pattern")
         self.output = FileEdit(label="Output", mode=FileDialogMode.OPTIONAL_FILE, filter="*.zarr")
         self.compressor = ComboBox(
-            label="Compressor", choices=[c.value for c in Compressor], value="blosc-zstd"
+            label="Compressor",
+            choices=[c.value for c in Compressor],
+            value=StorageConfig().compressor.value,
         )
         self.level = LineEdit(label="Level", value="")
         self.level.tooltip = "empty: the codec's default level"

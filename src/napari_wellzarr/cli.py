@@ -108,7 +108,7 @@ def _convert_parser(sub: Any) -> None:
     names.add_argument("--channel-names", metavar="A,B,..", help="in channel order")
     store = conv.add_argument_group(
         "storage",
-        "defaults: blosc-zstd 3 bit-shuffle, sharded, OME-NGFF 0.5, the smallest "
+        "defaults: blosc-lz4 9 bit-shuffle, sharded, OME-NGFF 0.5, the smallest "
         "plate that fits, stacked fields; on --resume the plate's own options",
     )
     store.add_argument("--compressor", choices=_values(Compressor))
