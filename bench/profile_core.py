@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/profile_core.py profile [--wells 96]    # cProfile, top functions
     .venv/bin/python bench/profile_core.py pyspy   [--wells 96]    # py-spy, all threads + C
+    .venv/bin/python bench/profile_core.py phases  [--wells 96]    # ms per step of write_well
+    .venv/bin/python bench/profile_core.py coldread [--wells 96]   # cold plane vs bare preads
 
 ``profile`` runs the default configuration (``StorageConfig()``) under cProfile: a
 96-well plate written with ``PlateStore.write_well`` in a ``with PlateStore.create``
@@ -237,15 +239,137 @@ def cmd_phase(args: argparse.Namespace) -> None:
         read_planes(plate_dir, keys)
 
 
+# -- phases: wall time per step of write_well -----------------------------------------------
+
+
+def _timed(owner: Any, name: str, label: str, acc: dict[str, float]) -> None:
+    real = getattr(owner, name)
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            acc[label] = acc.get(label, 0.0) + time.perf_counter() - t
+
+    setattr(owner, name, timed)
+
+
+def cmd_phases(args: argparse.Namespace) -> None:
+    """Wall milliseconds per well of each step of ``write_well`` (nested steps overlap)."""
+    from napari_wellzarr.core import reading, shards, store, writing
+
+    acc: dict[str, float] = {}
+    steps = [
+        (store, "prepare_well", "prepare_well (checks, channel windows)"),
+        (store, "build_well", "build_well (everything on disk, in staging)"),
+        (shards.ShardLayout, "write", "  ShardLayout.write (encode + write the shard)"),
+        (writing.fsio, "write_group", "  write_group (group documents)"),
+        (store, "open_well", "open_well (describe the staged well)"),
+        (reading.OpenWell, "shard_files", "shard_files (identities for the layout record)"),
+        (store.PlateStore, "_move_into_place", "_move_into_place (locked rename)"),
+        (store.fsio, "remove_tree", "remove_tree (staging)"),
+    ]
+    for owner, name, label in steps:
+        _timed(owner, name, label, acc)
+    wells = pool()
+    wells.warm()
+    scratch = Path(tempfile.mkdtemp(prefix="wellzarr-phases-", dir=args.dir))
+    try:
+        total = 0.0
+        for _ in range(2):  # the second round is reported (imports, caches warm)
+            shutil.rmtree(scratch / "p.zarr", ignore_errors=True)
+            acc.clear()
+            total = write_plate(scratch / "p.zarr", args.wells, wells)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    per = 1e3 / args.wells
+    print(f"write_well, {args.wells} wells: {total * per:.2f} ms per well in all\n")
+    print("| step | ms per well |\n|---|---:|")
+    for _, _, label in steps:
+        print(f"| {label} | {acc.get(label, 0.0) * per:.2f} |")
+
+
+# -- coldread: a cold plane against the file system's own cost -------------------------------
+
+
+def _drop_caches() -> None:
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as fh:
+        fh.write("3\n")
+
+
+def cmd_coldread(args: argparse.Namespace) -> None:
+    """Cold ``read_plane`` against bare preads of the same shard files (needs root)."""
+    import statistics
+
+    from napari_wellzarr.core import PlateStore
+
+    wells = pool()
+    scratch = Path(tempfile.mkdtemp(prefix="wellzarr-cold-", dir=args.dir))
+    plate_dir = scratch / "p.zarr"
+    try:
+        write_plate(plate_dir, args.wells, wells)
+        keys = plane_keys(args.wells, 50, seed=3)
+
+        def shard(well: str) -> Path:
+            return plate_dir / well[0] / well[1:] / "0" / "0" / "c" / "0" / "0" / "0" / "0" / "0"
+
+        def bare(w: str, with_index: bool, with_stats: bool) -> None:
+            if with_stats:
+                for doc in ("zarr.json", "0/zarr.json", "0/0/zarr.json"):
+                    os.stat(plate_dir / w[0] / w[1:] / doc)
+            fd = os.open(shard(w), os.O_RDONLY)
+            size = os.fstat(fd).st_size
+            if with_index:
+                os.pread(fd, 12 * 16 + 4, size - 12 * 16 - 4)
+            os.pread(fd, 300_000, 0)
+            os.close(fd)
+
+        rows: dict[str, list[float]] = {}
+        for label, run in [
+            ("open + 1 pread (the chunk)", lambda w: bare(w, False, False)),
+            ("open + 2 preads (index, chunk)", lambda w: bare(w, True, False)),
+            ("3 document stats + open + 1 pread", lambda w: bare(w, False, True)),
+        ]:
+            _drop_caches()
+            rows[label] = []
+            for w, _f, _c in keys:
+                t = time.perf_counter()
+                run(w)
+                rows[label].append(time.perf_counter() - t)
+        _drop_caches()
+        store = PlateStore.open(plate_dir)
+        rows["PlateStore.read_plane"] = []
+        for w, f, c in keys:
+            t = time.perf_counter()
+            store.read_plane(w, f, c, 0)
+            rows["PlateStore.read_plane"].append(time.perf_counter() - t)
+        rows["PlateStore.read_plane, warm"] = read_planes(plate_dir, keys * 2)[len(keys) :]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"50 random planes of a {args.wells}-well plate, page cache dropped before each row\n")
+    print("| what | median ms |\n|---|---:|")
+    for label, times in rows.items():
+        print(f"| {label} | {statistics.median(times) * 1e3:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["profile", "pyspy", "_phase"])
+    parser.add_argument("command", choices=["profile", "pyspy", "phases", "coldread", "_phase"])
     parser.add_argument("arg", nargs="?", default=None, help="phase (internal)")
     parser.add_argument("--wells", type=int, default=96)
     parser.add_argument("--dir", default=None)
     args = parser.parse_args()
     args.phase = args.arg
-    {"profile": cmd_profile, "pyspy": cmd_pyspy, "_phase": cmd_phase}[args.command](args)
+    commands = {
+        "profile": cmd_profile,
+        "pyspy": cmd_pyspy,
+        "phases": cmd_phases,
+        "coldread": cmd_coldread,
+        "_phase": cmd_phase,
+    }
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from .arrays import to_host
 from .config import Compressor, FieldArrangement, StorageConfig
 from .errors import WellDataError
 from .metadata import Channel, Multiscale, WellMeta, default_channels, ome_attrs
-from .shards import ShardLayout
+from .shards import ShardLayout, encode_pool
 from .well import ALLOWED_DTYPES, PlaneKey, WellAxes, downsample, image_meta_for, pyramid_shapes
 
 if TYPE_CHECKING:
@@ -132,12 +132,7 @@ def _channels(
             c if isinstance(c, Channel) else Channel(str(c), defaults[i].color)
             for i, c in enumerate(channels)
         )
-    other = tuple(i for i in range(array.ndim) if i != c_axis)
-    if array.dtype.kind == "f":  # NaN and inf have no place in a display window
-        finite = np.where(np.isfinite(array), array, np.nan)
-        low, high = _nan_range(finite, other)
-    else:
-        low, high = array.min(axis=other), array.max(axis=other)
+    low, high = _channel_ranges(array, c_axis)
     info = np.iinfo(array.dtype) if array.dtype.kind in "iu" else None
     out = []
     for i, ch in enumerate(base):
@@ -149,8 +144,25 @@ def _channels(
     return tuple(out)
 
 
+def _channel_ranges(
+    array: np.ndarray[Any, Any], c_axis: int
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Each channel's (min, max), channels in parallel on the codec threads."""
+
+    def one(c: int) -> tuple[Any, Any]:
+        channel = array[(slice(None),) * c_axis + (c,)]
+        if array.dtype.kind == "f":  # NaN and inf have no place in a display window
+            finite = np.where(np.isfinite(channel), channel, np.nan)
+            low, high = _nan_range(finite, None)
+            return low, high
+        return channel.min(), channel.max()
+
+    ranges = list(encode_pool().map(one, range(array.shape[c_axis])))
+    return np.array([r[0] for r in ranges]), np.array([r[1] for r in ranges])
+
+
 def _nan_range(
-    array: np.ndarray[Any, Any], axes: tuple[int, ...]
+    array: np.ndarray[Any, Any], axes: tuple[int, ...] | None
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN channel
