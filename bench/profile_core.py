@@ -313,7 +313,7 @@ def cmd_coldread(args: argparse.Namespace) -> None:
         keys = plane_keys(args.wells, 50, seed=3)
 
         def shard(well: str) -> Path:
-            return plate_dir / well[0] / well[1:] / "0" / "0" / "c" / "0" / "0" / "0" / "0" / "0"
+            return plate_dir / well[0] / well[1:] / "0" / "0" / "c.0.0.0.0.0"
 
         def bare(w: str, with_index: bool, with_stats: bool) -> None:
             if with_stats:

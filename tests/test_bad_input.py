@@ -587,6 +587,13 @@ def damage(path: Path, how: str) -> None:
         path.write_bytes(np.random.default_rng(7).bytes(len(data) + 13))
 
 
+def chunk_file(ngff: str, coords: tuple[int, ...]) -> str:
+    """The chunk (or shard) file of a chunk: ``c.1.1.0.0.0`` (0.5), ``1/1/0/0/0`` (0.4)."""
+    if ngff == "0.5":
+        return "c." + ".".join(map(str, coords))
+    return "/".join(map(str, coords))
+
+
 CHUNK_CASES = [
     ("0.4", "plane", "zstd", "truncate"),
     ("0.4", "plane", "zlib", "garbage"),
@@ -621,7 +628,7 @@ def test_damaged_chunk_is_corrupt_data_naming_array_and_chunk(
     array_dir = root / "B" / "02" / "0" / "0"
     # The plane (field 1, c 1, z 0) lives in its own chunk, or in the well's only chunk/shard.
     target = array_dir / (
-        ("c/" if ngff == "0.5" else "") + ("1/1/0/0/0" if chunks == "plane" else "0/0/0/0/0")
+        chunk_file(ngff, (1, 1, 0, 0, 0) if chunks == "plane" else (0, 0, 0, 0, 0))
     )
     assert target in chunk_files(array_dir)
     damage(target, how)
@@ -653,7 +660,7 @@ def test_whole_well_read_names_the_damaged_chunk(
     ) as store:
         store.write_well("B02", pixels(SHAPE))
     array_dir = root / "B" / "02" / "0" / "0"
-    target = array_dir / (("c/" if ngff == "0.5" else "") + "1/1/0/0/0")
+    target = array_dir / chunk_file(ngff, (1, 1, 0, 0, 0))
     damage(target, "garbage")
     with pytest.raises(CorruptDataError) as err:
         PlateStore.open(root).read_well("B02")

@@ -187,7 +187,7 @@ def test_validate_reports_problems_with_exit_3(tmp_path: Path, rng: np.random.Ge
     ix_set(tmp_path / "src", rng, wells=("A01", "A02", "B01"))
     dest = tmp_path / "p.zarr"
     assert wellzarr("convert", tmp_path / "src", dest, "-q").returncode == EXIT_OK
-    (dest / "A" / "02" / "0" / "0" / "c" / "0" / "0" / "0" / "0" / "0").unlink()  # a shard
+    (dest / "A" / "02" / "0" / "0" / "c.0.0.0.0.0").unlink()  # the well's shard
     shallow = wellzarr("validate", dest)
     assert shallow.returncode == EXIT_OK  # metadata alone is fine
     deep = wellzarr("validate", dest, "--deep", "--json")

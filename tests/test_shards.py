@@ -180,11 +180,11 @@ def test_one_flipped_bit_is_reported_by_the_checksums(
     with PlateStore.create(root, StorageConfig(plate=24)) as store:
         store.write_well("B02", data)
         store.write_well("B03", data)
-    shard = level0(root) / "c/0/0/0/0/0"
+    shard = level0(root) / "c.0.0.0.0.0"
     size = shard.stat().st_size
     flip_byte(shard, 100)  # inside the first plane's compressed bytes
     store = PlateStore.open(root)
-    with pytest.raises(CorruptDataError, match=r"B/02/0/0 chunk c/0/0/0/0/0.*checksum"):
+    with pytest.raises(CorruptDataError, match=r"B/02/0/0 chunk c\.0\.0\.0\.0\.0.*checksum"):
         store.read_plane("B02", 0, 0, 0)
     np.testing.assert_array_equal(store.read_plane("B02", 0, 1, 0), data[0, 1, 0])
     flip_byte(shard, 100)
@@ -288,14 +288,14 @@ def test_damage_in_a_recorded_well_is_still_reported(
     recorded: tuple[Path, dict[str, Any]],
 ) -> None:
     root, data = recorded
-    shard = level0(root, "C/03") / "c/0/0/0/0/0"
+    shard = level0(root, "C/03") / "c.0.0.0.0.0"
     blob = bytearray(shard.read_bytes())
     blob[50] ^= 1
     stat = shard.stat()
     shard.write_bytes(bytes(blob))
     os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime
     store = PlateStore.open(root)
-    with pytest.raises(CorruptDataError, match="C/03/0/0 chunk c/0/0/0/0/0"):
+    with pytest.raises(CorruptDataError, match=r"C/03/0/0 chunk c\.0\.0\.0\.0\.0"):
         store.read_plane("C03", 0, 0, 0)
     np.testing.assert_array_equal(store.read_plane("D12", 0, 0, 0), data["D12"][0, 0, 0])
 

@@ -308,6 +308,17 @@ class StorageConfig:
             return numcodecs.LZ4(acceleration=level)
         return v2_codecs[self.compressor](level=level)
 
+    def chunk_key_encoding(self) -> dict[str, Any]:
+        """How chunk files are named: ``c.0.0.0.0.0`` on 0.5, ``0/0/0/0/0`` on 0.4.
+
+        OME-NGFF 0.4 requires ``/``.  0.5 allows every zarr v3 encoding; ``.`` keeps each
+        array's chunk or shard files in the array's own folder instead of five folders
+        deeper, which is most of the cost of a cold plane read (``bench/README.md``).
+        """
+        if self.zarr_format == 2:
+            return {"name": "v2", "separator": "/"}
+        return {"name": "default", "separator": "."}
+
     def chunk_layout(
         self, shape: tuple[int, ...]
     ) -> tuple[tuple[int, ...], tuple[int, ...] | None]:

@@ -451,9 +451,7 @@ def _write_levels(
                 zarr_format=config.zarr_format,  # type: ignore[arg-type]
                 attributes=level_attrs,
                 dimension_names=list(dims) if config.zarr_format == 3 else None,
-                chunk_key_encoding={"name": "v2", "separator": "/"}
-                if config.zarr_format == 2
-                else None,
+                chunk_key_encoding=config.chunk_key_encoding(),
             )
 
 
@@ -508,6 +506,7 @@ def _sharded_metadata(
         fill_value=0,
         zarr_format=3,
         dimension_names=list(dims),
+        chunk_key_encoding=config.chunk_key_encoding(),
     )
     layout = ShardLayout.parse(array.metadata.to_dict())
     return None if layout is None else (array.metadata, layout)
