@@ -199,7 +199,7 @@ def start_dask() -> tuple[subprocess.Popen[str], str]:
     code = (
         "import sys, time\n"
         "from distributed import LocalCluster\n"
-        "c = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)\n"
+        "c = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=':0')\n"
         "print(c.scheduler_address, flush=True)\n"
         "sys.stdin.read()\n"
         "c.close()\n"

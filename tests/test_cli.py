@@ -305,7 +305,7 @@ def test_scheduler_option_uses_a_dask_cluster(tmp_path: Path, rng: np.random.Gen
     distributed = pytest.importorskip("distributed")
     truth = ix_set(tmp_path / "src", rng, wells=("A01", "A02", "B01", "B02"))
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as cluster:
         done = wellzarr(
             "convert",
