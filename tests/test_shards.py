@@ -359,3 +359,23 @@ def test_records_and_the_plate_documents(
     store.read_well("A01")
     store.close()
     assert not (root / LAYOUT_FILE).exists()
+
+
+def test_threads_reading_one_store_get_exact_planes(
+    recorded: tuple[Path, dict[str, Any]],
+) -> None:
+    # napari reads tiles from a thread pool through one store: clones, templates and the
+    # cached shard indexes are shared by every thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    root, data = recorded
+    store = PlateStore.open(root)
+    keys = [(w, f, c, z) for w in WELLS for f in range(3) for c in range(2) for z in range(2)]
+
+    def read(key: tuple[str, int, int, int]) -> bool:
+        well, f, c, z = key
+        return bool(np.array_equal(store.read_plane(well, f, c, z), data[well][f, c, z]))
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(read, keys * 4))
+    assert all(results), f"{results.count(False)} of {len(results)} planes read wrong"
