@@ -379,3 +379,27 @@ def test_threads_reading_one_store_get_exact_planes(
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(read, keys * 4))
     assert all(results), f"{results.count(False)} of {len(results)} planes read wrong"
+
+
+def test_recovered_wells_get_layout_records(
+    tmp_path: Path, pixels: Callable[..., np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Conversion workers (and crashed sessions) never flush: recover() lists their wells,
+    # and records their layouts so that they read as fast as the others.
+    root = tmp_path / "p.zarr"
+    data = {w: pixels(SHAPE) for w in WELLS}
+    PlateStore.create(root, StorageConfig(plate=96)).close()
+    worker = PlateStore.open(root, "r+")
+    for well in WELLS:
+        worker.write_well(well, data[well])
+    del worker  # never flushed
+    assert not (root / LAYOUT_FILE).exists()
+    with PlateStore.open(root, "r+") as parent:
+        assert parent.recover() == list(WELLS)
+    block = json.loads((root / LAYOUT_FILE).read_text())
+    assert sorted(block["wells"]) == sorted(f"{w[0]}/{w[1:]}" for w in WELLS)
+    opened = count_well_opens(monkeypatch)
+    store = PlateStore.open(root)
+    for well in WELLS:
+        np.testing.assert_array_equal(store.read_well(well), data[well])
+    assert len(opened) == 1, opened

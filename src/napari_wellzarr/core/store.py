@@ -462,11 +462,30 @@ class PlateStore:
             for c, column in enumerate(self._plate.columns):
                 path = f"{row}/{column}"
                 if path not in listed and fsio.detect_zarr_format(self.root / path) is not None:
+                    record = self._record_of(path, self._name(r, c))
                     with self._lock:
                         self._session[path] = PlateWell(path, r, c)
+                        if record is not None:
+                            self._records.add(path, *record, pending=True)
                     found.append(self._name(r, c))
         self.flush()
         return found
+
+    def _record_of(self, path: str, name: str) -> tuple[str, dict[str, tuple[int, ...]]] | None:
+        """A well's layout record, or None (not ours, not sharded, or it does not open).
+
+        For wells another process wrote (conversion workers, a crashed session): their
+        writers never flushed, so their records are made here.  A well that does not open
+        is still adopted; its reads report what is wrong with it.
+        """
+        if not self._ours:
+            return None
+        try:
+            opened = open_well(self.root, path, name, self.zarr_format)
+            files = opened.shard_files()
+        except (WellZarrError, OSError):
+            return None
+        return None if files is None else (opened.layout_key(), files)
 
     def _write_plate(self, plate: PlateMeta) -> None:
         block = ome_attrs(self.ngff_version, {"plate": plate.to_block()})
