@@ -4,10 +4,11 @@ The default layout stores a well as one array with one shard file and one chunk 
 (y, x) plane.  zarr-python encodes such a shard through asyncio tasks and reads a plane
 by fetching the shard index and the chunk through the same machinery: for plane-sized
 chunks that machinery costs more than the codec (``bench/README.md``, "Where the time
-goes").  Here the chunks are encoded with numcodecs on a small thread pool and the shard
-(chunks, then the index and its crc32c: zarr's ``sharding_indexed`` layout with the index
-at the end) is written with one ``write``; a plane is read with two ``pread`` calls (the
-index, cached per file, and the chunk) and decoded in the calling thread.
+goes").  Here the chunks are encoded with numcodecs on a small thread pool and written in
+index order as they are done, then the index and its crc32c (zarr's ``sharding_indexed``
+layout, index at the end); a plane is read with two ``pread`` calls (the index, cached per
+file, and the chunk), or one when the plate recorded the well's chunk sizes
+(:mod:`.layouts`), and decoded in the calling thread.
 
 Only layouts this module fully understands take the direct road (:meth:`ShardLayout.parse`
 returns ``None`` otherwise, and the caller lets zarr do the work): a regular grid, default
@@ -205,7 +206,7 @@ class ShardLayout:
         return self.shard_shape[:-2]
 
     def shard_key(self, shard: Sequence[int]) -> str:
-        """The store key of a shard file, e.g. ``c/0/0/0``."""
+        """The store key of a shard file, e.g. ``c.0.0.0.0.0`` or ``c/0/0/0/0/0``."""
         return self.key_prefix + self.separator.join(str(i) for i in shard)
 
     def locate(self, plane: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
