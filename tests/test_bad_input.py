@@ -734,6 +734,17 @@ def fail_on_call(
     monkeypatch.setattr(owner, name, wrapper)
 
 
+def assert_rewritable(
+    root: Path, victim: np.ndarray, validate_plate: Callable[[Path], None] | None = None
+) -> None:
+    """After a failed or killed write, writing the well again works and reads back."""
+    with PlateStore.open(root, "r+") as store:
+        store.write_well("B02", victim)
+    assert np.array_equal(PlateStore.open(root).read_well("B02"), victim)
+    if validate_plate is not None:
+        validate_plate(root)
+
+
 def fail_on_array_write(monkeypatch: pytest.MonkeyPatch, version: str, n: int) -> None:
     """Fail the n-th array written: zarr writes v2 arrays, the core writes v3 shards."""
     if version == "0.5":
@@ -764,10 +775,7 @@ def test_crash_while_writing_arrays(
     assert_absent(root)
     assert_good_well_reads(root, good)
     validate_plate(root)
-    with PlateStore.open(root, "r+") as store:
-        store.write_well("B02", victim)
-    assert np.array_equal(PlateStore.open(root).read_well("B02"), victim)
-    validate_plate(root)
+    assert_rewritable(root, victim, validate_plate)
 
 
 def test_crash_while_writing_well_metadata(
@@ -794,9 +802,7 @@ def test_crash_while_writing_well_metadata(
     assert_absent(root)
     assert_good_well_reads(root, good)
     validate_plate(root)
-    with PlateStore.open(root, "r+") as store:
-        store.write_well("B02", victim)
-    assert np.array_equal(PlateStore.open(root).read_well("B02"), victim)
+    assert_rewritable(root, victim)
 
 
 def test_failed_overwrite_keeps_the_old_well(
@@ -866,11 +872,9 @@ def test_killed_mid_write_leaves_no_well(
     assert not (root / "B" / "02").exists()
     assert_good_well_reads(root, good)
     validate_plate(root)
-    with PlateStore.open(root, "r+") as store:
+    with PlateStore.open(root, "r+"):
         assert not any((root / fsio.STAGING_DIR).iterdir()), "stale staging not cleaned"
-        store.write_well("B02", victim)
-    assert np.array_equal(PlateStore.open(root).read_well("B02"), victim)
-    validate_plate(root)
+    assert_rewritable(root, victim, validate_plate)
 
 
 def test_killed_before_flush_is_recovered(
