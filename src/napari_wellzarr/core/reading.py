@@ -93,6 +93,8 @@ class OpenWell:
         images: list[ImageLayout],
         zarr_format: int,
         expected: Mapping[str, tuple[int, ...]] | None = None,
+        *,
+        docs: Mapping[tuple[int, int], dict[str, Any]] | None = None,
     ) -> None:
         self.info = info
         self._root = root
@@ -102,6 +104,8 @@ class OpenWell:
         # Shard file identities (array path in the well -> (size, mtime_ns)) when this well
         # was opened from a recorded layout instead of its own metadata (see clone).
         self._expected = dict(expected or {})
+        # Array documents open_well has read already, by (image, level): not read twice.
+        self._docs = dict(docs or {})
         self._arrays: dict[tuple[int, int], Any] = {}
         self._shards: dict[tuple[int, int], ShardReader | None] = {}
 
@@ -195,10 +199,12 @@ class OpenWell:
         datasets = self._images[image].meta.multiscale.datasets
         if self._zarr_format == 3 and 0 <= level < len(datasets):
             path = f"{self.info.path}/{self._images[image].path}/{datasets[level].path}"
-            try:
-                doc = fsio.read_array_doc(self._root / path, 3)
-            except (FileNotFoundError, MetadataError):
-                doc = {}  # zarr's road reports it
+            doc = self._docs.pop((image, level), None)
+            if doc is None:
+                try:
+                    doc = fsio.read_array_doc(self._root / path, 3)
+                except (FileNotFoundError, MetadataError):
+                    doc = {}  # zarr's road reports it
             layout = ShardLayout.parse(doc)
             if layout is not None:  # memory bombs are refused before any allocation
                 _check_size(layout.shape, layout.dtype, path)
@@ -475,7 +481,7 @@ def open_well(root: Path, path: str, name: str, zarr_format: int) -> OpenWell:
         for ds in first.meta.multiscale.datasets
     ]
     n_fields = 1 if first.stacked else len(images)
-    level_shapes = tuple(first.well_shape(shape, n_fields) for shape, _, _ in levels)
+    level_shapes = tuple(first.well_shape(shape, n_fields) for shape, _, _, _ in levels)
     roles = dict(zip(first.roles, first.meta.multiscale.datasets[0].scale, strict=True))
     axes = WellAxes(first.has_time).names
     n_c = level_shapes[0][axes.index("c")]
@@ -498,13 +504,14 @@ def open_well(root: Path, path: str, name: str, zarr_format: int) -> OpenWell:
         ),
         labels=_label_names(well_dir / first.path, zarr_format, name),
     )
-    return OpenWell(root, zstore, info, images, zarr_format)
+    docs = {(0, level): doc for level, (_, _, _, doc) in enumerate(levels)}
+    return OpenWell(root, zstore, info, images, zarr_format, docs=docs)
 
 
 def _array_meta(
     path: Path, zarr_format: int, well: str, ndim: int
-) -> tuple[tuple[int, ...], np.dtype[Any], dict[str, Any]]:
-    """``(shape, dtype, attributes)`` of an array, from its metadata document alone."""
+) -> tuple[tuple[int, ...], np.dtype[Any], dict[str, Any], dict[str, Any]]:
+    """``(shape, dtype, attributes, document)`` of an array, from its metadata document alone."""
     try:
         doc = fsio.read_array_doc(path, zarr_format)
     except FileNotFoundError as err:
@@ -526,7 +533,7 @@ def _array_meta(
     _check_size(tuple(shape), dtype, str(path))
     _check_chunk(doc, zarr_format, dtype, path, well)
     attrs = doc.get("attributes", {}) if zarr_format == 3 else doc.get("_attrs", {})
-    return tuple(shape), dtype, attrs if isinstance(attrs, dict) else {}
+    return tuple(shape), dtype, attrs if isinstance(attrs, dict) else {}, doc
 
 
 def open_well_dir(path: str | os.PathLike[str]) -> OpenWell:
