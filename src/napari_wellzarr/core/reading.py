@@ -361,11 +361,61 @@ def _open_array(zstore: LocalStore, path: str, zarr_format: int, well: str) -> A
 
 
 def _available_memory() -> int | None:
-    """Bytes of physical memory available now (Linux/macOS), or None when unknown."""
+    """Bytes this process could still allocate now, or None when unknown.
+
+    The smaller of the kernel's ``MemAvailable`` (free memory plus reclaimable cache; the
+    free-pages count alone under-reports it and, read twice, races other processes) and
+    what the process's cgroup limit leaves (a container's limit is often far below the
+    host's memory, and crossing it gets the process killed, not a ``MemoryError``).
+    """
+    candidates = [m for m in (_meminfo_available(), _cgroup_headroom()) if m is not None]
+    if candidates:
+        return min(candidates)
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
         return None
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _cgroup_headroom(
+    membership: Path = Path("/proc/self/cgroup"), mount: Path = Path("/sys/fs/cgroup")
+) -> int | None:
+    """What the memory limit of this process's cgroup (v2 or v1) leaves, if one is set."""
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        return None
+    candidates: list[tuple[Path, str, str]] = []
+    for line in lines:
+        if line.count(":") < 2:
+            continue
+        _, controllers, group = line.split(":", 2)
+        group = group.lstrip("/")
+        if controllers == "":  # v2 unified hierarchy
+            candidates += [(mount / group, "memory.max", "memory.current")]
+        elif "memory" in controllers.split(","):
+            v1 = mount / "memory" / group
+            candidates += [(v1, "memory.limit_in_bytes", "memory.usage_in_bytes")]
+    for folder, limit_name, usage_name in candidates:
+        try:
+            limit = (folder / limit_name).read_text().strip()
+            usage = int((folder / usage_name).read_text().strip())
+        except (OSError, ValueError):
+            continue  # the group's folder is not visible from this mount namespace
+        if limit.isdigit() and int(limit) < 2**60:  # "max" or a huge number: no limit
+            return max(int(limit) - usage, 0)
+    return None
 
 
 def _check_chunk(
