@@ -748,7 +748,7 @@ def assert_rewritable(
 def fail_on_array_write(monkeypatch: pytest.MonkeyPatch, version: str, n: int) -> None:
     """Fail the n-th array written: zarr writes v2 arrays, the core writes v3 shards."""
     if version == "0.5":
-        fail_on_call(monkeypatch, writing.ShardLayout, "write", n)
+        fail_on_call(monkeypatch, writing.EncodedShards, "write", n)
     else:
         fail_on_call(monkeypatch, zarr, "create_array", n)
 
@@ -832,7 +832,7 @@ CRASH = textwrap.dedent(
     if mode == "mid-write":
         # the first array written: v3 shards by the core, v2 arrays by zarr
         v3 = store.zarr_format == 3
-        owner, name = (writing.ShardLayout, "write") if v3 else (zarr, "create_array")
+        owner, name = (writing.EncodedShards, "write") if v3 else (zarr, "create_array")
         def dying(*args, **kwargs):
             os._exit(3)  # killed: no cleanup, no flush
         setattr(owner, name, dying)

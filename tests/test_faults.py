@@ -341,7 +341,10 @@ def _ops_of_a_conversion(ref: Reference, dest: Path, monkeypatch: pytest.MonkeyP
     writes = [rel for _, kind, rel in fault.trace if kind == "write"]
     assert any(rel.startswith(".zarr.json.") for rel in writes), writes  # plate document
     assert any(is_chunk(rel) for rel in writes), writes  # shard / chunk files
-    assert any(rel.count("/") == 2 and ".zarr.json." in rel for rel in writes), writes  # well
+    staged_well_docs = [
+        r for r in writes if r.startswith(".wellzarr-staging/") and r.count("/") == 2
+    ]
+    assert any(r.endswith("/zarr.json") for r in staged_well_docs), writes  # well document
     return len(fault.trace)
 
 

@@ -22,20 +22,21 @@ from __future__ import annotations
 import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import product
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
+from . import fsio
 from .errors import CorruptDataError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path
 
-__all__ = ["ShardLayout", "ShardReader", "StaleFileError", "encode_pool"]
+__all__ = ["EncodedShards", "ShardLayout", "ShardReader", "StaleFileError", "encode_pool"]
 
 _EMPTY: Final = 2**64 - 1  # an index entry (offset, nbytes) of two of these = no chunk
 _CRC: Final = 4
@@ -222,33 +223,29 @@ class ShardLayout:
     # -- writing --------------------------------------------------------------------------
 
     def write(self, directory: Path, data: np.ndarray[Any, Any]) -> None:
-        """Write every shard file of ``data`` under ``directory`` (the array's folder).
+        """Write every shard file of ``data`` under ``directory`` (the array's folder)."""
+        self.encode(data).write(directory)
 
-        Chunks are encoded on the codec threads and written in index order as they
-        come, so the writes overlap the encoding of the chunks after them.
+    def encode(self, data: np.ndarray[Any, Any]) -> EncodedShards:
+        """Start encoding every chunk of ``data`` on the codec threads.
+
+        The caller can write the array's documents while the chunks are encoded, then
+        :meth:`EncodedShards.write` the shard files.
         """
         stored = np.asarray(data).astype(self.dtype, copy=False)
         per_shard = self.chunks_per_shard
         grid = [range(math.ceil(n / s)) for n, s in zip(self.shape[:-2], per_shard, strict=True)]
+        pool = encode_pool()
+        shards = []
         for shard in product(*grid):
             origin = [i * s for i, s in zip(shard, per_shard, strict=True)]
-            slots = []  # (place in the index, plane); planes past the array's edge stay empty
+            slots = []  # (place in the index, encoded plane); planes past the edge stay empty
             for slot, at in enumerate(np.ndindex(*per_shard)):
                 plane = tuple(o + i for o, i in zip(origin, at, strict=True))
                 if all(i < n for i, n in zip(plane, self.shape, strict=False)):
-                    slots.append((slot, plane))
-            index = np.full((math.prod(per_shard), 2), _EMPTY, dtype="<u8")
-            path = directory / self.shard_key((*shard, 0, 0))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "xb", buffering=0) as fh:
-                offset = 0
-                parts = encode_pool().map(lambda item: self._encode(stored[item[1]]), slots)
-                for (slot, _), part in zip(slots, parts, strict=True):
-                    _write_all(fh, part)
-                    index[slot] = (offset, len(part))
-                    offset += len(part)
-                tail = index.tobytes()
-                _write_all(fh, tail + _crc32c(tail) if self.index_checksum else tail)
+                    slots.append((slot, pool.submit(self._encode, stored[plane])))
+            shards.append((self.shard_key((*shard, 0, 0)), slots))
+        return EncodedShards(self, shards)
 
     def _encode(self, plane: np.ndarray[Any, Any]) -> bytes:
         chunk = np.ascontiguousarray(plane)
@@ -277,6 +274,46 @@ class ShardLayout:
             ) from err
         if target is not out:
             out[...] = target
+
+
+class EncodedShards:
+    """An array's shards whose chunks are being encoded on the codec threads."""
+
+    def __init__(
+        self, layout: ShardLayout, shards: list[tuple[str, list[tuple[int, Future[bytes]]]]]
+    ) -> None:
+        self._layout = layout
+        self._shards = shards
+
+    def write(self, directory: Path) -> None:
+        """Write the shard files under ``directory``, each chunk as soon as it is encoded.
+
+        Chunks go in index order, then the index and its crc32c.  On any failure the
+        chunks not yet encoded are dropped (the threads only encode; nothing is written
+        behind the caller's back).
+        """
+        try:
+            for key, slots in self._shards:
+                index = np.full((math.prod(self._layout.chunks_per_shard), 2), _EMPTY, "<u8")
+                with fsio.open_in_new_dir(directory / key, "xb") as fh:
+                    offset = 0
+                    for slot, part in slots:
+                        data = part.result()
+                        fsio.write_all(fh, data)
+                        index[slot] = (offset, len(data))
+                        offset += len(data)
+                    tail = index.tobytes()
+                    fsio.write_all(
+                        fh, tail + _crc32c(tail) if self._layout.index_checksum else tail
+                    )
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Drop the chunks not yet encoded (after a failure elsewhere)."""
+        for _, slots in self._shards:
+            for _, part in slots:
+                part.cancel()
 
 
 class ShardReader:
@@ -422,9 +459,3 @@ class ShardReader:
         index = np.frombuffer(raw[:n], "<u8").reshape(*self.layout.chunks_per_shard, 2)
         self._indexes[key] = (identity, index)
         return index, stat.st_size
-
-
-def _write_all(fh: Any, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[fh.write(view) :]

@@ -20,7 +20,7 @@ from .arrays import to_host
 from .config import Compressor, FieldArrangement, StorageConfig
 from .errors import WellDataError
 from .metadata import Channel, Multiscale, WellMeta, default_channels, ome_attrs
-from .shards import ShardLayout, encode_pool
+from .shards import EncodedShards, ShardLayout, encode_pool
 from .well import ALLOWED_DTYPES, PlaneKey, WellAxes, downsample, image_meta_for, pyramid_shapes
 
 if TYPE_CHECKING:
@@ -332,7 +332,12 @@ def build_well(
     version: str,
     dataset_paths: Sequence[str] | None = None,
 ) -> None:
-    """Write a checked well into the empty directory ``stage``; well metadata goes last."""
+    """Write a checked well into the empty directory ``stage``.
+
+    The shards' chunks are encoded on the codec threads while the documents are
+    written here; the shard files come last.  (Order inside ``stage`` does not matter
+    to readers: the store renames it into place only once it is complete.)
+    """
     from zarr.storage import LocalStore
 
     zstore = LocalStore(stage)
@@ -340,37 +345,58 @@ def build_well(
     fields: list[slice | int] = [slice(None)] if stacked else list(range(payload.array.shape[0]))
     paths = [str(i) for i in range(len(fields))]
     names_attrs = _openhcs_attrs(payload.plane_names, payload.array.shape)
-    for path, f in zip(paths, fields, strict=True):
-        meta = image_meta_for(
-            stacked=stacked,
-            has_time=payload.axes.has_time,
-            shapes=pyramid_shapes(payload.array[f].shape, config.pyramid_levels),
-            channels=payload.channels,
-            pixel_size=payload.pixel_size,
-            z_step=payload.z_step,
-            name=payload.name if stacked else f"{payload.name} field {path}",
-            dataset_paths=dataset_paths,
-        )
-        blocks = meta.blocks()
-        if payload.labels:
-            _write_labels(zstore, stage, path, payload, f, meta.multiscale, config, version)
+    pending: list[tuple[Path, EncodedShards]] = []
+    try:
+        for path, f in zip(paths, fields, strict=True):
+            meta = image_meta_for(
+                stacked=stacked,
+                has_time=payload.axes.has_time,
+                shapes=pyramid_shapes(payload.array[f].shape, config.pyramid_levels),
+                channels=payload.channels,
+                pixel_size=payload.pixel_size,
+                z_step=payload.z_step,
+                name=payload.name if stacked else f"{payload.name} field {path}",
+                dataset_paths=dataset_paths,
+            )
+            first_attrs = names_attrs if stacked else None
+            pending += _write_levels(
+                zstore, path, payload.array[f], meta.multiscale, config, first_attrs, False
+            )
+            if payload.labels:
+                pending += _write_labels(
+                    zstore, stage, path, payload, f, meta.multiscale, config, version
+                )
+            fsio.write_group(
+                stage / path, ome_attrs(version, meta.blocks()), config.zarr_format, staged=True
+            )
         fsio.write_group(
-            stage / path, ome_attrs(version, blocks), config.zarr_format, durable=False
+            stage,
+            _well_attrs(paths, names_attrs, config, version),
+            config.zarr_format,
+            staged=True,
         )
-        first_attrs = names_attrs if stacked else None
-        _write_levels(zstore, path, payload.array[f], meta.multiscale, config, first_attrs, False)
+        for target, shards in pending:
+            shards.write(target)
+    finally:
+        for _, shards in pending:
+            shards.cancel()
+
+
+def _well_attrs(
+    paths: list[str], names_attrs: dict[str, Any], config: StorageConfig, version: str
+) -> dict[str, Any]:
     from .. import __version__
 
-    well_attrs = ome_attrs(version, {"well": WellMeta(tuple(paths)).to_block()})
+    attrs = ome_attrs(version, {"well": WellMeta(tuple(paths)).to_block()})
     blosc = config.compressor in (Compressor.BLOSC_ZSTD, Compressor.BLOSC_LZ4)
-    well_attrs["wellzarr"] = {
+    attrs["wellzarr"] = {
         "version": __version__,
         "all_chunks_written": True,  # a missing chunk file is damage, not an empty plane
         "blosc_frames": blosc and config.zarr_format == 2,
     }
-    if not stacked:
-        well_attrs.update(names_attrs)
-    fsio.write_group(stage, well_attrs, config.zarr_format, durable=False)
+    if config.fields is not FieldArrangement.STACKED:
+        attrs.update(names_attrs)
+    return attrs
 
 
 def _write_labels(
@@ -382,11 +408,12 @@ def _write_labels(
     multiscale: Multiscale,
     config: StorageConfig,
     version: str,
-) -> None:
+) -> list[tuple[Path, EncodedShards]]:
     fmt = config.zarr_format
+    pending: list[tuple[Path, EncodedShards]] = []
     names = sorted(payload.labels)
     fsio.write_group(
-        stage / image / "labels", ome_attrs(version, {"labels": names}), fmt, durable=False
+        stage / image / "labels", ome_attrs(version, {"labels": names}), fmt, staged=True
     )
     for label in names:
         label_ms = Multiscale(multiscale.axes, multiscale.datasets, label)
@@ -395,10 +422,13 @@ def _write_labels(
             image_label["version"] = version
         blocks = {"multiscales": [label_ms.to_json()], "image-label": image_label}
         fsio.write_group(
-            stage / image / "labels" / label, ome_attrs(version, blocks), fmt, durable=False
+            stage / image / "labels" / label, ome_attrs(version, blocks), fmt, staged=True
         )
         path = f"{image}/labels/{label}"
-        _write_levels(zstore, path, payload.labels[label][f], label_ms, config, None, True)
+        pending += _write_levels(
+            zstore, path, payload.labels[label][f], label_ms, config, None, True
+        )
+    return pending
 
 
 def _write_levels(
@@ -409,6 +439,27 @@ def _write_levels(
     config: StorageConfig,
     attrs: dict[str, Any] | None,
     nearest: bool,
+) -> list[tuple[Path, EncodedShards]]:
+    """Write an image's levels; sharded levels come back as shards still being encoded."""
+    pending: list[tuple[Path, EncodedShards]] = []
+    try:
+        _write_level_arrays(zstore, path, image, multiscale, config, attrs, nearest, pending)
+    except BaseException:
+        for _, shards in pending:
+            shards.cancel()
+        raise
+    return pending
+
+
+def _write_level_arrays(
+    zstore: Any,
+    path: str,
+    image: np.ndarray[Any, Any],
+    multiscale: Multiscale,
+    config: StorageConfig,
+    attrs: dict[str, Any] | None,
+    nearest: bool,
+    pending: list[tuple[Path, EncodedShards]],
 ) -> None:
     import zarr
 
@@ -422,9 +473,10 @@ def _write_levels(
         direct = _sharded_metadata(level.shape, level.dtype.str, config, dims)
         if direct is not None:
             # A sharded array of plane chunks: its metadata (built once per shape by zarr)
-            # and its shard are written here in one go, without zarr's async road (see
-            # shards.py: for plane-sized chunks it costs more than the codec).
+            # and its shard are written here, without zarr's async road (see shards.py:
+            # for plane-sized chunks it costs more than the codec).
             meta, layout = direct
+            encoded = layout.encode(level)  # first, so the codec threads start at once
             if level_attrs:
                 meta = meta.update_attributes(level_attrs)
             from zarr.core.buffer import default_buffer_prototype
@@ -432,8 +484,8 @@ def _write_levels(
             target = zstore.root / name
             target.mkdir(parents=True)
             doc = meta.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()
-            (target / "zarr.json").write_bytes(doc)
-            layout.write(target, level)
+            fsio.write_staged_file(target / "zarr.json", doc)
+            pending.append((target, encoded))
             continue
         chunks, shards = config.chunk_layout(level.shape)
         with _zarr_writes_settle():
