@@ -1,5 +1,7 @@
 """Plate storage side by side: napari-wellzarr against polystore, ome-zarr-py, TIFF and raw files.
 
+Then opening plates in napari: this project's reader against napari-ome-zarr's.
+
 One command, every contender in its own process, the same synthetic wells for all::
 
     .venv/bin/python bench/bench_plates.py            # 24, 96 and 384 wells (~6-7 min)
@@ -15,6 +17,11 @@ pixels, plate metadata included; also with the final ``sync``), one random plane
 well read (MB/s), 100 random planes (total), files, compression ratio, and the writer's peak
 RSS.  The page cache is dropped (``/proc/sys/vm/drop_caches``, needs root) before each read
 measurement; where that is refused, reads are warm and the output says so.
+
+Last, "Opening in napari" (``_napari_open.py``; skip it with ``--no-napari``): the time from
+``get_reader(path)(path)`` to layer data for 96 and 1536 wells, this project's reader against
+napari-ome-zarr's (in ``.venv-napari-ome-zarr``, built on first use) on the same plate in the
+standard layout, each in its own process, warm OS cache; then the first screen.
 
 See ``bench/README.md`` for the contenders, the machine and the latest full table.
 """
@@ -41,6 +48,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import _contenders as cont  # noqa: E402
+import _napari_open as nap  # noqa: E402
+from _venvs import contender_python  # noqa: E402
 
 POLYSTORE_VENV = ROOT / ".venv-polystore"
 POLYSTORE_VERSION = "0.6.3"
@@ -102,34 +111,13 @@ CONTENDERS = [
 
 def polystore_python(notes: list[str]) -> str | None:
     """The polystore venv's interpreter, creating the venv if it is missing."""
-    python = POLYSTORE_VENV / "bin" / "python"
-    probe = [str(python), "-c", "import polystore.zarr, tifffile; print(polystore.__version__)"]
-    if not python.exists():
-        print(f"creating {POLYSTORE_VENV} with polystore=={POLYSTORE_VERSION} ...", flush=True)
-        try:
-            subprocess.run([sys.executable, "-m", "venv", str(POLYSTORE_VENV)], check=True)
-            subprocess.run(
-                [
-                    str(POLYSTORE_VENV / "bin" / "pip"),
-                    "install",
-                    "-q",
-                    f"polystore=={POLYSTORE_VERSION}",
-                    "tifffile",
-                    "psutil",
-                ],
-                check=True,
-            )
-        except (OSError, subprocess.CalledProcessError) as err:
-            shutil.rmtree(POLYSTORE_VENV, ignore_errors=True)  # half-built: retry next run
-            notes.append(f"polystore skipped: could not build {POLYSTORE_VENV} ({err})")
-            return None
-    done = subprocess.run(probe, capture_output=True, text=True)
-    if done.returncode != 0:
-        notes.append(f"polystore skipped: {POLYSTORE_VENV} cannot import it: {done.stderr[-300:]}")
-        return None
-    if done.stdout.strip() != POLYSTORE_VERSION:
-        notes.append(f"polystore venv has version {done.stdout.strip()}, not {POLYSTORE_VERSION}")
-    return str(python)
+    return contender_python(
+        POLYSTORE_VENV,
+        f"polystore=={POLYSTORE_VERSION}",
+        "import polystore.zarr, tifffile; print(polystore.__version__)",
+        notes,
+        extra=("tifffile", "psutil"),
+    )
 
 
 def _make_well(i: int) -> np.ndarray:
@@ -375,7 +363,9 @@ def table(results: list[dict[str, Any]], n_wells: int) -> str:
     return "\n".join(lines)
 
 
-def targets(results: list[dict[str, Any]], sizes: list[int]) -> list[str]:
+def targets(
+    results: list[dict[str, Any]], sizes: list[int], opening: list[dict[str, Any]]
+) -> list[str]:
     ok = [r for r in results if "error" not in r]
 
     def get(name: str, n: int) -> dict[str, Any] | None:
@@ -463,6 +453,8 @@ def targets(results: list[dict[str, Any]], sizes: list[int]) -> list[str]:
             f"{d['rss_before_mb']:.0f} MB after imports, before the first well)"
             + ("" if n_max == 384 else " - the target is for 384 wells"),
         )
+    for label, met, detail in nap.targets(opening):
+        verdict(label, met, detail)
     return out
 
 
@@ -492,6 +484,11 @@ def main() -> None:
         "--warm",
         action="store_true",
         help="do not drop the page cache (it is system-wide: it disturbs other benchmarks)",
+    )
+    parser.add_argument(
+        "--no-napari",
+        action="store_true",
+        help="skip opening plates in napari (this reader against napari-ome-zarr: ~45 s)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also save raw results here")
     args = parser.parse_args()
@@ -526,6 +523,7 @@ def main() -> None:
     pre_load = wait_for_quiet(args.wait_idle)
     scratch = Path(tempfile.mkdtemp(prefix="wellzarr-bench-plates-", dir=args.dir))
     results: list[dict[str, Any]] = []
+    opening: list[dict[str, Any]] = []
     skipped: list[str] = []
     try:
         for n in sizes:
@@ -553,6 +551,15 @@ def main() -> None:
                 )
                 if "error" in r:
                     print(r.get("traceback", ""), file=sys.stderr)
+        if not args.no_napari:
+            opening = nap.run_all(
+                scratch / "napari",
+                quick=args.quick,
+                notes=notes,
+                log=lambda line: print(
+                    f"[{time.perf_counter() - started:5.0f} s] {line}", file=sys.stderr, flush=True
+                ),
+            )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -586,8 +593,13 @@ def main() -> None:
         print(f"## {n} wells ({n * raw_mb / 1e3:.2f} GB raw)\n")
         print(table(results, n))
         print()
+    if opening:
+        print("## Opening in napari\n")
+        print(nap.describe(opening) + "\n")
+        print(nap.table(opening))
+        print()
     print("## Targets (default configuration)\n")
-    print("\n".join(targets(results, sizes)))
+    print("\n".join(targets(results, sizes, opening)))
     errors = [r for r in results if "error" in r]
     if skipped:
         notes.append(
@@ -601,7 +613,9 @@ def main() -> None:
             print(f"- {note}")
     print(f"\nTotal runtime {time.perf_counter() - started:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "results": results}, indent=1))
+        args.json.write_text(
+            json.dumps({"machine": info, "results": results, "opening": opening}, indent=1)
+        )
 
 
 if __name__ == "__main__":
