@@ -22,6 +22,7 @@ the plan, and the plate ends up byte for byte what a clean conversion writes.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import threading
 import time
@@ -54,6 +55,9 @@ __all__ = [
 ]
 
 _SHOW: Final = 5
+# How often the well list is brought up to date during a conversion: other readers then
+# see a killed conversion's wells, and each listing costs one scan and one plate write.
+LIST_EVERY_S: Final = 5.0
 
 
 @dataclass(frozen=True)
@@ -203,12 +207,14 @@ def convert(
     adopt_store(str(root), run_id, store)
     stop = _Stop(cancel)
     tally = _Tally(len(jobs), progress)
+    lister = _Lister(store)
     try:
         runner = _runner(jobs, stop, workers, client)
         try:
             for job, outcome in runner:
                 if tally.add(job, outcome):
                     stop.failed.set()  # a failure: start no further well
+                lister.maybe(len(tally.written))
         finally:
             runner.close()
     finally:
@@ -229,6 +235,25 @@ def convert(
         seconds=time.perf_counter() - start,
         missing_planes=sum(per_well[w] for w in tally.written),
     )
+
+
+class _Lister:
+    """Lists the wells converted so far: after the first, then every ``LIST_EVERY_S``."""
+
+    def __init__(self, store: PlateStore) -> None:
+        self._store = store
+        self._listed = 0
+        self._last = -LIST_EVERY_S
+
+    def maybe(self, written: int) -> None:
+        now = time.monotonic()
+        if written == self._listed or now - self._last < LIST_EVERY_S:
+            return
+        self._listed, self._last = written, now
+        # Not fatal here: the wells stay whole on disk, and the listing at the end
+        # retries and reports a failure with what to do.
+        with contextlib.suppress(OSError):
+            self._store.recover()
 
 
 def _list_wells(store: PlateStore, tally: _Tally) -> None:

@@ -70,7 +70,7 @@ def _read_json(path: Path, *, missing_ok: bool = False) -> Any:
                 raise MetadataError(
                     f"{path} is larger than {MAX_METADATA_BYTES} bytes; not metadata"
                 )
-            raw = fh.read(MAX_METADATA_BYTES + 1)
+            raw = read_bounded(fh, MAX_METADATA_BYTES)
     except FileNotFoundError:
         if missing_ok:
             return None
@@ -83,6 +83,20 @@ def _read_json(path: Path, *, missing_ok: bool = False) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CorruptDataError(f"{path} is not valid JSON: {err}") from err
+
+
+def read_bounded(fh: IO[bytes], limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of an open file (more than ``limit``: too big).
+
+    Sized by the file's length: ``read(limit + 1)`` would allocate ``limit`` bytes up
+    front for every small document.
+    """
+    first = min(os.fstat(fh.fileno()).st_size, limit) + 1
+    raw = fh.read(first)
+    if len(raw) == first:  # the file grew since fstat (written in place): read on
+        while len(raw) <= limit and (more := fh.read(min(limit + 1 - len(raw), 1 << 20))):
+            raw += more
+    return raw
 
 
 def read_attrs(path: Path, zarr_format: int) -> dict[str, Any]:

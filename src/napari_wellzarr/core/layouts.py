@@ -97,7 +97,7 @@ class LayoutRecords:
         """The records of the plate at ``root`` (none if the file is missing or unreadable)."""
         try:
             with open(root / LAYOUT_FILE, "rb") as fh:
-                raw = fh.read(_MAX_BYTES + 1)
+                raw = fsio.read_bounded(fh, _MAX_BYTES)
             doc = json.loads(raw) if len(raw) <= _MAX_BYTES else None
         except (OSError, ValueError):
             return cls()
