@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import socket
 import time
 from concurrent.futures import (
     FIRST_COMPLETED,
@@ -130,9 +131,24 @@ def connect_dask(address: str) -> Any:
     from distributed import Client
 
     try:
+        _probe_tcp(address)
         return Client(address, set_as_default=False, timeout="10s")  # type: ignore[no-untyped-call]
     except OSError as err:
         raise ConfigError(f"cannot reach the dask scheduler at {address!r}: {err}") from err
+
+
+def _probe_tcp(address: str) -> None:
+    """Fail at once when a ``tcp://host:port`` scheduler refuses connections.
+
+    dask's client retries a refused connection until its timeout (10 s here) before it
+    says anything; other transports are left to it.
+    """
+    scheme, _, rest = address.rpartition("://")
+    host, _, port = rest.rpartition(":")
+    if scheme not in ("", "tcp") or not host or not port.isdigit():
+        return
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=10):
+        pass
 
 
 def run_dask(
