@@ -351,6 +351,20 @@ def test_catastrophic_user_patterns_are_stopped_in_time(pattern: str) -> None:
     assert ours(found, WellNameError)
 
 
+def test_the_budget_counts_matching_not_the_child_interpreters_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Starting ``python -I`` takes 20 ms on a quiet machine and far more on a loaded
+    # one: here it takes 1 s, and a 0.5 s budget still matches a benign pattern.
+    from napari_wellzarr.core import regex_guard
+
+    monkeypatch.setattr(
+        regex_guard, "_MATCHER", "import time; time.sleep(1)\n" + regex_guard._MATCHER
+    )
+    spans = match_spans_bounded(r"(?P<well>[A-P]\d+)_x", 0, ["B03_x", "nope"], 0.5)
+    assert spans == [{"well": (0, 3)}, None]
+
+
 @settings(max_examples=15, deadline=None)
 @given(st.sampled_from(CATASTROPHIC), st.integers(20, 2000), st.sampled_from("x1!_ "))
 def test_a_match_in_a_child_interpreter_has_a_wall_time_bound(

@@ -11,6 +11,8 @@ pattern itself.  Built-in schemes (written and tested here) run in-process.
 from __future__ import annotations
 
 import json
+import os
+import select
 import subprocess
 import sys
 from typing import TYPE_CHECKING, Final
@@ -31,6 +33,8 @@ PER_NAME_SECONDS: Final = 0.001
 
 _MATCHER: Final = """
 import json, re, sys
+sys.stdout.write("+")  # started: the parent's clock for the budget starts now
+sys.stdout.flush()
 request = json.load(sys.stdin)
 regex = re.compile(request["pattern"], request["flags"])
 out = []
@@ -40,6 +44,8 @@ for name in request["names"]:
         g: list(m.span(g)) for g in regex.groupindex if m.group(g) is not None})
 json.dump(out, sys.stdout)
 """
+#: How long the child interpreter may take to start (a loaded machine), outside the budget.
+_START_SECONDS: Final = 30.0
 
 
 def match_spans(regex: re.Pattern[str], name: str) -> Spans | None:
@@ -66,23 +72,40 @@ def match_spans_bounded(
         return []
     budget = timeout + PER_NAME_SECONDS * len(names)
     request = json.dumps({"pattern": pattern, "flags": int(flags), "names": list(names)})
-    try:
-        done = subprocess.run(
-            [sys.executable, "-I", "-c", _MATCHER],
-            input=request,
-            capture_output=True,
-            text=True,
-            timeout=budget,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise WellNameError(
-            f"pattern {pattern!r} took longer than {budget:.1f} s on {len(names)} file name(s) "
-            "and was stopped: it backtracks catastrophically; avoid nested quantifiers such "
-            "as (a+)+ or (.*)*"
-        ) from None
+    with subprocess.Popen(
+        [sys.executable, "-I", "-c", _MATCHER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            _wait_started(proc)
+            stdout, stderr = proc.communicate(request, timeout=budget)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise WellNameError(
+                f"pattern {pattern!r} took longer than {budget:.1f} s on {len(names)} file "
+                "name(s) and was stopped: it backtracks catastrophically; avoid nested "
+                "quantifiers such as (a+)+ or (.*)*"
+            ) from None
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     if done.returncode != 0:
         last = done.stderr.strip().splitlines()[-1:] or ["no message"]
         raise WellNameError(f"pattern {pattern!r} failed to run: {last[0]}")
     raw = json.loads(done.stdout)
     return [None if r is None else {g: (int(a), int(b)) for g, (a, b) in r.items()} for r in raw]
+
+
+def _wait_started(proc: subprocess.Popen[str]) -> None:
+    """Wait for the child's start mark, so that its start-up is not counted in the budget.
+
+    Read from the file descriptor itself: ``communicate`` reads the rest from it too,
+    past any buffer of the text wrapper.  A child that died first (no mark, end of
+    file) is left to ``communicate``, which collects its error.
+    """
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], _START_SECONDS)
+    if not ready:
+        raise subprocess.TimeoutExpired(proc.args, _START_SECONDS)
+    os.read(proc.stdout.fileno(), 1)
