@@ -68,8 +68,9 @@ IO = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-#: Wall-clock bound of one in-process parse (seconds): "never a hang".
-PARSE_BOUND = 0.5
+#: Wall-clock bound of one in-process parse (seconds): "never a hang" (a parse takes
+#: microseconds; the margin is for a loaded CI machine, not for slow code).
+PARSE_BOUND = 2.0
 
 
 def timed(call: Callable[[], Any], bound: float = PARSE_BOUND) -> Any:
@@ -151,7 +152,7 @@ def test_row_and_column_parts_are_numbers_and_letters_or_refused(text: str) -> N
     ids=["blanks", "blanks-digit", "opera-blanks", "only-blanks", "slashes", "digits"],
 )
 def test_long_well_names_are_refused_at_once(name: str) -> None:
-    result = timed(lambda: Well.parse(name), bound=0.2)
+    result = timed(lambda: Well.parse(name), bound=1.0)
     assert ours(result, WellNameError)
 
 
