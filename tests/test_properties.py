@@ -379,6 +379,28 @@ def test_a_match_in_a_child_interpreter_has_a_wall_time_bound(
         assert result == [None] or isinstance(result[0], dict)
 
 
+def test_a_runaway_match_ends_even_when_its_caller_died() -> None:
+    # Nobody kills this child at its wall-clock budget (as if its caller had died):
+    # its own CPU limit ends it.
+    import signal
+    import subprocess
+    import sys
+
+    from napari_wellzarr.core import regex_guard
+
+    request = json.dumps({"pattern": "(x+x+)+y", "flags": 0, "names": ["x" * 64]})
+    with subprocess.Popen(
+        [sys.executable, "-I", "-c", regex_guard._MATCHER, "1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        out, _ = proc.communicate(request, timeout=60)
+    assert out == "+"  # it started, and never answered
+    assert proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL)
+
+
 # -- (4) configuration objects ------------------------------------------------------------------
 
 json_scalars = st.one_of(

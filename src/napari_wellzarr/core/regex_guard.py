@@ -11,6 +11,7 @@ pattern itself.  Built-in schemes (written and tested here) run in-process.
 from __future__ import annotations
 
 import json
+import math
 import os
 import select
 import subprocess
@@ -32,7 +33,11 @@ Spans = dict[str, tuple[int, int]]
 PER_NAME_SECONDS: Final = 0.001
 
 _MATCHER: Final = """
-import json, re, sys
+import json, re, resource, sys
+# The kernel ends this process after its CPU budget even when the parent, which kills it
+# at its wall-clock budget, died first: a runaway pattern never outlives its caller long.
+cpu = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
 sys.stdout.write("+")  # started: the parent's clock for the budget starts now
 sys.stdout.flush()
 request = json.load(sys.stdin)
@@ -73,7 +78,7 @@ def match_spans_bounded(
     budget = timeout + PER_NAME_SECONDS * len(names)
     request = json.dumps({"pattern": pattern, "flags": int(flags), "names": list(names)})
     with subprocess.Popen(
-        [sys.executable, "-I", "-c", _MATCHER],
+        [sys.executable, "-I", "-c", _MATCHER, str(math.ceil(budget) + 2)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
