@@ -3,9 +3,17 @@
 Imported only when the widget is opened, so napari, magicgui and Qt are imported here
 and nowhere else in the package.  Every storage option is checked on each change by
 building a :class:`~napari_wellzarr.core.StorageConfig`; an impossible combination is
-explained in the widget and disables *Run*.  The conversion runs in a napari worker
-thread, one progress step per well; *Cancel* sets the engine's cancel event (wells
-already written stay valid and ``resume`` completes the plate later).
+explained in the widget and disables *Run*, as does a folder not yet scanned with the
+current source, naming scheme and pattern.
+
+*Scan* and the conversion run in napari worker threads, so the viewer stays responsive.
+A scan (listing names, matching a user's pattern in its time-bounded child interpreter,
+reading TIFF headers) runs in a daemon thread that its worker polls; *Cancel* (or
+changing the source, scheme or pattern) abandons it at once: its worker ends, the
+thread stops at its next header-progress report or when the pattern's time budget runs
+out, and its result is never applied.  A conversion reports one progress step per well;
+*Cancel* sets the engine's cancel event (wells already written stay valid and ``resume``
+completes the plate later).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -53,6 +62,11 @@ LAYERS: Final = "current layers"
 DEFAULT: Final = "default"
 AUTO: Final = "auto"
 _MAP_LIMIT: Final = 48  # columns of the text plate map
+_POLL: Final = 0.05  # seconds between a scan worker's checks for quit/cancel
+
+#: What a scan is for: source kind, folder, naming scheme, pattern.
+ScanKey = tuple[str, str, str, str]
+ScanProgress = tuple[int, int]  # TIFF headers read, of
 
 
 def _size(n: float) -> str:
@@ -61,6 +75,50 @@ def _size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+class _ScanCancelled(Exception):
+    """Raised from the scan's progress callback to stop an abandoned scan."""
+
+
+def _scan_job(
+    source: Path, scheme: str, pattern: str | None, cancel: threading.Event
+) -> Generator[ScanProgress | None, None, ConversionPlan | str]:
+    """A napari worker's generator: scan in a daemon thread, yield while waiting.
+
+    Yields the latest ``(headers read, total)`` (or ``None``) every ``_POLL`` seconds,
+    so the worker sees ``quit()`` promptly even while the scan is stuck in a pattern
+    match.  Returns the plan, or the error message: a scan never raises into the worker,
+    so a failure is shown in the widget, not as a traceback notification.
+    """
+    reports: queue.SimpleQueue[ScanProgress] = queue.SimpleQueue()
+    done = threading.Event()
+    box: dict[str, ConversionPlan | str] = {}
+
+    def progress(read: int, total: int) -> None:
+        if cancel.is_set():
+            raise _ScanCancelled
+        reports.put((read, total))
+
+    def target() -> None:
+        try:
+            box["out"] = scan_source(source, scheme=scheme, pattern=pattern, progress=progress)
+        except _ScanCancelled:
+            box["out"] = "cancelled"
+        except (WellZarrError, OSError) as err:
+            box["out"] = str(err)
+        except Exception as err:  # a bug: still reported in the widget
+            box["out"] = f"{type(err).__name__}: {err}"
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="wellzarr-scan", daemon=True).start()
+    while not done.wait(_POLL):
+        latest = None
+        while not reports.empty():
+            latest = reports.get()
+        yield latest
+    return box["out"]
 
 
 def plate_map(wells: list[tuple[int, int]]) -> str:
@@ -87,8 +145,11 @@ class ConvertWidget(Container[Any]):
         self.plan: ConversionPlan | None = None
         self.result: ConversionResult | None = None
         self.error: str = ""
-        self.worker: Any = None
+        self.worker: Any = None  # the running conversion
+        self.scan_worker: Any = None  # the running scan (None once it ended or was abandoned)
         self._cancel = threading.Event()
+        self._scan_cancel = threading.Event()
+        self._scan_started = 0.0
 
         self.source_kind = ComboBox(label="Source", choices=[FOLDER, LAYERS], value=FOLDER)
         self.source = FileEdit(label="Folder", mode=FileDialogMode.EXISTING_DIRECTORY)
@@ -206,6 +267,7 @@ class ConvertWidget(Container[Any]):
         return config
 
     def _check(self, *_: object) -> bool:
+        """Explain an impossible combination; enable *Run* when it may start (config ok?)."""
         try:
             self.build_config()
         except WellZarrError as err:
@@ -213,10 +275,14 @@ class ConvertWidget(Container[Any]):
             self.run_button.enabled = False
             return False
         self.config_message.value = ""
-        self.run_button.enabled = self.worker is None
+        scanned = self.plan is not None or self.source_kind.value == LAYERS
+        self.run_button.enabled = scanned and self.worker is None and self.scan_worker is None
+        self.run_button.tooltip = "" if scanned else "Scan the folder first"
         return True
 
     def _forget_plan(self, *_: object) -> None:
+        if self.scan_worker is not None:
+            self._abandon_scan("Scan stopped: the source, naming or pattern changed.")
         self.plan = None
         self.summary.value = ""
         self.source.enabled = self.source_kind.value == FOLDER
@@ -229,26 +295,94 @@ class ConvertWidget(Container[Any]):
 
     # -- scan -----------------------------------------------------------------------
 
-    def scan(self, *_: object) -> ConversionPlan | None:
-        """Scan the source folder and show what will be converted."""
+    def _scan_key(self) -> ScanKey:
+        return (
+            str(self.source_kind.value),
+            str(self.source.value),
+            str(self.scheme.value),
+            str(self.pattern.value),
+        )
+
+    def scan(self, *_: object) -> Any:
+        """Start scanning the source folder in a worker; return it (None: nothing started).
+
+        The current layers are summarised at once (they are in memory).  A folder's plan
+        is applied by :meth:`_on_scan_returned` on the main thread, only if the scan was
+        neither cancelled nor overtaken by a change of the source, scheme or pattern.
+        """
+        from napari.qt.threading import create_worker
+
+        if self.scan_worker is not None or self.worker is not None:
+            return None
         self.plan = None
         if self.source_kind.value == LAYERS:
             self.summary.value = self._layers_summary()
             self._check()
             return None
-        try:
-            self.plan = scan_source(
-                Path(str(self.source.value)),
-                scheme=self.scheme.value,
-                pattern=self.pattern.value or None,
-            )
-        except (WellZarrError, OSError) as err:
-            self.summary.value = f"Scan failed: {err}"
+        key = self._scan_key()
+        if key[1] in ("", "."):  # an empty folder field: never walk the working directory
+            self.summary.value = "Scan failed: choose a folder first."
             self._check()
             return None
+        self._scan_cancel = threading.Event()
+        worker = create_worker(
+            _scan_job,
+            Path(key[1]),
+            key[2],
+            key[3] or None,
+            self._scan_cancel,
+            _start_thread=False,
+        )
+        worker.yielded.connect(lambda read: self._on_scan_progress(worker, read))
+        worker.returned.connect(lambda out: self._on_scan_returned(worker, key, out))
+        worker.finished.connect(lambda: self._on_scan_finished(worker))
+        self.scan_worker = worker
+        self._scan_started = time.perf_counter()
+        self.summary.value = ""
+        self.status.value = "Scanning..."
+        self.scan_button.enabled = False
+        self.cancel_button.enabled = True
+        self._check()
+        worker.start()
+        return worker
+
+    def _end_scan(self) -> None:
+        self.scan_worker = None
+        self.scan_button.enabled = self.worker is None
+        self.cancel_button.enabled = self.worker is not None
+
+    def _abandon_scan(self, message: str) -> None:
+        """Forget the running scan: its worker ends, its result is never applied."""
+        worker = self.scan_worker
+        self._scan_cancel.set()
+        self._end_scan()
+        if worker is not None:
+            worker.quit()
+        self.status.value = message
+        self._check()
+
+    def _on_scan_progress(self, worker: Any, read: ScanProgress | None) -> None:
+        if read is not None and worker is self.scan_worker:
+            self.status.value = f"Scanning... {read[0]}/{read[1]} TIFF headers read"
+
+    def _on_scan_returned(self, worker: Any, key: ScanKey, out: ConversionPlan | str) -> None:
+        if worker is not self.scan_worker or key != self._scan_key():
+            return  # cancelled, or the source, scheme or pattern changed: a stale result
+        self._end_scan()
+        seconds = time.perf_counter() - self._scan_started
+        if isinstance(out, str):
+            self.summary.value = f"Scan failed: {out}"
+            self.status.value = f"Scan failed after {seconds:.1f} s."
+            self._check()
+            return
+        self.plan = out
         ok = self._check()
-        self.summary.value = self._plan_text(self.plan, ok)
-        return self.plan
+        self.summary.value = self._plan_text(out, ok)
+        self.status.value = f"Scanned in {seconds:.1f} s."
+
+    def _on_scan_finished(self, worker: Any) -> None:
+        if worker is self.scan_worker:  # ended without a result (quit from napari's activity)
+            self._abandon_scan("Scan stopped.")
 
     def _plan_text(self, plan: ConversionPlan, config_ok: bool) -> str:
         s = plan.summary()
@@ -299,7 +433,7 @@ class ConvertWidget(Container[Any]):
         """Start the conversion in a worker thread; return the worker (None if refused)."""
         from napari.qt.threading import create_worker
 
-        if self.worker is not None or not self._check():
+        if self.worker is not None or self.scan_worker is not None or not self._check():
             return None
         dest = self._dest()
         if dest is None:
@@ -307,10 +441,9 @@ class ConvertWidget(Container[Any]):
             return None
         config = self.build_config()
         if self.source_kind.value == FOLDER:
-            if self.plan is None and self.scan() is None:
-                self.status.value = "Scan found nothing to convert."
+            if self.plan is None:  # (Run is disabled then)
+                self.status.value = "Scan the folder first."
                 return None
-            assert self.plan is not None
             config = self.build_config()  # the plate format may follow the plan
             job = self._convert_folder(self.plan, dest, config)
         else:
@@ -375,8 +508,6 @@ class ConvertWidget(Container[Any]):
         self, dest: Path, config: StorageConfig
     ) -> Generator[WellEvent, None, ConversionResult]:
         """Write the open image (+ labels) layers with the writer's layer-to-well mapping."""
-        import time
-
         from . import _to_plate
         from .core import PlateStore
 
@@ -416,7 +547,10 @@ class ConvertWidget(Container[Any]):
         return job()
 
     def cancel(self, *_: object) -> None:
-        """Ask the conversion to start no further well (wells in flight finish)."""
+        """Abandon the scan, or ask the conversion to start no further well."""
+        if self.scan_worker is not None:
+            self._abandon_scan("Scan cancelled.")
+            return
         self._cancel.set()
         self.status.value = "Cancelling after the wells in flight..."
 
@@ -449,5 +583,5 @@ class ConvertWidget(Container[Any]):
     def _on_finished(self) -> None:
         self.worker = None
         self.cancel_button.enabled = False
-        self.scan_button.enabled = True
+        self.scan_button.enabled = self.scan_worker is None
         self._check()
