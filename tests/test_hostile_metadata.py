@@ -286,3 +286,23 @@ def test_a_chunk_shape_that_is_a_memory_bomb_is_refused(tmp_path: Any) -> None:
     store = PlateStore.open(_plate_with_doc(tmp_path, bomb))
     with pytest.raises(MetadataError, match="chunks of shape"):
         store.well_info("B02")
+
+
+@pytest.mark.parametrize("size", [0, 10, 99, 100, 101, 5000])
+@pytest.mark.parametrize("kind", ["file", "pipe"])
+def test_read_bounded_reads_at_most_one_byte_past_the_limit(
+    tmp_path: Any, size: int, kind: str
+) -> None:
+    from napari_wellzarr.core import fsio
+
+    data = (bytes(range(256)) * 20)[:size]
+    if kind == "file":
+        (tmp_path / "doc").write_bytes(data)
+        fh = open(tmp_path / "doc", "rb")
+    else:  # fstat says 0 bytes: like a file that grew after fstat, it is read on
+        read_end, write_end = os.pipe()
+        os.write(write_end, data)
+        os.close(write_end)
+        fh = os.fdopen(read_end, "rb")
+    with fh:
+        assert fsio.read_bounded(fh, 100) == data[:101]

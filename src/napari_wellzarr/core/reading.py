@@ -8,9 +8,10 @@ import itertools
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
 import numpy as np
 
@@ -46,6 +47,24 @@ MAX_WELL_BYTES: Final = 2**40
 # One chunk is decoded into one buffer: a chunk larger than this is a memory bomb.
 MAX_CHUNK_BYTES: Final = 2**32
 _MAX_PROBES: Final = 4096
+# Reads that allocate less than this are not checked against the memory available:
+# the check reads /proc and the cgroup files (~70 us, a third of a warm plane read),
+# and below this size it would cost more than 1% of the read it guards.
+_CHECKED_READ_BYTES: Final = 2**24
+# The data types a pixel array may have: zarr v3 names them, zarr v2 spells them "<u2".
+_PIXEL_DTYPES: Final = {
+    name: np.dtype(name)
+    for name in (
+        "bool",
+        *(f"{sign}int{bits}" for sign in ("", "u") for bits in (8, 16, 32, 64)),
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+    )
+}
+_V2_DTYPE: Final = re.compile(r"[<>|=]?[biufc][0-9]{1,2}")
 
 
 @dataclass(frozen=True)
@@ -127,8 +146,23 @@ class OpenWell:
                 f"image declares {len(layout.roles)} axes"
             )
         _check_size(array.shape, array.dtype, path)
+        if not self._fits(image, level, array.shape):
+            raise MetadataError(
+                f"well {self.info.name}: array {path} has shape {array.shape}, which does "
+                f"not make the well's shape {self.info.level_shapes[level]} at level {level}"
+            )
         self._arrays[(image, level)] = array
         return array
+
+    def _fits(self, image: int, level: int, shape: tuple[int, ...]) -> bool:
+        """Whether an array of ``shape`` makes the well's shape at ``level`` (other fields too)."""
+        shapes, layout = self.info.level_shapes, self._images[image]
+        if level >= len(shapes):
+            return True
+        n_fields = 1 if self.info.stacked else len(self._images)
+        return (
+            len(shape) == len(layout.roles) and layout.well_shape(shape, n_fields) == shapes[level]
+        )
 
     # -- the plate-level layout record (store.py): wells that share one layout ------------
 
@@ -209,7 +243,11 @@ class OpenWell:
             if layout is not None:  # memory bombs are refused before any allocation
                 _check_size(layout.shape, layout.dtype, path)
                 _check_chunk(doc, 3, layout.dtype, self._root / path, self.info.name)
-            if layout is not None and layout.dtype.newbyteorder("=") == self.info.dtype:
+            if (
+                layout is not None
+                and layout.dtype.newbyteorder("=") == self.info.dtype
+                and self._fits(image, level, layout.shape)
+            ):  # else zarr's road, which reports the mismatch
                 reader = self._new_shard_reader(image, level, layout)
         self._shards[(image, level)] = reader
         return reader
@@ -236,6 +274,8 @@ class OpenWell:
             if any(i >= n for i, n in zip(head, reader.layout.shape, strict=False)):
                 return None  # zarr's road raises the error
             planes.append(head)
+        plane_bytes = math.prod(reader.layout.shape[-2:]) * self.info.dtype.itemsize
+        _check_memory(len(planes) * plane_bytes, f"{reader.label}: reading {len(planes)} planes")
         out = np.empty((len(planes), *reader.layout.shape[-2:]), dtype=self.info.dtype)
         return out if reader.read(planes, out) else None
 
@@ -249,7 +289,9 @@ class OpenWell:
             planes = self._read_direct(image, level, indexes)
             if planes is not None:
                 return planes.reshape(shape)
-        return _read(self._array(image, level), (), self.info.name)
+        array = self._array(image, level)
+        self._check_zarr_read(array, outputs=_nbytes(array.shape, array.dtype), whole=True)
+        return _read(array, (), self.info.name)
 
     def read_all(self, level: int = 0) -> np.ndarray[Any, Any]:
         """The whole well array at ``level``.
@@ -304,8 +346,12 @@ class OpenWell:
                 continue
             array = self._array(image, level)
             # Planes that share a chunk (well chunking) are cut from one decoded read.
-            shared = math.prod(array.chunks[:-2]) > 1
-            whole = _read(array, (), self.info.name) if shared and len(members) > 1 else None
+            shared = math.prod(array.chunks[:-2]) > 1 and len(members) > 1
+            outputs = len(members) * _nbytes(array.shape[-2:], array.dtype)
+            if shared:
+                outputs += _nbytes(array.shape, array.dtype)
+            self._check_zarr_read(array, outputs=outputs, whole=shared)
+            whole = _read(array, (), self.info.name) if shared else None
             for n, index in zip(members, indexes, strict=True):
                 out[n] = whole[index] if whole is not None else _read(array, index, self.info.name)
         return out
@@ -317,21 +363,17 @@ class OpenWell:
                 f"well {self.info.name} has no label image {name!r} "
                 f"(it has {list(self.info.labels)})"
             )
-        blocks: list[np.ndarray[Any, Any]] = []
-        for layout in self._images:
-            where = f"{self.info.name}/{layout.path}/labels/{name}"
-            label_dir = self._root / self.info.path / layout.path / "labels" / name
-            meta, _ = parse_image(fsio.read_attrs(label_dir, self._zarr_format), where)
-            label = ImageLayout.parse(f"{layout.path}/labels/{name}", meta, where)
-            datasets = meta.multiscale.datasets
-            if not 0 <= level < len(datasets):
-                raise PlaneNotFoundError(f"{where}: level {level} does not exist")
-            path = f"{self.info.path}/{label.path}/{datasets[level].path}"
-            array = _open_array(self._zstore, path, self._zarr_format, self.info.name)
-            _check_size(array.shape, array.dtype, path)
-            blocks.append(
-                label.to_well(_read(array, (), self.info.name), with_field=layout.stacked)
-            )
+        arrays = [self._label_array(layout, name, level) for layout in self._images]
+        held = sum(_nbytes(array.shape, array.dtype) for _, array in arrays)
+        if len(arrays) > 1:
+            held *= 2  # the per-field blocks, then their stack
+        chunk = max(_nbytes(array.chunks, array.dtype) for _, array in arrays)
+        paths = ", ".join(array.path for _, array in arrays)
+        _check_memory(held + chunk, f"well {self.info.name}: reading label {name!r} ({paths})")
+        blocks = [
+            label.to_well(_read(array, (), self.info.name), with_field=layout.stacked)
+            for layout, (label, array) in zip(self._images, arrays, strict=True)
+        ]
         block = blocks[0] if self.info.stacked else np.stack(blocks)
         c_axis = self.info.axes.index("c")
         if block.shape[c_axis] != 1:
@@ -339,6 +381,31 @@ class OpenWell:
                 f"well {self.info.name}: label {name!r} has {block.shape[c_axis]} channels"
             )
         return np.squeeze(block, axis=c_axis)
+
+    def _label_array(self, layout: ImageLayout, name: str, level: int) -> tuple[ImageLayout, Any]:
+        """The layout and the (open, unread) array of label ``name`` in one image."""
+        where = f"{self.info.name}/{layout.path}/labels/{name}"
+        label_dir = self._root / self.info.path / layout.path / "labels" / name
+        meta, _ = parse_image(fsio.read_attrs(label_dir, self._zarr_format), where)
+        label = ImageLayout.parse(f"{layout.path}/labels/{name}", meta, where)
+        datasets = meta.multiscale.datasets
+        if not 0 <= level < len(datasets):
+            raise PlaneNotFoundError(f"{where}: level {level} does not exist")
+        path = f"{self.info.path}/{label.path}/{datasets[level].path}"
+        array = _open_array(self._zstore, path, self._zarr_format, self.info.name)
+        _check_size(array.shape, array.dtype, path)
+        return label, array
+
+    def _check_zarr_read(self, array: Any, *, outputs: int, whole: bool) -> None:
+        """Refuse a zarr read of ``array`` that would not fit in the memory available.
+
+        ``outputs`` is what the read returns; zarr also decodes the chunks it touches
+        into buffers of their own: one chunk for a plane, the whole array for ``whole``.
+        """
+        chunk = _nbytes(array.chunks, array.dtype)
+        decoded = max(_nbytes(array.shape, array.dtype), chunk) if whole else chunk
+        what = "the whole array" if whole else "planes"
+        _check_memory(outputs + decoded, f"well {self.info.name}: reading {what} of {array.path}")
 
     def plane_key(self, name: str) -> PlaneKey:
         """The coordinate an original file name maps to."""
@@ -356,8 +423,12 @@ def _open_array(zstore: LocalStore, path: str, zarr_format: int, well: str) -> A
         return zarr.open_array(store=zstore, path=path, mode="r", zarr_format=zarr_format)  # type: ignore[arg-type]
     except (FileNotFoundError, NodeNotFoundError) as err:
         raise CorruptDataError(f"well {well}: array {path} is missing") from err
-    except (ValueError, TypeError, KeyError) as err:
-        raise CorruptDataError(f"well {well}: array {path} has unreadable metadata: {err}") from err
+    except Exception as err:
+        # zarr's parser meets hostile documents with a grab-bag of builtins (ValueError,
+        # TypeError, KeyError, OverflowError for a fill value out of range...).
+        raise CorruptDataError(
+            f"well {well}: array {path} has unreadable metadata: {type(err).__name__}: {err}"
+        ) from err
 
 
 def _available_memory() -> int | None:
@@ -442,6 +513,31 @@ def _check_chunk(
                 f"well {well}: array {path} declares chunks of shape {shape} "
                 f"({math.prod(shape) * dtype.itemsize:,} bytes, limit {MAX_CHUNK_BYTES:,})"
             )
+
+
+def _nbytes(shape: Sequence[int], dtype: Any) -> int:
+    """Bytes of an array of ``shape`` and ``dtype``."""
+    itemsize: int = np.dtype(dtype).itemsize
+    return math.prod(shape) * itemsize
+
+
+def _check_memory(need: int, what: str) -> None:
+    """Refuse (before anything is allocated) a read needing more than the memory available.
+
+    Reads below ``_CHECKED_READ_BYTES`` are not checked (see there).
+
+    Raises
+    ------
+    MetadataError
+        Naming ``what`` (the well and the array), ``need`` and the bytes available.
+    """
+    if need < _CHECKED_READ_BYTES:
+        return
+    free = _available_memory()
+    if free is not None and need > free:
+        raise MetadataError(
+            f"{what} needs {need:,} bytes, more than the {free:,} bytes of memory available"
+        )
 
 
 def _check_size(shape: tuple[int, ...], dtype: Any, path: str) -> None:
@@ -567,23 +663,52 @@ def _array_meta(
     except FileNotFoundError as err:
         raise CorruptDataError(f"well {well}: array {path} is missing") from err
     shape, dtype_name = doc.get("shape"), doc.get("data_type" if zarr_format == 3 else "dtype")
-    if not isinstance(shape, list) or not all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
-    ):
-        raise MetadataError(f"well {well}: array {path} has shape {shape!r}")
+    if not _is_extent(shape):
+        raise MetadataError(
+            f"well {well}: array {path} has shape {shape!r}: not a list of positive integers"
+        )
     if len(shape) != ndim:
         raise MetadataError(
             f"well {well}: array {path} has {len(shape)} dimensions, but its image "
             f"declares {ndim} axes"
         )
-    try:
-        dtype = np.dtype(dtype_name)
-    except TypeError as err:
-        raise MetadataError(f"well {well}: array {path} has data type {dtype_name!r}") from err
+    dtype = _pixel_dtype(dtype_name, zarr_format)
+    if dtype is None:
+        key, document = ("data_type", "zarr.json") if zarr_format == 3 else ("dtype", ".zarray")
+        declared = f"{key} {dtype_name!r}" if key in doc else f"no {key}"
+        raise MetadataError(
+            f"well {well}: {path / document} has {declared}: a pixel array needs a "
+            "numeric data type (uint16, float32...)"
+        )
     _check_size(tuple(shape), dtype, str(path))
     _check_chunk(doc, zarr_format, dtype, path, well)
     attrs = doc.get("attributes", {}) if zarr_format == 3 else doc.get("_attrs", {})
     return tuple(shape), dtype, attrs if isinstance(attrs, dict) else {}, doc
+
+
+def _pixel_dtype(raw: object, zarr_format: int) -> np.dtype[Any] | None:
+    """The numeric data type an array document declares, or None for anything else.
+
+    zarr v3 documents name it (``"uint16"``), v2 ones spell it (``"<u2"``); anything
+    else (missing, null, structured, text, object, extension types) is no pixel type:
+    NumPy would read ``None`` as float64 and accept aliases no zarr writer produces.
+    """
+    if zarr_format == 3:
+        return _PIXEL_DTYPES.get(raw) if isinstance(raw, str) else None
+    if not isinstance(raw, str) or not _V2_DTYPE.fullmatch(raw):
+        return None
+    try:
+        dtype = np.dtype(raw)
+    except TypeError:  # "<u3": the pattern is right, the size is not
+        return None
+    return dtype if dtype.newbyteorder("=") in _PIXEL_DTYPES.values() else None
+
+
+def _is_extent(shape: object) -> TypeGuard[list[int]]:
+    """Whether ``shape`` is a JSON list of positive integers (an empty axis is damage)."""
+    return isinstance(shape, list) and all(
+        isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape
+    )
 
 
 def open_well_dir(path: str | os.PathLike[str]) -> OpenWell:

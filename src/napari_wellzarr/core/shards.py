@@ -255,23 +255,72 @@ class ShardLayout:
     # -- reading ------------------------------------------------------------------------
 
     def decode(self, data: bytes, where: str, out: np.ndarray[Any, Any]) -> None:
-        """Decode one stored chunk into ``out`` (a plane), checking its crc32c."""
+        """Decode one stored chunk into ``out`` (a plane), checking its crc32c and its size.
+
+        Parameters
+        ----------
+        data : bytes
+            The chunk as stored, with its crc32c when the codecs end with one.
+        where : str
+            The array, shard file and inner chunk, for error messages.
+        out : numpy.ndarray
+            The plane to fill (C-contiguous); its byte order may differ from the stored one.
+
+        Raises
+        ------
+        CorruptDataError
+            When the crc32c does not match, the codec cannot decode the chunk, or the
+            chunk decodes to another number of bytes than the plane holds.  Frames that
+            declare their decoded size (blosc; zstd when every frame records one) are
+            checked before decoding; the others are decoded into the plane and never past
+            it, so a short chunk is refused, never returned with part of ``out`` unwritten.
+        """
         if self.checksum:
             if len(data) < _CRC or _crc32c(data[:-_CRC]) != data[-_CRC:]:
                 raise CorruptDataError(f"{where}: crc32c checksum mismatch")
             data = data[:-_CRC]
         target = out if out.dtype == self.dtype else np.empty(out.shape, self.dtype)
+        nbytes = target.nbytes
+        codec = None if self.compressor is None else self.compressor.codec_id
         try:
-            if self.compressor is None:
-                if len(data) != target.nbytes:
-                    raise ValueError(f"{len(data)} bytes for a {target.nbytes}-byte plane")
-                target.reshape(-1).view(np.uint8)[:] = np.frombuffer(data, np.uint8)
-            else:
-                self.compressor.decode(data, out=target)
+            if codec is None:
+                size = len(data)
+                if size == nbytes:
+                    target.reshape(-1).view(np.uint8)[:] = np.frombuffer(data, np.uint8)
+            elif codec == "blosc":
+                # The 16-byte blosc header holds the decoded size at 4 and the frame's at 12
+                # (little-endian); read, never used to allocate.
+                if len(data) < 16:
+                    raise ValueError(f"{len(data)} bytes: shorter than a blosc header")
+                size = int.from_bytes(data[4:8], "little")
+                frame = int.from_bytes(data[12:16], "little")
+                if frame != len(data):
+                    raise ValueError(f"{len(data)} bytes, but the blosc header says {frame}")
+                if size == nbytes:
+                    self.compressor.decode(data, out=target)
+            elif codec == "zstd":
+                from .zstore import zstd_content_size  # here: the imports are the write side's
+
+                declared = zstd_content_size(data)
+                # Unknown sizes: numcodecs decodes exactly len(out) bytes, or raises.
+                size = nbytes if declared is None else declared
+                if size == nbytes:
+                    self.compressor.decode(data, out=target)
+            else:  # gzip, the only other codec parse() accepts
+                from .zstore import gunzip_into
+
+                size = gunzip_into(data, target.reshape(-1).view(np.uint8).data)
         except Exception as err:
             raise CorruptDataError(
                 f"{where}: cannot be decoded: {type(err).__name__}: {err}"
             ) from err
+        if size != nbytes:
+            more = "+" if codec == "gzip" and size > nbytes else ""  # counted up to nbytes + 1
+            raise CorruptDataError(
+                f"{where}: decodes to {size:,}{more} bytes, but a {self.chunk_shape[-2:]} "
+                f"{self.dtype} plane holds {nbytes:,}: the chunk is damaged or the array's "
+                "data type or shape is wrong"
+            )
         if target is not out:
             out[...] = target
 

@@ -1,14 +1,22 @@
-"""Zarr stores for reading plates: strict ones report damage instead of hiding it.
+"""Zarr stores for reading plates, and decoded sizes of codec frames: damage is reported.
 
 zarr reads a missing chunk as the fill value, and blosc decodes a truncated frame into
 whatever memory follows it.  For plates written here (every chunk stored, see
 ``write_empty_chunks`` in writing.py) both mean damage, so the strict store raises
 :class:`CorruptDataError` naming the chunk file instead.
+
+A codec asked to decode into a plane-sized buffer fills only as much of it as the frame
+holds: :func:`zstd_content_size` and :func:`gunzip_into` tell how many bytes zstd and
+gzip data decode to (blosc's header says it), so that a short chunk is refused instead
+of returned with the rest of the buffer uninitialised (``ShardLayout.decode`` in
+shards.py).
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
+import io
 import struct
 from typing import TYPE_CHECKING, Any, Final
 
@@ -19,10 +27,13 @@ if TYPE_CHECKING:
 
     from zarr.storage import LocalStore
 
-__all__ = ["read_store"]
+__all__ = ["gunzip_into", "read_store", "zstd_content_size"]
 
 _METADATA_FILES: Final = frozenset({".zarray", ".zattrs", ".zgroup", ".zmetadata", "zarr.json"})
 _BLOSC_HEADER: Final = struct.Struct("<BBBBIII")  # version, versionlz, flags, typesize, sizes
+_ZSTD_MAGIC: Final = 0xFD2FB528
+_ZSTD_SKIPPABLE: Final = 0x184D2A50  # the 16 magic numbers 0x184D2A50..0x184D2A5F
+_U32: Final = struct.Struct("<I")
 
 
 def read_store(root: Path, *, strict: bool, blosc_frames: bool = False) -> LocalStore:
@@ -34,6 +45,120 @@ def read_store(root: Path, *, strict: bool, blosc_frames: bool = False) -> Local
     store = _strict_store_class()(root, read_only=True)
     store.blosc_frames = blosc_frames
     return store  # type: ignore[no-any-return]
+
+
+def zstd_content_size(data: bytes) -> int | None:
+    """The number of bytes the zstd frames in ``data`` decode to, or None when unknown.
+
+    Walks the frames (and skippable frames) block by block, as libzstd does to find
+    them, without decoding anything.  The size is unknown when a frame does not record
+    its content size; a decoder must then be bounded by its output buffer.
+
+    Parameters
+    ----------
+    data : bytes
+        One or more zstd frames, back to back.
+
+    Returns
+    -------
+    int or None
+        The sum of the frames' declared content sizes, or None when any frame has none.
+
+    Raises
+    ------
+    ValueError
+        When ``data`` is not a sequence of whole zstd frames (bad magic number, reserved
+        bits, a block or checksum beyond the end).
+    """
+    total: int | None = 0
+    at = 0
+    while True:
+        at, size = _zstd_frame(data, at)
+        total = None if total is None or size is None else total + size
+        if at == len(data):
+            return total
+
+
+def _zstd_frame(data: bytes, at: int) -> tuple[int, int | None]:
+    """``(end, content size or None)`` of the zstd (or skippable) frame at ``at``."""
+    if at + 4 > len(data):
+        raise ValueError(f"{len(data) - at} bytes at offset {at}: not a zstd frame")
+    (magic,) = _U32.unpack_from(data, at)
+    if magic & 0xFFFFFFF0 == _ZSTD_SKIPPABLE:
+        if at + 8 > len(data):
+            raise ValueError(f"skippable zstd frame at offset {at} is truncated")
+        end = at + 8 + _U32.unpack_from(data, at + 4)[0]
+        if end > len(data):
+            raise ValueError(f"skippable zstd frame at offset {at} runs past the end")
+        return end, 0
+    if magic != _ZSTD_MAGIC:
+        raise ValueError(f"no zstd magic number at offset {at}")
+    if at + 5 > len(data):
+        raise ValueError(f"zstd frame header at offset {at} is truncated")
+    descriptor = data[at + 4]
+    if descriptor & 0x08:
+        raise ValueError(f"zstd frame at offset {at} sets a reserved header bit")
+    fcs_flag, single = descriptor >> 6, (descriptor >> 5) & 1
+    fcs_bytes = (1 if single else 0, 2, 4, 8)[fcs_flag]
+    header = 5 + (0 if single else 1) + (0, 1, 2, 4)[descriptor & 3]
+    end = at + header + fcs_bytes
+    if end > len(data):
+        raise ValueError(f"zstd frame header at offset {at} is truncated")
+    size = int.from_bytes(data[end - fcs_bytes : end], "little") if fcs_bytes else None
+    if size is not None and fcs_bytes == 2:
+        size += 256
+    end = _zstd_blocks(data, end)
+    end += 4 if descriptor & 0x04 else 0  # content checksum
+    if end > len(data):
+        raise ValueError(f"zstd frame at offset {at} runs past the end")
+    return end, size
+
+
+def _zstd_blocks(data: bytes, at: int) -> int:
+    """The end of the blocks of a zstd frame whose first block header is at ``at``."""
+    while True:
+        if at + 3 > len(data):
+            raise ValueError(f"zstd block header at offset {at} is truncated")
+        block = int.from_bytes(data[at : at + 3], "little")
+        kind, size = (block >> 1) & 3, block >> 3
+        if kind == 3:
+            raise ValueError(f"zstd block at offset {at} has the reserved block type")
+        at += 3 + (1 if kind == 1 else size)  # an RLE block stores one byte
+        if at > len(data):
+            raise ValueError(f"zstd block at offset {at} runs past the end")
+        if block & 1:
+            return at
+
+
+def gunzip_into(data: bytes, out: memoryview) -> int:
+    """Decompress the gzip members in ``data`` into ``out``, never past its end.
+
+    Parameters
+    ----------
+    data : bytes
+        One or more gzip members.
+    out : memoryview
+        A writable byte buffer.
+
+    Returns
+    -------
+    int
+        How many bytes the data decodes to, counted up to ``len(out) + 1``: a result
+        other than ``len(out)`` means the data does not fill ``out`` exactly.
+
+    Raises
+    ------
+    OSError, EOFError, zlib.error
+        When ``data`` is not valid gzip.
+    """
+    with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as member:
+        filled = 0
+        while filled < len(out):
+            got = member.readinto(out[filled:])
+            if not got:
+                return filled
+            filled += got
+        return filled + len(member.read(1))
 
 
 def _check_blosc_frame(data: bytes, size: int, where: str) -> None:
