@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import warnings
@@ -14,8 +16,16 @@ import numpy as np
 import pytest
 
 from napari_wellzarr._mosaic import DamagedWellWarning, shrink
+from napari_wellzarr._plate import UnfinishedPlateWarning
 from napari_wellzarr._reader import get_reader, read_plate
-from napari_wellzarr.core import Channel, PlateStore, StorageConfig, WellZarrError
+from napari_wellzarr.core import (
+    Channel,
+    PlateStore,
+    StorageConfig,
+    WellNotFoundError,
+    WellZarrError,
+)
+from napari_wellzarr.core import store as store_module
 from napari_wellzarr.core.well import downsample
 
 DATA = Path(__file__).parent / "data"
@@ -428,13 +438,301 @@ def test_plate_with_no_readable_well_is_one_clear_error(tmp_path: Path) -> None:
         read_plate(str(path))
 
 
-def test_plate_listing_no_wells_is_one_clear_error(tmp_path: Path) -> None:
+def test_plate_listing_no_wells_shows_the_wells_on_disk(tmp_path: Path) -> None:
     path = write_ours(tmp_path / "p.zarr")
     doc = json.loads((path / "zarr.json").read_text())
     doc["attributes"]["ome"]["plate"]["wells"] = []
     (path / "zarr.json").write_text(json.dumps(doc))
-    with pytest.raises(WellZarrError, match="lists no wells"):
-        read_plate(str(path))
+    with pytest.warns(UnfinishedPlateWarning, match=r"2 wells \(A01, B03\)"):
+        layers = layers_by_name(path)
+    data, meta, _ = layers["GFP"]
+    np.testing.assert_array_equal(tile(data, meta, (1, 2), (1, 0)), plane_values(1, 1, 1, 0))
+    for well in ("A/01", "B/03"):
+        shutil.rmtree(path / well)
+    with pytest.warns(UnfinishedPlateWarning, match="no wells yet"):
+        layers = layers_by_name(path)
+    assert list(layers) == ["plate map"]
+
+
+# -- interrupted writers: complete wells not listed yet -----------------------------------
+
+#: Run by a subprocess: write wells into a plate (creating it if needed), then be killed
+#: with SIGKILL before the session lists them (no flush, no close, no atexit).
+KILLED_WRITER = """
+import os, signal, sys
+import numpy as np
+from napari_wellzarr.core import PlateStore, StorageConfig
+root, version, *wells = sys.argv[1:]
+store = PlateStore.create(root, StorageConfig(ngff_version=version, plate=24), exist_ok=True)
+for name in wells:
+    store.write_well(name, np.load(f"{root}.{name}.npy"), channels=["DAPI", "GFP"])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+#: Interrupted plates' wells: well -> (index for well_values, plate position).
+INTERRUPTED = {"A01": (0, (0, 0)), "B02": (1, (1, 1)), "C03": (2, (2, 2)), "D05": (3, (3, 4))}
+
+
+def killed_writer(root: Path, version: str, wells: tuple[str, ...]) -> str:
+    """Write ``wells`` (``well_values``) in a subprocess killed before it lists them.
+
+    Returns the dead writer's ``host.pid``, as its temporary files would be named.
+    """
+    for name in wells:
+        np.save(f"{root}.{name}.npy", well_values(INTERRUPTED[name][0]))
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(root), version, *wells])
+    assert writer.wait() == -9
+    return f"{socket.gethostname().replace('.', '-')}.{writer.pid}"
+
+
+def interrupted_plate(root: Path, version: str, listed: tuple[str, ...]) -> Path:
+    """A 24-well plate: ``listed`` wells by a finished session, the others by a killed one.
+
+    Also what is never a well: the killed writer's staging leftover (which the next
+    writer, never a reader, removes), a well folder without its group document, and a
+    well-like folder outside the plate's rows.
+    """
+    if listed:
+        config = StorageConfig(ngff_version=version, plate=24)
+        with PlateStore.create(root, config) as store:
+            for name in listed:
+                store.write_well(name, well_values(INTERRUPTED[name][0]), channels=["DAPI", "GFP"])
+    owner = killed_writer(root, version, tuple(w for w in INTERRUPTED if w not in listed))
+    group = "zarr.json" if version == "0.5" else ".zgroup"
+    for decoy in (f".wellzarr-staging/B_04.{owner}.0123456789ab", "Z/01"):
+        (root / decoy).mkdir(parents=True)
+        (root / decoy / group).write_text('{"zarr_format": 3, "node_type": "group"}')
+    (root / "D" / "06" / "0").mkdir(parents=True)  # no group document: not a well
+    return root
+
+
+def read_everything(layers: dict[str, tuple[Any, dict[str, Any], str]]) -> None:
+    for data, _, kind in layers.values():
+        if kind != "points":
+            np.asarray(data)
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+@pytest.mark.parametrize("listed", [("A01", "B02"), ()], ids=["some-listed", "none-listed"])
+def test_interrupted_plate_shows_its_unlisted_wells(
+    tmp_path: Path, version: str, listed: tuple[str, ...]
+) -> None:
+    path = interrupted_plate(tmp_path / "p.zarr", version, listed)
+    unlisted = [w for w in INTERRUPTED if w not in listed]
+    store = PlateStore.open(path)
+    assert store.wells() == list(listed)
+    assert store.unlisted_wells() == unlisted
+    assert get_reader(str(path)) is read_plate
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layers = layers_by_name(path)
+        read_everything(layers)
+    assert [w.category for w in caught] == [UnfinishedPlateWarning]
+    message = str(caught[0].message)
+    assert f"{len(unlisted)} wells ({', '.join(unlisted)})" in message
+    assert not any(w in message for w in listed)
+    assert "--resume" in message
+    assert "recover()" in message
+    assert list(layers) == ["DAPI", "GFP", "plate map"]
+    for c, name in enumerate(("DAPI", "GFP")):
+        data, meta, _ = layers[name]
+        assert data.dtype == np.uint16
+        for index, position in INTERRUPTED.values():
+            for f in range(2):
+                for z in range(2):
+                    got = tile(data, meta, position, (f, z))
+                    np.testing.assert_array_equal(got, plane_values(index, f, c, z))
+        assert not tile(data, meta, (3, 5), (0, 0)).any()  # D06: no group document
+    features = layers["plate map"][1]["features"]
+    present = {w for w, here in zip(features["well"], features["present"], strict=True) if here}
+    assert present == set(INTERRUPTED)
+    # Finishing the plate lists them: then it opens silently, with the same pixels.
+    with PlateStore.open(path, "r+") as store:
+        assert store.recover() == unlisted
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data, meta, _ = layers_by_name(path)["GFP"]
+        np.testing.assert_array_equal(tile(data, meta, (3, 4), (1, 1)), plane_values(3, 1, 1, 1))
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_plate_killed_before_its_first_well_opens_empty(tmp_path: Path, version: str) -> None:
+    path = tmp_path / "p.zarr"
+    killed_writer(path, version, ())
+    assert get_reader(str(path)) is read_plate
+    with pytest.warns(UnfinishedPlateWarning, match="no wells yet") as record:
+        layers = read_plate(str(path))
+    assert len(record) == 1
+    assert "--resume" in str(record[0].message)
+    assert [(meta["name"], kind) for _, meta, kind in layers] == [("plate map", "points")]
+    data, meta, _ = layers[0]
+    assert len(data) == 24
+    assert meta["features"]["well"][:7] == ["A01", "A02", "A03", "A04", "A05", "A06", "B01"]
+    assert not any(meta["features"]["present"])
+
+
+def file_states(root: Path) -> dict[str, tuple[int, int, int]]:
+    """(size, mtime_ns, inode) of every file and folder under ``root``, itself included."""
+    out = {}
+    for entry in [root, *root.rglob("*")]:
+        stat = entry.lstat()
+        out[str(entry.relative_to(root))] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    return out
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_opening_an_interrupted_plate_writes_nothing(tmp_path: Path, version: str) -> None:
+    path = interrupted_plate(tmp_path / "p.zarr", version, ("A01",))
+    before = file_states(path)
+    with pytest.warns(UnfinishedPlateWarning, match="B02, C03, D05"):
+        read_everything(layers_by_name(path))
+    assert PlateStore.open(path).unlisted_wells() == ["B02", "C03", "D05"]
+    assert file_states(path) == before
+
+
+# -- one damaged well, the rest of the plate shown ------------------------------------------
+
+FOUR = ("A01", "A02", "B01", "B02")  # plate positions (0, 0), (0, 1), (1, 0), (1, 1)
+
+
+def array_doc(path: Path, well: str, version: str) -> Path:
+    """The level-0 array document of ``well``'s field 0 (stacked layout: all its fields)."""
+    return path / well[0] / well[1:] / "0" / "0" / ("zarr.json" if version == "0.5" else ".zarray")
+
+
+def damaged_plate_layers(
+    path: Path, monkeypatch: pytest.MonkeyPatch, damaged: str | None = None
+) -> tuple[dict[str, tuple[Any, dict[str, Any], str]], list[warnings.WarningMessage], set[str]]:
+    """Open ``path``, read every layer; the warnings issued and the wells whose pixels were read.
+
+    Reading a pixel of the ``damaged`` well fails the test (an AssertionError is no read
+    error the mosaic blanks a well for), before anything is allocated.
+    """
+    read: set[str] = set()
+    original = PlateStore.read_plane
+
+    def spy(self: PlateStore, well: str, *args: Any, **kwargs: Any) -> np.ndarray:
+        if well == damaged:
+            raise AssertionError(f"the pixels of {well} were read")
+        read.add(well)
+        return original(self, well, *args, **kwargs)
+
+    monkeypatch.setattr(PlateStore, "read_plane", spy)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layers = layers_by_name(path)
+        read_everything(layers)
+    return layers, caught, read
+
+
+def assert_rest_of_plate_shown(
+    layers: dict[str, tuple[Any, dict[str, Any], str]], wells: tuple[str, ...], blank: str
+) -> None:
+    for c, name in enumerate(("DAPI", "GFP")):
+        data, meta, _ = layers[name]
+        assert data.dtype == np.uint16
+        for w, well in enumerate(wells):
+            position = (ord(well[0]) - ord("A"), int(well[1:]) - 1)
+            for f in range(2):
+                for z in range(2):
+                    got = tile(data, meta, position, (f, z))
+                    if well == blank:
+                        assert not got.any(), well
+                    else:
+                        np.testing.assert_array_equal(got, plane_values(w, f, c, z))
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+@pytest.mark.parametrize(
+    "damage", [b"\x00\xffnot json{", "truncated", b"[1, 2]"], ids=["garbage", "truncated", "list"]
+)
+@pytest.mark.parametrize(
+    "wells",
+    [("A01", "A02", "B02", "C03", "D04"), ("A01", "B02", "C03", "D04")],
+    ids=["found-at-open", "found-when-drawn"],  # B02 one of the wells opening reads, or not
+)
+def test_broken_array_document_blanks_only_its_well(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    version: str,
+    damage: bytes | str,
+    wells: tuple[str, ...],
+) -> None:
+    path = write_ours(tmp_path / "p.zarr", version=version, wells=wells, plate="4x6")
+    doc = array_doc(path, "B02", version)
+    raw = doc.read_bytes()
+    doc.write_bytes(raw[: len(raw) // 2] if damage == "truncated" else damage)
+    layers, caught, read = damaged_plate_layers(path, monkeypatch)
+    assert [w.category for w in caught] == [DamagedWellWarning]
+    assert "well B02 " in str(caught[0].message)
+    assert read == set(wells) - {"B02"}
+    assert_rest_of_plate_shown(layers, wells, blank="B02")
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+@pytest.mark.parametrize("change", ["dtype", "huge plane"])
+def test_first_well_of_another_dtype_or_shape_does_not_set_the_plate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, change: str
+) -> None:
+    path = write_ours(tmp_path / "p.zarr", version=version, wells=FOUR)
+    doc = array_doc(path, "A01", version)
+    meta = json.loads(doc.read_text())
+    if change == "dtype" and version == "0.5":
+        meta["data_type"] = "float64"
+    elif change == "dtype":
+        meta["dtype"] = "<f8"
+    else:  # 3.2 GB planes, declared: never to be allocated
+        meta["shape"][-2:] = [40000, 40000]
+    doc.write_text(json.dumps(meta))
+    layers, caught, read = damaged_plate_layers(path, monkeypatch, "A01")
+    assert [w.category for w in caught] == [DamagedWellWarning]
+    expected = "float64" if change == "dtype" else r"\(40000, 40000\) uint16"
+    assert re.search(rf"well A01 .*{expected}", str(caught[0].message))
+    assert read == set(FOUR) - {"A01"}  # A01 blanked from its metadata, no pixel read
+    assert_rest_of_plate_shown(layers, FOUR, blank="A01")
+    assert layers["DAPI"][1]["metadata"]["wellzarr"]["tile"] == list(SHAPE)
+
+
+def test_unlisted_wells_are_found_without_being_listed(tmp_path: Path) -> None:
+    path = interrupted_plate(tmp_path / "p.zarr", "0.5", ("A01", "B02"))
+    store = PlateStore.open(path)
+    with pytest.raises(WellNotFoundError, match="C03"):
+        store.well_info("C03")  # not listed: unknown until looked for
+    assert store.unlisted_wells() == ["C03", "D05"]
+    assert store.well_info("C03").shape == (2, 2, 2, *SHAPE)
+    np.testing.assert_array_equal(store.read_plane("D05", 1, 0, 1), plane_values(3, 1, 0, 1))
+    assert store.wells() == ["A01", "B02"]  # still what the metadata lists
+    assert "C03" not in store
+    with pytest.raises(WellNotFoundError, match="B04"):
+        store.well_info("B04")  # its staging leftover is not a well
+
+
+def test_layout_groups_come_from_the_records_and_layout_info_from_the_template(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_ours(tmp_path / "p.zarr", wells=FOUR)
+    assert PlateStore.open(path).layout_groups([*FOUR, "A03"]) == [list(FOUR)]
+    with PlateStore.open(path, "r+") as store:
+        store.write_well("B01", np.ones((2, 2, 2, 8, 8), "u2"), overwrite=True)
+    store = PlateStore.open(path)
+    assert store.layout_groups(FOUR) == [["A01", "A02", "B02"], ["B01"]]
+    opened: list[str] = []
+    original = store_module.open_well
+
+    def counting(root: Path, well_path: str, *args: Any) -> Any:
+        opened.append(well_path)
+        return original(root, well_path, *args)
+
+    monkeypatch.setattr(store_module, "open_well", counting)
+    infos = {well: store.layout_info(well) for well in FOUR}
+    assert {w: i.shape[-2:] for w, i in infos.items()} == {
+        "A01": SHAPE,
+        "A02": SHAPE,
+        "B01": (8, 8),
+        "B02": SHAPE,
+    }
+    assert len(opened) == 2  # one template per layout; the other wells' metadata unread
+    v04 = write_ours(tmp_path / "v04.zarr", version="0.4", chunks="plane", wells=FOUR)
+    assert PlateStore.open(v04).layout_groups(FOUR) == []  # no records: nothing claimed
 
 
 # -- what get_reader refuses, and how cheaply ------------------------------------------
@@ -448,8 +746,11 @@ def test_get_reader_refuses_what_is_not_a_plate(tmp_path: Path) -> None:
     zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
     image = zarr.open_group(str(tmp_path / "image.zarr"), mode="w")
     image.attrs["ome"] = {"version": "0.5", "multiscales": []}
+    # our block, but not a plate's (a plate's carries its configuration)
+    marked = zarr.open_group(str(tmp_path / "marked.zarr"), mode="w")
+    marked.attrs["wellzarr"] = {"version": "0.1.0", "all_chunks_written": True}
     plate = write_ours(tmp_path / "p.zarr")
-    for refused in ("image.tif", "folder", "plain.zarr", "image.zarr", "missing"):
+    for refused in ("image.tif", "folder", "plain.zarr", "image.zarr", "marked.zarr", "missing"):
         assert get_reader(str(tmp_path / refused)) is None, refused
     assert get_reader([str(plate), str(plate)]) is None
     assert get_reader([str(plate)]) is read_plate

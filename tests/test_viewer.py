@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
+from napari_wellzarr._plate import UnfinishedPlateWarning
 from napari_wellzarr.core import Channel, PlateStore, StorageConfig, Well
 from test_writer import assert_same_plate
 
@@ -183,3 +186,49 @@ def test_demo_saves_a_screenshot(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert pixels.shape[0] > 500
     assert pixels.shape[1] > 700
     assert (pixels[..., :3].max(axis=-1) > 200).mean() > 0.001  # text, outlines, nuclei
+
+
+#: A writer that adds a bright well to a plate and is killed before listing it.
+KILLED_WRITER = """
+import os, signal, sys
+import numpy as np
+from napari_wellzarr.core import PlateStore
+store = PlateStore.open(sys.argv[1], "r+")
+store.write_well(sys.argv[2], np.full((2, 2, 1, 64, 64), 50000, dtype="u2"))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_interrupted_plate_shows_its_unlisted_well(
+    make_napari_viewer: Callable[..., Any], tmp_path: Path
+) -> None:
+    path = bright_plate(tmp_path / "plate.zarr", ("A01",))
+    writer = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(path), "C05"], check=False)
+    assert writer.returncode == -9
+    viewer = make_napari_viewer(show=True)
+    with pytest.warns(UnfinishedPlateWarning, match=r"1 well \(C05\) is complete"):
+        layers = viewer.open(str(path), plugin=PLUGIN)
+    assert [layer.name for layer in layers] == ["DAPI", "GFP", "plate map"]
+    viewer.layers["plate map"].visible = False
+    viewer.reset_view()
+    screen = viewer.screenshot(canvas_only=True, flash=False)
+    dapi = viewer.layers["DAPI"]
+    for well in ("A01", "C05"):
+        assert lit(screen, screen_position(viewer, well_centre(dapi, well), screen)), well
+    for well in ("B02", "C04", "H12"):
+        assert not lit(screen, screen_position(viewer, well_centre(dapi, well), screen)), well
+
+
+def test_plate_without_wells_opens_as_its_plate_map(
+    make_napari_viewer: Callable[..., Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "plate.zarr"
+    PlateStore.create(path, StorageConfig(plate=96))  # a writer that stopped there
+    viewer = make_napari_viewer(show=True)
+    with pytest.warns(UnfinishedPlateWarning, match="no wells yet"):
+        layers = viewer.open(str(path), plugin=PLUGIN)
+    assert [(layer.name, layer._type_string) for layer in layers] == [("plate map", "points")]
+    assert len(layers[0].data) == 96
+    viewer.reset_view()
+    screen = viewer.screenshot(canvas_only=True, flash=False)
+    assert (np.abs(screen[..., :3].astype(int) - screen[0, 0, :3]).max(axis=-1) > 30).any()

@@ -7,7 +7,9 @@ and empty wells stay 0.  Its leading axes are the well's field, [t,] z.  Buildin
 reads nothing; indexing it reads only the tiles the index touches, each through the
 storage core (``read_plane`` / ``read_labels``), in parallel and through a shared
 cache.  A tile that cannot be read (damaged well, different shape or dtype) shows
-blank and is reported once per well with a :class:`DamagedWellWarning`.
+blank and is reported once per well with a :class:`DamagedWellWarning`; a well whose
+metadata declares another plane shape or dtype than the plate's is blanked before any
+of its pixels are read.
 
 Big plates are multiscale: display level ``k`` halves y and x ``k`` times.  A tile at
 level ``k`` is the well's stored pyramid level when it has that one, otherwise the
@@ -32,6 +34,8 @@ from .core import PlaneKey, PlaneNotFoundError, WellZarrError
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from concurrent.futures import ThreadPoolExecutor
+
+    from .core import WellInfo
 
 __all__ = [
     "DamagedWellWarning",
@@ -61,6 +65,10 @@ class DamagedWellWarning(UserWarning):
 
 class PlaneSource(Protocol):
     """Where tiles come from: a plate (or a single well) opened by the storage core."""
+
+    def well_info(self, well: str) -> WellInfo:
+        """The shape, dtype and levels that reads of ``well`` give (metadata only)."""
+        ...
 
     def read_plane(self, well: str, key: PlaneKey, level: int) -> _Plane:
         """One 2D plane of ``well`` at stored resolution ``level``."""
@@ -136,6 +144,12 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+def halved(shape: tuple[int, int], halvings: int) -> tuple[int, int]:
+    """The (y, x) shape of a plane averaged down ``halvings`` times (see :func:`shrink`)."""
+    f = 2**halvings
+    return -(-shape[0] // f), -(-shape[1] // f)
+
+
 @dataclass(frozen=True)
 class MosaicGeometry:
     """Where each well's tile sits in the mosaic, at every display level."""
@@ -195,6 +209,7 @@ class TileReader:
         self._lock = threading.Lock()
         self._failed: dict[str, str] = {}
         self._reported: set[str] = set()
+        self._infos: dict[str, WellInfo] = {}
 
     @property
     def failed(self) -> dict[str, str]:
@@ -229,6 +244,10 @@ class TileReader:
     def _fetch(self, well: str, label: str | None, key: PlaneKey, level: int) -> _Plane | None:
         plan = self.plans[level]
         try:
+            mismatch = self._mismatch(well, plan)
+            if mismatch is not None:
+                self._fail(well, mismatch)
+                return None
             if label is None:
                 plane = shrink(self.source.read_plane(well, key, plan.source), plan.halvings)
             else:
@@ -247,6 +266,30 @@ class TileReader:
             return None
         self._remember((well, label, key, level), plane)
         return plane
+
+    def _mismatch(self, well: str, plan: TilePlan) -> str | None:
+        """Why ``well``'s metadata says its tiles at ``plan`` cannot be the plate's, or None.
+
+        Checked before any pixel of the well is read: a well that declares a huge or
+        otherwise different plane, or another dtype, is never allocated.  A level the
+        well does not have is left to the read to report.
+        """
+        with self._lock:
+            info = self._infos.get(well)
+        if info is None:
+            info = self.source.well_info(well)
+            with self._lock:
+                self._infos[well] = info
+        if plan.source >= len(info.level_shapes):
+            return None
+        stored = info.level_shapes[plan.source]
+        shape = halved((stored[-2], stored[-1]), plan.halvings)
+        if shape == plan.shape and info.dtype.newbyteorder("=") == self.dtype.newbyteorder("="):
+            return None
+        return (
+            f"its image planes are {shape} {info.dtype} at level {plan.level}, "
+            f"the plate's are {plan.shape} {self.dtype}"
+        )
 
     def _label_plane(self, well: str, label: str, key: PlaneKey, plan: TilePlan) -> _Plane:
         source, step = plan.source, 2**plan.halvings

@@ -13,7 +13,9 @@ import dataclasses
 import errno
 import os
 import threading
+from collections import Counter
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -84,6 +86,8 @@ class PlateStore:
         self._dataset_paths: tuple[str, ...] | None = None
         self._lock = threading.Lock()  # guards the session's well list across threads
         self._session: dict[str, PlateWell] = {}
+        # Complete wells found on disk but not listed (unlisted_wells): readable, not listed.
+        self._found: set[str] = set()
         self._wells: dict[str, OpenWell] = {}
         # Layout records (ours, sharded): wells that share one layout are read through a
         # clone of one opened "template" well, without reading their own metadata.
@@ -451,25 +455,69 @@ class PlateStore:
     def recover(self) -> list[str]:
         """List complete wells that are on disk but not in the metadata (after a crash).
 
-        This is the one call that scans the plate; it returns the wells it adopted.
+        This and :meth:`unlisted_wells` are the calls that scan the plate; it returns the
+        wells it adopted.
         """
         self._writable_config()
-        listed = {w.path for w in self.plate.wells}
         found = []
-        for r, row in enumerate(self._plate.rows):
-            if not (self.root / row).is_dir():
-                continue
-            for c, column in enumerate(self._plate.columns):
-                path = f"{row}/{column}"
-                if path not in listed and fsio.detect_zarr_format(self.root / path) is not None:
-                    record = self._record_of(path, self._name(r, c))
-                    with self._lock:
-                        self._session[path] = PlateWell(path, r, c)
-                        if record is not None:
-                            self._records.add(path, *record, pending=True)
-                    found.append(self._name(r, c))
+        for r, c, path in self._scan_unlisted():
+            record = self._record_of(path, self._name(r, c))
+            with self._lock:
+                self._session[path] = PlateWell(path, r, c)
+                if record is not None:
+                    self._records.add(path, *record, pending=True)
+            found.append(self._name(r, c))
         self.flush()
         return found
+
+    def unlisted_wells(self) -> list[str]:
+        """Complete wells on disk that the plate metadata does not list (yet), in plate order.
+
+        A writer lists its wells once per session (:meth:`flush`): one that was killed
+        before leaves complete wells that no reader sees.  This finds them without writing
+        anything (one directory listing of the plate and of each row folder that has a
+        position not listed; staging and hidden folders are never wells).  The wells found
+        can then be read in this session like listed ones (:meth:`well_info`,
+        :meth:`read_plane`, ...); :meth:`wells` still names the listed ones only, and
+        :meth:`recover` (on a writable store) lists them in the metadata.
+
+        Returns
+        -------
+        list of str
+            The wells' names (``B03``).
+        """
+        found = self._scan_unlisted()
+        with self._lock:
+            self._found.update(path for _, _, path in found)
+        return [self._name(r, c) for r, c, _ in found]
+
+    def _scan_unlisted(self) -> list[tuple[int, int, str]]:
+        """``(row, column, path)`` of each complete well folder not listed, in plate order.
+
+        Complete means holding a zarr group document: a well is renamed into place only
+        once every byte of it is written, so a well folder is whole or absent.
+        """
+        with self._lock:
+            wells = [*self._plate.wells, *self._session.values()]
+        rows = {name: r for r, name in enumerate(self._plate.rows)}
+        columns = {name: c for c, name in enumerate(self._plate.columns)}
+        # (the plate parser checks that a well's path names its row and column)
+        positions = set(map(attrgetter("row_index", "column_index"), wells))
+        per_row = Counter(map(itemgetter(0), positions))
+        listed: set[str] | None = None
+        found = []
+        for row in _subfolders(self.root):
+            r = rows.get(row)
+            if r is None or per_row[r] >= len(columns):
+                continue  # not a row, or a row whose every position is listed
+            listed = listed if listed is not None else {w.path for w in wells}
+            for column in _subfolders(self.root / row):
+                c, path = columns.get(column), f"{row}/{column}"
+                if c is None or path in listed:
+                    continue
+                if fsio.detect_zarr_format(self.root / path) is not None:
+                    found.append((r, c, path))
+        return sorted(found)
 
     def _record_of(self, path: str, name: str) -> tuple[str, dict[str, tuple[int, ...]]] | None:
         """A well's layout record, or None (not ours, not sharded, or it does not open).
@@ -521,7 +569,7 @@ class PlateStore:
         cached = self._wells.get(target.path)
         if cached is not None:
             return cached
-        if not self._is_listed(target.path):
+        if not self._is_listed(target.path) and target.path not in self._found:
             raise WellNotFoundError(f"well {target.name} is not in the plate {self.root}")
         opened = open_well(self.root, target.path, target.name, self.zarr_format)
         self._wells[target.path] = opened
@@ -550,9 +598,7 @@ class PlateStore:
             return cached
         if not self._ours or not self._is_listed(target.path):
             return None
-        if self._disk_records is None:
-            self._disk_records = LayoutRecords.load(self.root)
-        records = self._records if self._records.get(target.path) else self._disk_records
+        records = self._records_of(target.path)
         record = records.get(target.path)
         if record is None:
             return None
@@ -584,9 +630,55 @@ class PlateStore:
         self._clones[target.path] = clone
         return clone
 
+    def _records_of(self, path: str) -> LayoutRecords:
+        """The session's layout records if they have ``path``, else the plate's (read once)."""
+        if self._records.get(path):
+            return self._records
+        if self._disk_records is None:
+            self._disk_records = LayoutRecords.load(self.root)
+        return self._disk_records
+
     def well_info(self, well: str | Well) -> WellInfo:
         """Shape, dtype, axes, channels, scales, levels and file names of a well."""
         return self._open(well).info
+
+    def layout_info(self, well: str | Well) -> WellInfo:
+        """Shape, dtype, axes and levels that reads of ``well`` give, as cheaply as possible.
+
+        From the plate's layout records when the well's documents are unchanged since
+        they were recorded (none of the well's metadata is read), else from the well's
+        own metadata: exactly the layout :meth:`read_plane` reads it with.  Its channels,
+        file names and labels may be another well's: :meth:`well_info` gives its own.
+        """
+        target = self._target(well)
+        opened = self._wells.get(target.path) or self._clone(target)
+        return (opened or self._open(well)).info
+
+    def layout_groups(self, wells: Iterable[str]) -> list[list[str]]:
+        """``wells`` grouped by the on-disk layout the plate's records give them.
+
+        Wells written here (sharded) with one configuration share one layout, and each
+        :meth:`flush` records which (the hidden ``.wellzarr-layouts.json``).  Only that
+        record is read, no well's metadata: it is a cache, and a well rewritten or
+        damaged since stays in its old group (:meth:`layout_info` tells what it holds
+        now).  Wells without a record (plates written elsewhere or as OME-NGFF 0.4,
+        wells not listed) are left out.
+
+        Returns
+        -------
+        list of list of str
+            The groups, most wells first (ties: in the order of ``wells``); each group
+            in the order of ``wells``.
+        """
+        groups: dict[str, list[str]] = {}
+        if not self._ours:
+            return []
+        for well in wells:
+            path = self._target(well).path
+            record = self._records_of(path).get(path) if self._is_listed(path) else None
+            if record is not None:
+                groups.setdefault(record[0], []).append(well)
+        return sorted(groups.values(), key=len, reverse=True)
 
     def read_well(self, well: str | Well, level: int = 0) -> np.ndarray[Any, Any]:
         """Read a whole well as a ``(field, [t,] c, z, y, x)`` array."""
@@ -620,3 +712,12 @@ class PlateStore:
     def plane_key(self, well: str | Well, name: str) -> PlaneKey:
         """The coordinate that an original file name maps to in a well."""
         return self._open(well).plane_key(name)
+
+
+def _subfolders(path: Path) -> list[str]:
+    """Names of the folders in ``path`` (none when it cannot be listed), hidden ones left out."""
+    try:
+        with os.scandir(path) as entries:
+            return [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
+    except OSError:
+        return []
