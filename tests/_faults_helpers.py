@@ -240,21 +240,40 @@ def assert_crash_consistent(root: Path, reference: dict[str, str], where: str) -
 
 
 def assert_reader_opens(root: Path, where: str) -> None:
-    """napari's reader claims a plate that lists wells and shows every well's pixels."""
+    """napari's reader opens the plate and shows every complete well's pixels.
+
+    Wells on disk that the metadata does not list yet (a killed session) are shown too,
+    with one UnfinishedPlateWarning naming them; a plate with no well at all opens as
+    its plate map alone, with that warning.
+    """
+    import warnings
+
+    from napari_wellzarr._plate import UnfinishedPlateWarning
     from napari_wellzarr._reader import get_reader
 
     reader = get_reader(str(root))
-    if not listed_wells(root):
-        # An HCS plate needs a well: until one is listed it is not offered to napari.
-        assert reader is None, f"{where}: the reader claims a plate listing no wells"
-        return
     assert reader is not None, f"{where}: the reader does not claim the plate"
-    layers = reader(str(root))
-    images = [data for data, _, kind in layers if kind == "image"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layers = reader(str(root))
+        images = [data for data, _, kind in layers if kind == "image"]
+        tiles = []
+        for data in images:
+            level = data[-1] if isinstance(data, list) else data
+            tiles.append(np.asarray(level[(0,) * (level.ndim - 2)]))
+    on_disk = {w for w, p in well_dirs(root).items() if (p / "zarr.json").is_file()}
+    unlisted = sorted(on_disk - set(listed_wells(root)))
+    unfinished = [str(w.message) for w in caught if w.category is UnfinishedPlateWarning]
+    others = [str(w.message) for w in caught if w.category is not UnfinishedPlateWarning]
+    assert not others, f"{where}: {others}"
+    assert len(unfinished) == (1 if unlisted or not on_disk else 0), f"{where}: {unfinished}"
+    if unlisted:
+        assert all(w in unfinished[0] for w in unlisted), f"{where}: {unfinished}"
+    if not on_disk:
+        assert not images, f"{where}: image layers for a plate with no wells"
+        return
     assert images, f"{where}: no image layer"
-    for data in images:
-        level = data[-1] if isinstance(data, list) else data
-        tile = np.asarray(level[(0,) * (level.ndim - 2)])
+    for tile in tiles:
         assert tile.ndim == 2
         assert tile.any(), f"{where}: the mosaic shows no pixels"
 

@@ -114,7 +114,7 @@ class KillMoment:
         if kind == "plan":
             return cls(index, workers, kind, 0, chance.uniform(0.0, 0.04))
         if kind == "wells":
-            return cls(index, workers, kind, chance.randint(1, 11), chance.uniform(0.0, 0.03))
+            return cls(index, workers, kind, chance.randint(1, 9), chance.uniform(0.0, 0.03))
         return cls(
             index,
             workers,
@@ -151,6 +151,30 @@ def _kill_at(args: list[Any], wells: int, pause: float, startup: bool = False) -
     return code
 
 
+def _kill_mid_run(
+    args: list[Any], dest: Path, wells: int, pause: float, where: str, startup: bool = False
+) -> None:
+    """:func:`_kill_at`, until the kill lands while the conversion still runs.
+
+    A conversion that finished before its kill tested nothing: its plate is put back
+    as it was and the same moment is tried again, earlier.
+    """
+    before = dest.with_name(f"{dest.name}.before")
+    if dest.exists():
+        shutil.copytree(dest, before, symlinks=True)  # copy2: sizes and mtimes kept
+    for _ in range(4):
+        code = _kill_at(args, wells, pause, startup)
+        if code == -signal.SIGKILL:
+            shutil.rmtree(before, ignore_errors=True)
+            return
+        assert code == EXIT_OK, f"{where}: exit {code}"
+        shutil.rmtree(dest)
+        if before.exists():
+            shutil.copytree(before, dest, symlinks=True)
+        pause /= 4
+    raise AssertionError(f"{where}: the conversion finished before every kill")
+
+
 def _after_a_kill(dest: Path, ref: Reference, where: str) -> list[str]:
     """The checks after a crash; returns the wells complete on disk."""
     if not (dest / "zarr.json").is_file():
@@ -180,20 +204,22 @@ def test_kill_9_of_the_command_then_resume_equals_a_clean_run(
     where = f"kill moment {index} ({moment})"
     dest = tmp_path / "plate.zarr"
     workers = ["--workers", moment.workers]
-    code = _kill_at(
-        [ref.src, dest, *workers], moment.wells, moment.pause, startup=moment.kind == "startup"
+    _kill_mid_run(
+        [ref.src, dest, *workers],
+        dest,
+        moment.wells,
+        moment.pause,
+        where,
+        startup=moment.kind == "startup",
     )
-    assert code in (-signal.SIGKILL, EXIT_OK), f"{where}: exit {code}"
     on_disk = _after_a_kill(dest, ref, where)
-    if moment.kind == "wells" and code == -signal.SIGKILL:
+    if moment.kind == "wells":
         assert moment.wells <= len(on_disk), f"{where}: {on_disk}"
     if moment.kind == "resume":
         # Kill the resume as well (during its scan, or after some more wells), check again.
-        code = _kill_at(
-            [ref.src, dest, "--resume", *workers], moment.resume_wells, moment.resume_pause
-        )
-        assert code in (-signal.SIGKILL, EXIT_OK), f"{where}: resume exit {code}"
         before = on_disk
+        args = [ref.src, dest, "--resume", *workers]
+        _kill_mid_run(args, dest, moment.resume_wells, moment.resume_pause, f"{where}, resume")
         on_disk = _after_a_kill(dest, ref, f"{where}, resume killed")
         assert set(before) <= set(on_disk), f"{where}: the killed resume lost wells"
 
@@ -258,6 +284,48 @@ def dask_cluster() -> Iterator[Any]:
         yield cluster, client
 
 
+def _two_workers(cluster: Any, client: Any) -> dict[str, int]:
+    """Wait until the cluster has its two workers again (a nanny restarts a killed one)."""
+    try:
+        client.wait_for_workers(2, timeout=60)
+    except TimeoutError:  # the nanny gave up (a loaded machine): start a new worker
+        cluster.scale(2)
+        client.wait_for_workers(2, timeout=60)
+    return dict(client.run(os.getpid))
+
+
+class _Assassin(threading.Thread):
+    """Kills a dask worker that holds a well (``kill -9``), ``pause`` after ``reached``."""
+
+    def __init__(self, client: Any, pids: dict[str, int], pause: float, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.client, self.pids, self.pause = client, pids, pause
+        self.chance = random.Random(seed)
+        self.reached, self.finished = threading.Event(), threading.Event()
+        self.killed: list[tuple[int, bool]] = []  # (pid, whether the conversion still ran)
+
+    def _busy(self) -> list[str]:
+        processing = self.client.processing()
+        return sorted(
+            a
+            for a, keys in processing.items()
+            if a in self.pids and any("wellzarr-" in str(k) for k in keys)
+        )
+
+    def run(self) -> None:
+        self.reached.wait(60)
+        time.sleep(self.pause)
+        while not self.finished.is_set():
+            busy = self._busy()
+            if busy:
+                pid = self.pids[self.chance.choice(busy)]
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed.append((pid, not self.finished.is_set()))
+                return
+            time.sleep(0.002)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(20), ids=lambda i: f"moment{i:02d}")
 def test_dask_worker_killed_then_the_plate_equals_a_clean_run(
@@ -266,52 +334,46 @@ def test_dask_worker_killed_then_the_plate_equals_a_clean_run(
     cluster, client = dask_cluster
     ref = dask_reference
     chance = random.Random(SEED + 100 + index)
-    # after 0 wells: from the start (connecting, submitting, the first wells running)
-    after = chance.randint(0, len(DASK_WELLS) - 2)
-    pause = chance.uniform(0.0, 0.3) if after == 0 else chance.uniform(0.0, 0.05)
-    where = f"dask moment {index} (after {after} well(s) + {pause:.3f} s)"
-    client.wait_for_workers(1, timeout=60)
-    pids: dict[str, int] = client.run(os.getpid)
-    reached, finished = threading.Event(), threading.Event()
-    killed: list[tuple[int, bool]] = []  # (pid, whether the conversion was running)
+    # after 0 wells: from the start (connecting, submitting, the first wells running);
+    # at least three wells are left to convert when the worker dies
+    after = chance.randint(0, len(DASK_WELLS) - 3)
+    pause = chance.uniform(0.0, 0.02)
+    where = f"dask moment {index} (a busy worker, after {after} well(s) + {pause:.3f} s)"
+    assassin = _Assassin(client, _two_workers(cluster, client), pause, SEED + 200 + index)
 
     def progress(event: Any) -> None:
         if event.done >= after:
-            reached.set()
-
-    def assassin() -> None:
-        reached.wait(60)
-        time.sleep(pause)
-        busy = [a for a, keys in client.processing().items() if keys and a in pids]
-        victim = busy[0] if busy else chance.choice(sorted(pids))
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pids[victim], signal.SIGKILL)
-            killed.append((pids[victim], not finished.is_set()))
+            assassin.reached.set()
 
     plan = scan_source(ref.src)
     dest = tmp_path / "plate.zarr"
-    thread = threading.Thread(target=assassin)
     if after == 0:
-        reached.set()
-    thread.start()
+        assassin.reached.set()
+    assassin.start()
     try:
         result = convert(
             plan, dest, StorageConfig(), scheduler=cluster.scheduler_address, progress=progress
         )
     finally:
-        finished.set()
-        reached.set()
-        thread.join()
-    assert killed, f"{where}: no worker was killed"
+        assassin.finished.set()
+        assassin.reached.set()
+        assassin.join()
+    assert assassin.killed, f"{where}: no worker held a well before the conversion ended"
+    assert assassin.killed[0][1], f"{where}: the worker died after the conversion ended"
+    # The plate as the conversion left it: consistent, readable, its well list true.
+    on_disk = _after_a_kill(dest, ref, where)
+    assert listed_wells(dest) == on_disk, f"{where}: the end of a run lists every whole well"
     if not result.complete:
         # The scheduler may give up on a well (KilledWorker): then --resume finishes it.
         assert all("Killed" in m or "died" in m for _, m in result.failed), f"{where}: {result}"
         again = convert(plan, dest, StorageConfig(), resume=True)
         assert again.complete, f"{where}: {again}"
+        assert sorted(again.skipped) == on_disk, where
     assert plate_digest(dest) == ref.digest, f"{where}: the plate differs from a clean run"
     check = check_plate(dest, deep=True)
     assert check.ok, f"{where}: {check.problems}"
     assert listed_wells(dest) == sorted(DASK_WELLS)
+    assert_reader_opens(dest, where)
 
 
 # -- 3. the disk fills up ------------------------------------------------------------------------
@@ -378,10 +440,17 @@ def test_enospc_at_every_write_of_a_conversion(
         assert fault.failed, f"write {n}: no operation failed ({fault.trace[-3:]})"
         _, kind, rel = fault.failed[0]
         where = f"ENOSPC at operation {n} ({kind} {rel}, sticky={sticky})"
+        well = _failing_well(rel)
+        if code == EXIT_OK:
+            # Only a one-off failure of a listing made during the run (retried at its end)
+            # may go unreported, and only when the plate came out whole.
+            assert not sticky, f"{where}: exit 0\n{err}"
+            assert well is None, f"{where}: exit 0\n{err}"
+            assert plate_digest(dest) == ref.digest, f"{where}: exit 0, plate differs"
+            continue
         assert code == EXIT_FAILED, f"{where}: exit {code}\n{err}"
         assert "Traceback" not in err, f"{where}: {err}"
         assert "No space left on device" in err, f"{where}: {err}"
-        well = _failing_well(rel)
         if well is not None:
             assert f"well {well} failed" in err, f"{where}: the message does not name it:\n{err}"
         written = [w for w in FULL_WELLS if f"well {w} written" in err]
