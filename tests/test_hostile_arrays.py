@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from napari_wellzarr.core import PlateStore, StorageConfig, reading
 from napari_wellzarr.core.errors import CorruptDataError, MetadataError, WellZarrError
 from napari_wellzarr.core.report import check_plate
+from test_hostile_metadata import json_values
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -500,20 +501,6 @@ def test_another_fields_array_of_another_shape_is_refused(
 
 # -- 5. Hypothesis: any JSON value in any key of a level-0 array document ----------------------
 
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-(2**40), 2**40),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=8),
-)
-json_values = st.recursive(
-    scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=6), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 small_ints = st.integers(-2, 40)
 extents = st.lists(st.one_of(small_ints, st.sampled_from([16, 16, 2, 1, 2**31])), max_size=6)
 dtype_names = st.sampled_from(

@@ -84,6 +84,17 @@ def lit(screen: np.ndarray, yx: tuple[int, int]) -> bool:
     return bool(np.abs(patch - background).max() > 30)
 
 
+def assert_wells_shown(
+    viewer: Any, layer: Any, lit_wells: tuple[str, ...], dark_wells: tuple[str, ...] = ()
+) -> None:
+    """The viewer's canvas is lit at the centres of ``lit_wells``, dark at ``dark_wells``."""
+    screen = viewer.screenshot(canvas_only=True, flash=False)
+    for well in lit_wells:
+        assert lit(screen, screen_position(viewer, well_centre(layer, well), screen)), well
+    for well in dark_wells:
+        assert not lit(screen, screen_position(viewer, well_centre(layer, well), screen)), well
+
+
 def test_open_shows_wells_where_they_are(
     make_napari_viewer: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -94,12 +105,8 @@ def test_open_shows_wells_where_they_are(
     assert [layer.name for layer in layers] == ["DAPI", "GFP", "plate map"]
     viewer.layers["plate map"].visible = False
     viewer.reset_view()
-    screen = viewer.screenshot(canvas_only=True, flash=False)
     dapi = viewer.layers["DAPI"]
-    for well in present:
-        assert lit(screen, screen_position(viewer, well_centre(dapi, well), screen)), well
-    for well in empty:
-        assert not lit(screen, screen_position(viewer, well_centre(dapi, well), screen)), well
+    assert_wells_shown(viewer, dapi, present, empty)
     viewer.dims.set_point(0, 1)  # field 1 is dark everywhere
     screen = viewer.screenshot(canvas_only=True, flash=False)
     assert not lit(screen, screen_position(viewer, well_centre(dapi, "C05"), screen))
@@ -151,12 +158,8 @@ def test_big_plate_opens_multiscale_and_renders(
     assert dapi.level_shapes[0][-1] > 16384
     viewer.layers["plate map"].visible = False
     viewer.reset_view()
-    screen = viewer.screenshot(canvas_only=True, flash=False)
+    assert_wells_shown(viewer, dapi, ("A01", "H12", "P24"), ("A02", "H13", "P23"))
     assert dapi.data_level > 0  # the whole plate is shown from an overview level
-    for well in ("A01", "H12", "P24"):
-        assert lit(screen, screen_position(viewer, well_centre(dapi, well), screen)), well
-    for well in ("A02", "H13", "P23"):
-        assert not lit(screen, screen_position(viewer, well_centre(dapi, well), screen)), well
     saved = tmp_path / "saved.zarr"
     assert viewer.layers.save(str(saved), plugin=PLUGIN) == [str(saved)]
     assert_same_plate(path, saved)
@@ -211,12 +214,7 @@ def test_interrupted_plate_shows_its_unlisted_well(
     assert [layer.name for layer in layers] == ["DAPI", "GFP", "plate map"]
     viewer.layers["plate map"].visible = False
     viewer.reset_view()
-    screen = viewer.screenshot(canvas_only=True, flash=False)
-    dapi = viewer.layers["DAPI"]
-    for well in ("A01", "C05"):
-        assert lit(screen, screen_position(viewer, well_centre(dapi, well), screen)), well
-    for well in ("B02", "C04", "H12"):
-        assert not lit(screen, screen_position(viewer, well_centre(dapi, well), screen)), well
+    assert_wells_shown(viewer, viewer.layers["DAPI"], ("A01", "C05"), ("B02", "C04", "H12"))
 
 
 def test_plate_without_wells_opens_as_its_plate_map(

@@ -442,69 +442,79 @@ def _write_levels(
 ) -> list[tuple[Path, EncodedShards]]:
     """Write an image's levels; sharded levels come back as shards still being encoded."""
     pending: list[tuple[Path, EncodedShards]] = []
+    level = image
+    dims = tuple(a.name for a in multiscale.axes)
     try:
-        _write_level_arrays(zstore, path, image, multiscale, config, attrs, nearest, pending)
+        for index, dataset in enumerate(multiscale.datasets):
+            if index:
+                level = level[..., ::2, ::2] if nearest else downsample(level)
+            name = f"{path}/{dataset.path}"
+            level_attrs = attrs if index == 0 and attrs else None
+            direct = _sharded_metadata(level.shape, level.dtype.str, config, dims)
+            if direct is None:
+                _write_zarr_array(zstore, name, level, config, level_attrs, dims)
+            else:
+                target = zstore.root / name
+                pending.append((target, _start_sharded_array(target, level, *direct, level_attrs)))
     except BaseException:
-        for _, shards in pending:
-            shards.cancel()
+        for _, encoded in pending:  # their chunks need no encoding any more
+            encoded.cancel()
         raise
     return pending
 
 
-def _write_level_arrays(
+def _start_sharded_array(
+    target: Path,
+    level: np.ndarray[Any, Any],
+    meta: Any,
+    layout: ShardLayout,
+    attrs: dict[str, Any] | None,
+) -> EncodedShards:
+    """Write a sharded array's document; its shards come back still being encoded.
+
+    The metadata was built once per shape by zarr; the shards are written by the core,
+    without zarr's async road (see shards.py: for plane-sized chunks it costs more than
+    the codec).
+    """
+    from zarr.core.buffer import default_buffer_prototype
+
+    encoded = layout.encode(level)  # first, so that the codec threads start at once
+    if attrs:
+        meta = meta.update_attributes(attrs)
+    target.mkdir(parents=True)
+    doc = meta.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()
+    fsio.write_staged_file(target / "zarr.json", doc)
+    return encoded
+
+
+def _write_zarr_array(
     zstore: Any,
-    path: str,
-    image: np.ndarray[Any, Any],
-    multiscale: Multiscale,
+    name: str,
+    level: np.ndarray[Any, Any],
     config: StorageConfig,
     attrs: dict[str, Any] | None,
-    nearest: bool,
-    pending: list[tuple[Path, EncodedShards]],
+    dims: tuple[str, ...],
 ) -> None:
     import zarr
 
-    level = image
-    dims = tuple(a.name for a in multiscale.axes)
-    for index, dataset in enumerate(multiscale.datasets):
-        if index:
-            level = level[..., ::2, ::2] if nearest else downsample(level)
-        name = f"{path}/{dataset.path}"
-        level_attrs = attrs if index == 0 and attrs else None
-        direct = _sharded_metadata(level.shape, level.dtype.str, config, dims)
-        if direct is not None:
-            # A sharded array of plane chunks: its metadata (built once per shape by zarr)
-            # and its shard are written here, without zarr's async road (see shards.py:
-            # for plane-sized chunks it costs more than the codec).
-            meta, layout = direct
-            encoded = layout.encode(level)  # first, so the codec threads start at once
-            if level_attrs:
-                meta = meta.update_attributes(level_attrs)
-            from zarr.core.buffer import default_buffer_prototype
-
-            target = zstore.root / name
-            target.mkdir(parents=True)
-            doc = meta.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()
-            fsio.write_staged_file(target / "zarr.json", doc)
-            pending.append((target, encoded))
-            continue
-        chunks, shards = config.chunk_layout(level.shape)
-        with _zarr_writes_settle():
-            zarr.create_array(
-                store=zstore,
-                name=name,
-                data=level,
-                chunks=chunks,
-                shards=shards,
-                **config.zarr_codecs(),
-                fill_value=0,
-                # Every chunk is stored, even an all-zero one, so that a missing chunk file
-                # always means damage, never "this plane was empty".
-                config={"write_empty_chunks": True},
-                zarr_format=config.zarr_format,  # type: ignore[arg-type]
-                attributes=level_attrs,
-                dimension_names=list(dims) if config.zarr_format == 3 else None,
-                chunk_key_encoding=config.chunk_key_encoding(),
-            )
+    chunks, shards = config.chunk_layout(level.shape)
+    with _zarr_writes_settle():
+        zarr.create_array(
+            store=zstore,
+            name=name,
+            data=level,
+            chunks=chunks,
+            shards=shards,
+            **config.zarr_codecs(),
+            fill_value=0,
+            # Every chunk is stored, even an all-zero one, so that a missing chunk file
+            # always means damage, never "this plane was empty".
+            config={"write_empty_chunks": True},
+            zarr_format=config.zarr_format,  # type: ignore[arg-type]
+            attributes=attrs,
+            dimension_names=list(dims) if config.zarr_format == 3 else None,
+            chunk_key_encoding=config.chunk_key_encoding(),
+        )
 
 
 @contextlib.contextmanager
