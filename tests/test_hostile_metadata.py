@@ -174,7 +174,8 @@ def test_image_blocks_parse_or_raise_our_error(block: Any, version: str) -> None
 
 
 @pytest.mark.parametrize(
-    "path", ["../../etc", "/abs/olute", "A/../../x", "A//01", "A/01/02", "A\\01"]
+    "path",
+    ["../../etc", "/abs/olute", "A/../../x", "A//01", "A/01/02", "A\\01", "A\x00/01", "A/01\x00"],
 )
 def test_well_paths_that_leave_the_plate_are_refused(path: str) -> None:
     block = {
