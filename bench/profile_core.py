@@ -263,8 +263,14 @@ def cmd_phases(args: argparse.Namespace) -> None:
     steps = [
         (store, "prepare_well", "prepare_well (checks, channel windows)"),
         (store, "build_well", "build_well (everything on disk, in staging)"),
-        (shards.ShardLayout, "write", "  ShardLayout.write (encode + write the shard)"),
-        (writing.fsio, "write_group", "  write_group (group documents)"),
+        (shards.ShardLayout, "encode", "  ShardLayout.encode (chunks handed to the codec threads)"),
+        (writing.fsio, "write_group", "  write_group (group documents, while chunks encode)"),
+        (writing.fsio, "write_staged_file", "  write_staged_file (documents, while chunks encode)"),
+        (
+            shards.EncodedShards,
+            "write",
+            "  EncodedShards.write (wait for the chunks, write the shard)",
+        ),
         (store, "open_well", "open_well (describe the staged well)"),
         (reading.OpenWell, "shard_files", "shard_files (identities for the layout record)"),
         (store.PlateStore, "_move_into_place", "_move_into_place (locked rename)"),
