@@ -229,17 +229,23 @@ def test_current_layers_are_written_with_the_writer_mapping(
         np.testing.assert_array_equal(data[0, 1, 0], planes[f"{well}_GFP"])
 
 
+def catastrophic_widget(make_napari_viewer: Callable[..., Any], tmp_path: Path) -> Any:
+    """A widget set to scan a folder with a catastrophically backtracking pattern."""
+    catastrophic_set(tmp_path / "raw")
+    _, widget = make_widget(make_napari_viewer)
+    widget.source.value = tmp_path / "raw"
+    widget.scheme.value = "pattern"
+    widget.pattern.value = CATASTROPHIC
+    return widget
+
+
 def test_a_catastrophic_pattern_is_refused_in_a_worker_while_the_viewer_responds(
     make_napari_viewer: Callable[..., Any], qtbot: Any, tmp_path: Path
 ) -> None:
     from qtpy.QtCore import QTimer
 
-    catastrophic_set(tmp_path / "raw")
-    _, widget = make_widget(make_napari_viewer)
-    widget.source.value = tmp_path / "raw"
+    widget = catastrophic_widget(make_napari_viewer, tmp_path)
     widget.output.value = tmp_path / "out.ome.zarr"
-    widget.scheme.value = "pattern"
-    widget.pattern.value = CATASTROPHIC
     ticks: list[tuple[bool, str]] = []
 
     start = time.perf_counter()
@@ -277,11 +283,7 @@ def test_a_catastrophic_pattern_is_refused_in_a_worker_while_the_viewer_responds
 def test_cancel_abandons_a_running_scan_and_its_result_is_never_applied(
     make_napari_viewer: Callable[..., Any], qtbot: Any, tmp_path: Path
 ) -> None:
-    catastrophic_set(tmp_path / "raw")
-    _, widget = make_widget(make_napari_viewer)
-    widget.source.value = tmp_path / "raw"
-    widget.scheme.value = "pattern"
-    widget.pattern.value = CATASTROPHIC
+    widget = catastrophic_widget(make_napari_viewer, tmp_path)
     worker = widget.scan()
     assert worker is not None
     qtbot.waitUntil(lambda: bool(scan_threads()), timeout=10_000)

@@ -541,7 +541,7 @@ def _check_memory(need: int, what: str) -> None:
 
 
 def _check_size(shape: tuple[int, ...], dtype: Any, path: str) -> None:
-    if math.prod(shape) * np.dtype(dtype).itemsize > MAX_WELL_BYTES:
+    if _nbytes(shape, dtype) > MAX_WELL_BYTES:
         raise MetadataError(f"array {path} claims shape {shape} ({dtype}): larger than 1 TiB")
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from . import fsio
 from .errors import CorruptDataError
+from .zstore import blosc_decoded_size, gunzip_into, zstd_content_size
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -222,10 +223,6 @@ class ShardLayout:
 
     # -- writing --------------------------------------------------------------------------
 
-    def write(self, directory: Path, data: np.ndarray[Any, Any]) -> None:
-        """Write every shard file of ``data`` under ``directory`` (the array's folder)."""
-        self.encode(data).write(directory)
-
     def encode(self, data: np.ndarray[Any, Any]) -> EncodedShards:
         """Start encoding every chunk of ``data`` on the codec threads.
 
@@ -288,27 +285,16 @@ class ShardLayout:
                 if size == nbytes:
                     target.reshape(-1).view(np.uint8)[:] = np.frombuffer(data, np.uint8)
             elif codec == "blosc":
-                # The 16-byte blosc header holds the decoded size at 4 and the frame's at 12
-                # (little-endian); read, never used to allocate.
-                if len(data) < 16:
-                    raise ValueError(f"{len(data)} bytes: shorter than a blosc header")
-                size = int.from_bytes(data[4:8], "little")
-                frame = int.from_bytes(data[12:16], "little")
-                if frame != len(data):
-                    raise ValueError(f"{len(data)} bytes, but the blosc header says {frame}")
+                size = blosc_decoded_size(data)  # from the header: never used to allocate
                 if size == nbytes:
                     self.compressor.decode(data, out=target)
             elif codec == "zstd":
-                from .zstore import zstd_content_size  # here: the imports are the write side's
-
                 declared = zstd_content_size(data)
                 # Unknown sizes: numcodecs decodes exactly len(out) bytes, or raises.
                 size = nbytes if declared is None else declared
                 if size == nbytes:
                     self.compressor.decode(data, out=target)
             else:  # gzip, the only other codec parse() accepts
-                from .zstore import gunzip_into
-
                 size = gunzip_into(data, target.reshape(-1).view(np.uint8).data)
         except Exception as err:
             raise CorruptDataError(

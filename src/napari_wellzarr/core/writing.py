@@ -359,12 +359,12 @@ def build_well(
                 dataset_paths=dataset_paths,
             )
             first_attrs = names_attrs if stacked else None
-            pending += _write_levels(
-                zstore, path, payload.array[f], meta.multiscale, config, first_attrs, False
+            _write_levels(
+                zstore, path, payload.array[f], meta.multiscale, config, first_attrs, False, pending
             )
             if payload.labels:
-                pending += _write_labels(
-                    zstore, stage, path, payload, f, meta.multiscale, config, version
+                _write_labels(
+                    zstore, stage, path, payload, f, meta.multiscale, config, version, pending
                 )
             fsio.write_group(
                 stage / path, ome_attrs(version, meta.blocks()), config.zarr_format, staged=True
@@ -377,7 +377,7 @@ def build_well(
         )
         for target, shards in pending:
             shards.write(target)
-    finally:
+    finally:  # after a failure, chunks still queued need no encoding any more
         for _, shards in pending:
             shards.cancel()
 
@@ -408,9 +408,9 @@ def _write_labels(
     multiscale: Multiscale,
     config: StorageConfig,
     version: str,
-) -> list[tuple[Path, EncodedShards]]:
+    pending: list[tuple[Path, EncodedShards]],
+) -> None:
     fmt = config.zarr_format
-    pending: list[tuple[Path, EncodedShards]] = []
     names = sorted(payload.labels)
     fsio.write_group(
         stage / image / "labels", ome_attrs(version, {"labels": names}), fmt, staged=True
@@ -425,10 +425,7 @@ def _write_labels(
             stage / image / "labels" / label, ome_attrs(version, blocks), fmt, staged=True
         )
         path = f"{image}/labels/{label}"
-        pending += _write_levels(
-            zstore, path, payload.labels[label][f], label_ms, config, None, True
-        )
-    return pending
+        _write_levels(zstore, path, payload.labels[label][f], label_ms, config, None, True, pending)
 
 
 def _write_levels(
@@ -439,28 +436,22 @@ def _write_levels(
     config: StorageConfig,
     attrs: dict[str, Any] | None,
     nearest: bool,
-) -> list[tuple[Path, EncodedShards]]:
-    """Write an image's levels; sharded levels come back as shards still being encoded."""
-    pending: list[tuple[Path, EncodedShards]] = []
+    pending: list[tuple[Path, EncodedShards]],
+) -> None:
+    """Write an image's levels; sharded levels go to ``pending``, still being encoded."""
     level = image
     dims = tuple(a.name for a in multiscale.axes)
-    try:
-        for index, dataset in enumerate(multiscale.datasets):
-            if index:
-                level = level[..., ::2, ::2] if nearest else downsample(level)
-            name = f"{path}/{dataset.path}"
-            level_attrs = attrs if index == 0 and attrs else None
-            direct = _sharded_metadata(level.shape, level.dtype.str, config, dims)
-            if direct is None:
-                _write_zarr_array(zstore, name, level, config, level_attrs, dims)
-            else:
-                target = zstore.root / name
-                pending.append((target, _start_sharded_array(target, level, *direct, level_attrs)))
-    except BaseException:
-        for _, encoded in pending:  # their chunks need no encoding any more
-            encoded.cancel()
-        raise
-    return pending
+    for index, dataset in enumerate(multiscale.datasets):
+        if index:
+            level = level[..., ::2, ::2] if nearest else downsample(level)
+        name = f"{path}/{dataset.path}"
+        level_attrs = attrs if index == 0 and attrs else None
+        direct = _sharded_metadata(level.shape, level.dtype.str, config, dims)
+        if direct is None:
+            _write_zarr_array(zstore, name, level, config, level_attrs, dims)
+        else:
+            target = zstore.root / name
+            pending.append((target, _start_sharded_array(target, level, *direct, level_attrs)))
 
 
 def _start_sharded_array(

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from zarr.storage import LocalStore
 
-__all__ = ["gunzip_into", "read_store", "zstd_content_size"]
+__all__ = ["blosc_decoded_size", "gunzip_into", "read_store", "zstd_content_size"]
 
 _METADATA_FILES: Final = frozenset({".zarray", ".zattrs", ".zgroup", ".zmetadata", "zarr.json"})
 _BLOSC_HEADER: Final = struct.Struct("<BBBBIII")  # version, versionlz, flags, typesize, sizes
@@ -161,10 +161,36 @@ def gunzip_into(data: bytes, out: memoryview) -> int:
         return filled + len(member.read(1))
 
 
-def _check_blosc_frame(data: bytes, size: int, where: str) -> None:
+def blosc_decoded_size(data: bytes) -> int:
+    """The number of bytes the blosc frame ``data`` decodes to, read from its header.
+
+    Raises
+    ------
+    ValueError
+        When ``data`` is shorter than a blosc header, or its header gives another frame
+        length than ``len(data)`` (a truncated or overwritten frame).
+    """
+    nbytes, cbytes = _blosc_sizes(data, len(data))
+    if cbytes != len(data):
+        raise ValueError(f"{len(data)} bytes, but the blosc header says {cbytes}")
+    return nbytes
+
+
+def _blosc_sizes(head: bytes, size: int) -> tuple[int, int]:
+    """``(decoded, frame)`` sizes from the header at the start of a ``size``-byte frame."""
     if size < _BLOSC_HEADER.size:
-        raise CorruptDataError(f"chunk file {where} holds {size} bytes: not a blosc frame")
-    *_, cbytes = _BLOSC_HEADER.unpack(data[: _BLOSC_HEADER.size])
+        raise ValueError(f"{size} bytes: shorter than a blosc header")
+    *_, nbytes, _, cbytes = _BLOSC_HEADER.unpack(head[: _BLOSC_HEADER.size])
+    return nbytes, cbytes
+
+
+def _check_blosc_frame(data: bytes, size: int, where: str) -> None:
+    try:
+        _, cbytes = _blosc_sizes(data, size)
+    except ValueError:
+        raise CorruptDataError(
+            f"chunk file {where} holds {size} bytes: not a blosc frame"
+        ) from None
     if cbytes != size:
         raise CorruptDataError(
             f"chunk file {where} holds {size} bytes, but its blosc header says {cbytes}: "
