@@ -107,7 +107,7 @@ class WellZarr:
         import zarr.codecs
         import zarr.storage  # noqa: F401
 
-        import napari_wellzarr.core.store  # noqa: F401
+        import napari_wellzarr.storage.store  # noqa: F401
 
     def write(self, plate_dir: Path, n_wells: int, pool: Pool) -> None:
         from napari_wellzarr.core import PlateStore, StorageConfig

@@ -5,7 +5,7 @@
 Used by ``bench_plates.py`` (its "Opening in napari" table and two targets) and by
 ``bench_open.py`` (the viewer-level rows).  The readers:
 
-* **napari-wellzarr**: ``napari_wellzarr._reader.get_reader``, in the project venv;
+* **napari-wellzarr**: ``napari_wellzarr.plugin._reader.get_reader``, in the project venv;
 * **napari-ome-zarr** (``OME_VERSION``): ``napari_ome_zarr.napari_get_reader``, in
   ``.venv-napari-ome-zarr``, built on first use.  Never in the project venv: there it
   would become a second napari reader for plates in the project's tests.
@@ -64,8 +64,7 @@ def import_reader(reader: str) -> GetReader:
         # opens the first well: ~0.25 s that napari-ome-zarr pays at import instead.
         import zarr  # noqa: F401
 
-        from napari_wellzarr import _plate  # noqa: F401
-        from napari_wellzarr._reader import get_reader
+        from napari_wellzarr.plugin._reader import get_reader
 
         return get_reader
     from napari_ome_zarr import napari_get_reader
@@ -227,7 +226,7 @@ class Plate:
 def build_plate(plate: Plate, folder: Path) -> Path:
     """Write ``plate`` into ``folder``, unless a previous run left it there."""
     from napari_wellzarr.core import PlateStore, StorageConfig
-    from napari_wellzarr.synthetic import synthetic_well
+    from napari_wellzarr.testing.synthetic import synthetic_well
 
     path = plate.path(folder)
     if (path / "zarr.json").is_file():
@@ -341,7 +340,7 @@ def describe(results: list[dict[str, Any]]) -> str:
     n = max((r["n"] for r in results if "n" in r), default=0)
     return (
         f"Each reader in its own process, its imports done before the clock starts (for "
-        f"napari-wellzarr also `napari_wellzarr._plate` and zarr, which its first open would "
+        f"napari-wellzarr also `napari_wellzarr.plugin.view` and zarr, which its first open would "
         f"import; napari-ome-zarr imports napari, zarr and dask itself); warm OS cache; plates "
         f"built by this run. {PLUGIN} from this checkout; "
         + (f"{OME} {ome} in `.venv-napari-ome-zarr`" if ome else f"{OME} not run")

@@ -6,7 +6,7 @@ One command::
     .venv/bin/python bench/bench_convert.py --wells 96 --repeats 3 --dask
 
 A well is 4 fields x 3 channels x 1 z x 512 x 512 uint16 (12-bit nuclei-like, Poisson noise;
-``napari_wellzarr.synthetic``), written as ImageXpress TIFFs ``bench_<well>_s<f>_w<c>.tif``
+``napari_wellzarr.testing.synthetic``), written as ImageXpress TIFFs ``bench_<well>_s<f>_w<c>.tif``
 (a 96-well source is 1152 files, 604 MB).  The source folders are generated once into the
 temp directory and kept between runs.
 
@@ -61,7 +61,7 @@ def well_names(n: int) -> list[str]:
 
 
 def make_source(n_wells: int) -> Path:
-    from napari_wellzarr.synthetic import derive_seed, synthetic_well
+    from napari_wellzarr.testing.synthetic import derive_seed, synthetic_well
 
     src = WORK / f"src-{n_wells}"
     marker = src / ".complete"

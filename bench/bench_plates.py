@@ -9,7 +9,7 @@ One command, every contender in its own process, the same synthetic wells for al
     .venv/bin/python bench/bench_plates.py --wells 24,96
 
 A well is 4 fields x 3 channels x 1 z x 512 x 512 uint16 (12-bit nuclei-like, Poisson noise;
-``napari_wellzarr.synthetic``).  A pool of distinct wells is generated once into a ``.npy``
+``napari_wellzarr.testing.synthetic``).  A pool of distinct wells is generated once into a ``.npy``
 cache (kept between runs in the temp directory) and memory-mapped by each contender process,
 so generation never counts.  Per contender and plate size: write throughput (MB/s of raw
 pixels, plate metadata included; also with the final ``sync``), one random plane (median of
@@ -121,7 +121,7 @@ def polystore_python(notes: list[str]) -> str | None:
 
 
 def _make_well(i: int) -> np.ndarray:
-    from napari_wellzarr.synthetic import derive_seed, synthetic_well
+    from napari_wellzarr.testing.synthetic import derive_seed, synthetic_well
 
     return synthetic_well(
         cont.N_FIELDS,

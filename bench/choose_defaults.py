@@ -2,7 +2,7 @@
 
 Every candidate is a :class:`StorageConfig`; each writes the same wells with
 ``PlateStore.write_well`` (synthetic 512 x 512 uint16 12-bit nuclei-like planes,
-``napari_wellzarr.synthetic``, 4 fields x 3 channels x 1 z per well) and reads them back
+``napari_wellzarr.testing.synthetic``, 4 fields x 3 channels x 1 z per well) and reads them back
 with ``PlateStore``:
 
 * blosc-lz4 (clevel 1/5/9, bit/byte shuffle), blosc-zstd (clevel 1/3/5, bit shuffle),
@@ -41,11 +41,11 @@ import numpy as np
 
 try:
     from napari_wellzarr.core import PlateStore, StorageConfig
-    from napari_wellzarr.synthetic import derive_seed, synthetic_well
+    from napari_wellzarr.testing.synthetic import derive_seed, synthetic_well
 except ImportError:  # running from a checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from napari_wellzarr.core import PlateStore, StorageConfig
-    from napari_wellzarr.synthetic import derive_seed, synthetic_well
+    from napari_wellzarr.testing.synthetic import derive_seed, synthetic_well
 
 SHAPE = (4, 3, 1, 512, 512)
 

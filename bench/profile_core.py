@@ -99,7 +99,7 @@ def _top(profile: cProfile.Profile, sort: str, n: int = 15) -> str:
 
 
 def cmd_profile(args: argparse.Namespace) -> None:
-    import napari_wellzarr.core.store  # noqa: F401  (imports are not the workload)
+    import napari_wellzarr.storage.store  # noqa: F401  (imports are not the workload)
 
     wells = pool()
     wells.warm()
@@ -227,7 +227,7 @@ def cmd_pyspy(args: argparse.Namespace) -> None:
 def cmd_phase(args: argparse.Namespace) -> None:
     """One phase for py-spy to sample (the write phase leaves the plate for the read one)."""
 
-    import napari_wellzarr.core.store  # noqa: F401
+    import napari_wellzarr.storage.store  # noqa: F401
 
     plate_dir = Path(args.dir) / "plate.ome.zarr"
     if args.phase == "write":
@@ -257,7 +257,7 @@ def _timed(owner: Any, name: str, label: str, acc: dict[str, float]) -> None:
 
 def cmd_phases(args: argparse.Namespace) -> None:
     """Wall milliseconds per well of each step of ``write_well`` (nested steps overlap)."""
-    from napari_wellzarr.core import reading, shards, store, writing
+    from napari_wellzarr.storage import reading, shards, store, writing
 
     acc: dict[str, float] = {}
     steps = [

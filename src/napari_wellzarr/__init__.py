@@ -1,8 +1,4 @@
-"""napari-wellzarr: well-chunked OME-Zarr HCS plates for napari and OpenHCS.
-
-Importing this package is cheap: napari loads plugin code only when a contribution
-is used, and the storage core (:mod:`napari_wellzarr.core`) imports zarr lazily.
-"""
+"""napari-wellzarr: well-chunked OME-Zarr HCS plates for napari and OpenHCS."""
 
 from __future__ import annotations
 

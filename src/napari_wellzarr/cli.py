@@ -1,25 +1,4 @@
-"""The ``wellzarr`` command: convert microscope image folders to plates, inspect, validate.
-
-::
-
-    wellzarr convert SRC DEST [options]   # a folder of TIFFs -> an OME-Zarr HCS plate
-    wellzarr info PLATE [--json]          # layout, wells, sizes, codecs, chunking
-    wellzarr validate PLATE [--deep]      # OME-NGFF + internal consistency
-
-Exit codes (stable, for scripts):
-
-* 0 - success (``validate``: the plate is valid);
-* 1 - the conversion failed part-way (a file could not be read, the disk is full, a
-  worker died); the wells written so far are listed, ``--resume`` converts the rest;
-* 2 - usage or input error, nothing written: bad arguments, no matching files, mixed
-  plane shapes, missing planes with ``--strict``, an existing DEST without ``--resume``
-  or ``--overwrite``, different options on ``--resume``;
-* 3 - ``validate`` found problems;
-* 130 - interrupted (Ctrl-C or SIGTERM): the wells in flight were finished and listed;
-  ``--resume`` converts the rest.
-
-Errors of the user's making print one line (``wellzarr: error: ...``), no traceback.
-"""
+"""The ``wellzarr`` command: convert microscope image folders to plates, inspect, validate."""
 
 from __future__ import annotations
 
@@ -32,16 +11,22 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from .core.config import ChunkStrategy, Compressor, FieldArrangement, NgffVersion, Shuffle
-from .core.errors import WellZarrError
+from napari_wellzarr.errors import WellZarrError
+from napari_wellzarr.storage.config import (
+    ChunkStrategy,
+    Compressor,
+    FieldArrangement,
+    NgffVersion,
+    Shuffle,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import FrameType
 
-    from .core.config import StorageConfig
-    from .core.convert import ConversionResult, WellEvent
-    from .core.sources import ConversionPlan
+    from napari_wellzarr.convert.engine import ConversionResult, WellEvent
+    from napari_wellzarr.convert.sources import ConversionPlan
+    from napari_wellzarr.storage.config import StorageConfig
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -139,9 +124,9 @@ def _convert_parser(sub: Any) -> None:
 
 def _storage_config(args: argparse.Namespace, plan: ConversionPlan) -> StorageConfig:
     """Options given on the command line over the plate's own (``--resume``) or defaults."""
-    from .core import fsio
-    from .core.config import StorageConfig
-    from .core.store import PlateStore
+    from napari_wellzarr.storage import fsio
+    from napari_wellzarr.storage.config import StorageConfig
+    from napari_wellzarr.storage.store import PlateStore
 
     given = {k: getattr(args, k) for k in _STORAGE_OPTIONS if getattr(args, k) is not None}
     base: dict[str, Any] = {}
@@ -256,7 +241,7 @@ class _Interrupts:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .core.convert import convert, scan_source
+    from napari_wellzarr.convert.engine import convert, scan_source
 
     if args.workers < 1:
         raise _UsageError(f"--workers {args.workers}: give 1 or more")
@@ -337,7 +322,7 @@ def _report_result(result: ConversionResult, as_json: bool) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .core.report import describe_plate
+    from napari_wellzarr.storage.validation import describe_plate
 
     doc = describe_plate(args.plate)
     if args.json:
@@ -373,7 +358,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .core.report import check_plate
+    from napari_wellzarr.storage.validation import check_plate
 
     if not args.plate.exists():
         raise _UsageError(f"{args.plate} does not exist")

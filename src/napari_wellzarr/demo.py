@@ -1,13 +1,4 @@
-"""The main job's demo: write a small sample plate with the core and describe it.
-
-Run ``python -m napari_wellzarr.demo [--output DIR] [--overwrite]``.  It writes a few
-wells of a 96-well plate through :class:`~napari_wellzarr.core.PlateStore`, prints
-the plate's layout (plate size, wells, per-well shape/dtype/channels, storage
-configuration, bytes on disk), then opens the plate in napari with this plugin's
-reader, saves a screenshot and prints its path.  Without a screen (no ``DISPLAY``)
-wrap it in ``xvfb-run``; ``--no-gui-loop`` (implied under Xvfb, CI or without a
-terminal) exits after the screenshot instead of leaving the viewer open.
-"""
+"""The main job's demo: write a small sample plate with the core and describe it."""
 
 from __future__ import annotations
 
@@ -20,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .core import PlateStore
+    from napari_wellzarr.storage.store import PlateStore
 
 DEFAULT_OUTPUT = Path("demo-output")
 DEMO_WELLS = ("B02", "B03", "C05", "D07", "E10", "G11")
@@ -36,7 +27,7 @@ def write_demo_plate(
     overwrite: bool = False,
 ) -> Path:
     """Write the demo plate (3 channels, nuclei-like pixels) at ``path`` and return it."""
-    from ._sample_data import write_synthetic_plate
+    from napari_wellzarr.plugin._sample_data import write_synthetic_plate
 
     return write_synthetic_plate(
         path, wells=wells, n_fields=n_fields, shape=shape, overwrite=overwrite
@@ -99,7 +90,8 @@ def show(plate: Path, screenshot: Path, *, gui_loop: bool) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m napari_wellzarr.demo``."""
-    from .core import PlateExistsError, PlateStore
+    from napari_wellzarr.errors import PlateExistsError
+    from napari_wellzarr.storage.store import PlateStore
 
     parser = argparse.ArgumentParser(prog="python -m napari_wellzarr.demo", description=__doc__)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="output directory")

@@ -1,13 +1,8 @@
-"""The storage core: well-chunked OME-Zarr plates, with no napari or Qt imports.
-
-Importing this package stays cheap (no zarr, dask or ome-zarr); zarr is imported when
-a plate is first read or written.
-"""
+"""The storage core: well-chunked OME-Zarr plates, with no napari or Qt imports."""
 
 from __future__ import annotations
 
-from .config import ChunkStrategy, Compressor, FieldArrangement, NgffVersion, Shuffle, StorageConfig
-from .errors import (
+from napari_wellzarr.errors import (
     ConfigError,
     CorruptDataError,
     MetadataError,
@@ -22,11 +17,19 @@ from .errors import (
     WellNotFoundError,
     WellZarrError,
 )
-from .geometry import STANDARD_FORMATS, PlateGeometry, Well
-from .metadata import Channel
-from .reading import OpenWell, WellInfo, open_well_dir
-from .store import PlateStore
-from .well import PlaneKey
+from napari_wellzarr.storage.axes import PlaneKey
+from napari_wellzarr.storage.config import (
+    ChunkStrategy,
+    Compressor,
+    FieldArrangement,
+    NgffVersion,
+    Shuffle,
+    StorageConfig,
+)
+from napari_wellzarr.storage.geometry import STANDARD_FORMATS, PlateGeometry, Well
+from napari_wellzarr.storage.metadata import Channel
+from napari_wellzarr.storage.reading import OpenWell, WellInfo, open_well_dir
+from napari_wellzarr.storage.store import PlateStore
 
 __all__ = [
     "STANDARD_FORMATS",

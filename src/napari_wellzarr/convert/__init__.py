@@ -1,0 +1,1 @@
+"""The conversion engine: microscope exports (folders of TIFFs) into plates."""

@@ -1,0 +1,217 @@
+"""What a conversion will do, before it does it: the plan of a source folder."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+
+from napari_wellzarr.errors import ConfigError, WellNameError
+from napari_wellzarr.storage.geometry import STANDARD_FORMATS, PlateGeometry, Well
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from napari_wellzarr.storage.axes import PlaneKey
+    from napari_wellzarr.storage.config import StorageConfig
+
+__all__ = [
+    "ConversionPlan",
+    "MissingPlane",
+    "SourcePlane",
+    "UnmatchedFile",
+    "WellSource",
+]
+
+_SHOW: Final = 5  # wells named in an error message
+
+
+@dataclass(frozen=True)
+class SourcePlane:
+    """One plane of the source: which file (and page) holds it and where it goes."""
+
+    path: str  # absolute path of the file
+    name: str  # the name recorded in the well's file-name map
+    key: PlaneKey
+    page: int | None = None  # page of a multi-page stack
+
+
+@dataclass(frozen=True)
+class WellSource:
+    """The planes of one well, in plane order."""
+
+    name: str
+    well: Well
+    planes: tuple[SourcePlane, ...]
+
+
+@dataclass(frozen=True)
+class MissingPlane:
+    """A plane no file provides: it is left as fill value (0), or refused in strict mode."""
+
+    well: str
+    key: PlaneKey
+    name: str  # the file name it would have had, or a description
+
+
+@dataclass(frozen=True)
+class UnmatchedFile:
+    """An image file the naming scheme did not take, and why."""
+
+    path: str  # relative to the source folder
+    reason: str
+
+
+@dataclass(frozen=True)
+class ConversionPlan:
+    """Everything a conversion needs to know, before anything is written.
+
+    Attributes
+    ----------
+    source
+        The source folder.
+    scheme
+        Name of the naming scheme used; ``scheme_counts`` says how many files each
+        scheme tried recognised.
+    wells
+        The wells in plate order.
+    dims
+        ``(fields, channels, z, t)`` of every well.
+    plane_shape, dtype
+        Shape ``(y, x)`` and dtype of every plane.
+    channel_names
+        One name per channel.
+    unmatched
+        Image files the scheme did not take (they are not converted).
+    other_files
+        Files that are not TIFF images (not converted).
+    missing
+        Planes no file provides.
+    source_bytes
+        Total size of the matched files.
+    """
+
+    source: Path
+    scheme: str
+    scheme_counts: tuple[tuple[str, int], ...]
+    wells: tuple[WellSource, ...]
+    dims: tuple[int, int, int, int]
+    plane_shape: tuple[int, int]
+    dtype: str
+    channel_names: tuple[str, ...]
+    unmatched: tuple[UnmatchedFile, ...] = ()
+    other_files: int = 0
+    missing: tuple[MissingPlane, ...] = ()
+    source_bytes: int = 0
+    n_files: int = 0
+
+    @property
+    def has_time(self) -> bool:
+        """Whether the wells have a time axis (more than one timepoint)."""
+        return self.dims[3] > 1
+
+    @property
+    def well_shape(self) -> tuple[int, ...]:
+        """The well array shape: ``(field, c, z, y, x)`` or ``(field, t, c, z, y, x)``."""
+        f, c, z, t = self.dims
+        lead = (f, t, c, z) if self.has_time else (f, c, z)
+        return (*lead, *self.plane_shape)
+
+    @property
+    def planes_per_well(self) -> int:
+        """Planes in one well (present or missing)."""
+        return math.prod(self.dims)
+
+    @property
+    def raw_bytes(self) -> int:
+        """Uncompressed size of every well array (missing planes included)."""
+        plane = math.prod(self.plane_shape) * np.dtype(self.dtype).itemsize
+        return len(self.wells) * self.planes_per_well * plane
+
+    def well(self, name: str) -> WellSource:
+        """The well called ``name`` (``B03``, ``b3``, ``r02c03``)."""
+        wanted = Well.parse(name)
+        for source in self.wells:
+            if source.well == wanted:
+                return source
+        raise WellNameError(f"well {name!r} has no files in {self.source}")
+
+    def smallest_plate(self) -> PlateGeometry:
+        """The smallest standard plate (96 or larger) that holds every well."""
+        rows = max(w.well.row for w in self.wells) + 1
+        columns = max(w.well.column for w in self.wells) + 1
+        for n_wells in sorted(STANDARD_FORMATS):
+            r, c = STANDARD_FORMATS[n_wells]
+            if n_wells >= 96 and rows <= r and columns <= c:
+                return PlateGeometry(r, c)
+        return PlateGeometry(rows, columns)
+
+    def check_config(self, config: StorageConfig) -> None:
+        """Raise when ``config`` cannot hold this source (plate too small, time + stacked)."""
+        outside = [w.name for w in self.wells if not config.plate.contains(w.well)]
+        if outside:
+            smallest = self.smallest_plate()
+            raise WellNameError(
+                f"{len(outside)} well(s) lie outside the {config.plate.rows}x"
+                f"{config.plate.columns} plate: {', '.join(outside[:_SHOW])}; choose a plate "
+                f"format of at least {smallest.rows}x{smallest.columns}"
+            )
+        if self.has_time and config.fields.value == "stacked":
+            raise ConfigError(
+                f"the source has {self.dims[3]} timepoints; a stacked well cannot hold a time "
+                "axis (OME-NGFF allows 5 axes): use fields='per-field'"
+            )
+
+    def estimate_output_bytes(self, config: StorageConfig, samples: int = 2) -> int:
+        """Estimate the plate's size on disk by compressing up to ``samples`` planes."""
+        picks = [self.wells[i * len(self.wells) // samples] for i in range(samples)]
+        sample = [w.planes[len(w.planes) // 2] for w in picks]
+        ratio = estimate_ratio(sample, self.plane_shape, self.dtype, config)
+        return int(self.raw_bytes / ratio)
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready summary (what the CLI prints and a widget shows)."""
+        f, c, z, t = self.dims
+        return {
+            "source": str(self.source),
+            "scheme": self.scheme,
+            "scheme_counts": dict(self.scheme_counts),
+            "files": self.n_files,
+            "unmatched_files": len(self.unmatched),
+            "other_files": self.other_files,
+            "wells": len(self.wells),
+            "fields": f,
+            "channels": c,
+            "z": z,
+            "t": t,
+            "channel_names": list(self.channel_names),
+            "plane_shape": list(self.plane_shape),
+            "dtype": self.dtype,
+            "raw_bytes": self.raw_bytes,
+            "source_bytes": self.source_bytes,
+            "missing_planes": len(self.missing),
+        }
+
+
+def estimate_ratio(
+    planes: Sequence[SourcePlane],
+    plane_shape: tuple[int, int],
+    dtype: str,
+    config: StorageConfig,
+) -> float:
+    """Compression ratio of ``config``'s codec on a few sample planes (1.0 for none)."""
+    from napari_wellzarr.convert.tiffio import read_stack
+
+    codec = config.numcodec()
+    if codec is None or not planes:
+        return 1.0
+    raw = packed = 0
+    for plane in planes:
+        stack = read_stack(plane.path, plane_shape, dtype)
+        data = np.ascontiguousarray(stack[plane.page or 0])
+        raw += data.nbytes
+        packed += len(codec.encode(data))
+    return raw / max(1, packed)

@@ -1,0 +1,182 @@
+"""Where wells are converted: in this process, in local worker processes, or on dask."""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import socket
+import time
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from napari_wellzarr.convert.welljob import WellOutcome, convert_well, load_well, write_loaded
+from napari_wellzarr.errors import ConfigError, WellZarrError
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Sequence
+
+    from napari_wellzarr.convert.welljob import WellJob
+
+__all__ = [
+    "WELL_FAILURES",
+    "StopFlag",
+    "Yielded",
+    "connect_dask",
+    "run_dask",
+    "run_processes",
+    "run_serial",
+]
+
+#: Exceptions that fail one well (recorded; the conversion stops and can be resumed).
+WELL_FAILURES: Final = (WellZarrError, OSError, BrokenProcessPool)
+
+Yielded = tuple["WellJob", WellOutcome | BaseException]
+
+
+class StopFlag(Protocol):
+    """Anything that says whether to start no further well (a ``threading.Event``)."""
+
+    def is_set(self) -> bool:
+        """Whether to stop."""
+        ...
+
+
+def run_serial(jobs: Sequence[WellJob], stop: StopFlag) -> Generator[Yielded, None, None]:
+    """Convert the wells one after the other in this process.
+
+    A reader thread reads the next well's files while this one is compressed and
+    written (two wells in memory at most).
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="wellzarr-read") as reader:
+        ahead = reader.submit(load_well, jobs[0]) if jobs else None
+        for i, job in enumerate(jobs):
+            if stop.is_set() or ahead is None:
+                return
+            start = time.perf_counter()
+            loading, ahead = ahead, None
+            try:
+                array = loading.result()
+                if i + 1 < len(jobs) and not stop.is_set():
+                    ahead = reader.submit(load_well, jobs[i + 1])
+                outcome = write_loaded(job, array, start)
+            except WELL_FAILURES as err:
+                yield job, err
+            else:
+                yield job, outcome
+            if ahead is None and i + 1 < len(jobs) and not stop.is_set():
+                ahead = reader.submit(load_well, jobs[i + 1])
+
+
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches every process of the terminal's group: the parent alone decides
+    # what to do (finish the wells in flight, then stop), so workers ignore it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _context() -> Any:
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def run_processes(
+    jobs: Sequence[WellJob], stop: StopFlag, workers: int
+) -> Generator[Yielded, None, None]:
+    """Convert the wells in ``workers`` local processes (forkserver, else spawn).
+
+    At most ``workers`` wells are in flight (each worker holds one well in memory).
+    """
+    pending = list(reversed(jobs))
+    running: dict[Future[WellOutcome], WellJob] = {}
+    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_ignore_sigint)
+    try:
+        while pending or running:
+            while pending and len(running) < workers and not stop.is_set():
+                job = pending.pop()
+                running[pool.submit(convert_well, job)] = job
+            if not running:
+                return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = running.pop(future)
+                try:
+                    outcome = future.result()
+                except WELL_FAILURES as err:
+                    yield job, err
+                else:
+                    yield job, outcome
+    finally:
+        # Wells in flight finish (their data is whole on disk or absent either way).
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def connect_dask(address: str) -> Any:
+    """A client of the dask.distributed scheduler at ``address``.
+
+    Raises :class:`ConfigError` when the scheduler cannot be reached (within 10 s).
+    """
+    from distributed import Client
+
+    try:
+        _probe_tcp(address)
+        return Client(address, set_as_default=False, timeout="10s")  # type: ignore[no-untyped-call]
+    except OSError as err:
+        raise ConfigError(f"cannot reach the dask scheduler at {address!r}: {err}") from err
+
+
+def _probe_tcp(address: str) -> None:
+    """Fail at once when a ``tcp://host:port`` scheduler refuses connections.
+
+    dask's client retries a refused connection until its timeout (10 s here) before it
+    says anything; other transports are left to it.
+    """
+    scheme, _, rest = address.rpartition("://")
+    host, _, port = rest.rpartition(":")
+    if scheme not in ("", "tcp") or not host or not port.isdigit():
+        return
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=10):
+        pass
+
+
+def run_dask(
+    jobs: Sequence[WellJob], stop: StopFlag, client: Any
+) -> Generator[Yielded, None, None]:
+    """Send the wells to the dask.distributed cluster of ``client`` (closed at the end).
+
+    A worker that dies mid-well has its well redone elsewhere by dask; the plate
+    metadata is written once, by the caller, at the end.  On ``stop`` the wells not yet
+    finished are cancelled; one a worker is already writing may still land on disk
+    (whole), where a resumed conversion finds it.  File paths must be valid on the
+    workers (the same shared file system).
+    """
+    from distributed import KilledWorker, as_completed
+
+    failures = (*WELL_FAILURES, KilledWorker)
+    with client:
+        futures = {
+            client.submit(
+                convert_well, job, key=f"wellzarr-{job.run_id}-{job.well}", pure=False
+            ): job
+            for job in jobs
+        }
+        finished = as_completed(futures, loop=client.loop)  # type: ignore[no-untyped-call]
+        try:
+            for future in finished:
+                job = futures.pop(future)
+                try:
+                    outcome = future.result()
+                except failures as err:
+                    yield job, err
+                else:
+                    yield job, outcome
+                if stop.is_set():
+                    break
+        finally:
+            if futures:
+                client.cancel(list(futures))

@@ -1,0 +1,170 @@
+"""One well's conversion: the unit of work a process, a thread or a dask worker runs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from napari_wellzarr.convert.tiffio import read_stack
+from napari_wellzarr.errors import CorruptDataError, MetadataError, WellDataError
+from napari_wellzarr.storage import fsio
+from napari_wellzarr.storage.axes import WellAxes
+from napari_wellzarr.storage.geometry import Well
+from napari_wellzarr.storage.reading import open_well
+from napari_wellzarr.storage.store import PlateStore
+
+if TYPE_CHECKING:
+    from napari_wellzarr.convert.plan import SourcePlane
+
+__all__ = [
+    "WellJob",
+    "WellOutcome",
+    "adopt_store",
+    "convert_well",
+    "forget_store",
+    "load_well",
+    "write_loaded",
+]
+
+Status = Literal["written", "skipped"]
+
+# One open plate per process and run: reopened when a new run (run_id) starts.
+_STORES: dict[str, tuple[str, PlateStore]] = {}
+_STORES_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class WellJob:
+    """Everything needed to convert one well; small and picklable.
+
+    ``skip_complete``: leave a well that is already complete on disk with the same
+    files, shape and channels (resuming); otherwise the well is (re)written.
+    """
+
+    dest: str
+    run_id: str
+    well: str
+    row: int
+    column: int
+    planes: tuple[SourcePlane, ...]
+    well_shape: tuple[int, ...]
+    dtype: str
+    channel_names: tuple[str, ...]
+    pixel_size: tuple[float, float] | None = None
+    z_step: float | None = None
+    skip_complete: bool = False
+
+    @property
+    def raw_bytes(self) -> int:
+        """Uncompressed size of the well array."""
+        return int(np.prod(self.well_shape)) * np.dtype(self.dtype).itemsize
+
+
+@dataclass(frozen=True)
+class WellOutcome:
+    """What became of a well: written or skipped (complete already), and how long it took."""
+
+    well: str
+    status: Status
+    raw_bytes: int
+    seconds: float
+
+
+def _store(dest: str, run_id: str) -> PlateStore:
+    with _STORES_LOCK:
+        cached = _STORES.get(dest)
+        if cached is not None and cached[0] == run_id:
+            return cached[1]
+        store = PlateStore.open(dest, "r+")
+        _STORES[dest] = (run_id, store)
+        return store
+
+
+def adopt_store(dest: str, run_id: str, store: PlateStore) -> None:
+    """Let jobs of ``run_id`` in this process write through ``store`` (the parent's)."""
+    with _STORES_LOCK:
+        _STORES[dest] = (run_id, store)
+
+
+def forget_store(dest: str) -> None:
+    """Drop this process's cached plate for ``dest`` (at the end of a run)."""
+    with _STORES_LOCK:
+        _STORES.pop(dest, None)
+
+
+def convert_well(job: WellJob) -> WellOutcome:
+    """Convert one well; runs in the caller's process, a worker process or a dask worker.
+
+    Raises :class:`WellDataError` naming the file when a source file cannot be read or
+    no longer matches the plan; the well is then absent (never half-written).
+    """
+    start = time.perf_counter()
+    return write_loaded(job, load_well(job), start)
+
+
+def load_well(job: WellJob) -> np.ndarray[Any, Any] | None:
+    """Read a well's pixels; ``None`` when it is to be skipped (complete, resuming)."""
+    if job.skip_complete and _is_complete(_store(job.dest, job.run_id), job):
+        return None
+    return assemble(job)
+
+
+def write_loaded(job: WellJob, array: np.ndarray[Any, Any] | None, start: float) -> WellOutcome:
+    """Write the pixels :func:`load_well` returned (``None``: the well is skipped)."""
+    if array is None:
+        return WellOutcome(job.well, "skipped", job.raw_bytes, time.perf_counter() - start)
+    store = _store(job.dest, job.run_id)
+    store.write_well(
+        Well(job.row, job.column),
+        array,
+        channels=list(job.channel_names),
+        pixel_size=job.pixel_size,
+        z_step=job.z_step,
+        plane_names={p.name: p.key for p in job.planes},
+        overwrite=True,
+    )
+    return WellOutcome(job.well, "written", job.raw_bytes, time.perf_counter() - start)
+
+
+def assemble(job: WellJob) -> np.ndarray[Any, Any]:
+    """Read a well's files into its well array; each file is read once."""
+    axes = WellAxes(len(job.well_shape) == 6)
+    array = np.zeros(job.well_shape, dtype=np.dtype(job.dtype))
+    by_file: dict[str, list[SourcePlane]] = {}
+    for plane in job.planes:
+        by_file.setdefault(plane.path, []).append(plane)
+    plane_shape = (job.well_shape[-2], job.well_shape[-1])
+    for path, planes in by_file.items():
+        stack = read_stack(path, plane_shape, job.dtype)
+        for plane in planes:
+            page = plane.page or 0
+            if page >= len(stack):
+                raise WellDataError(
+                    f"file {path!r} holds {len(stack)} plane(s), the scan found page {page + 1}: "
+                    "the file changed since the scan"
+                )
+            array[axes.plane_index(plane.key)] = stack[page]
+        del stack
+    return array
+
+
+def _is_complete(store: PlateStore, job: WellJob) -> bool:
+    """Whether the well is on disk, whole, with this job's files, shape and channels."""
+    path = store.plate.well_path(job.row, job.column)
+    if fsio.detect_zarr_format(Path(store.root) / path) is None:
+        return False
+    try:
+        info = open_well(store.root, path, job.well, store.zarr_format).info
+    except (MetadataError, CorruptDataError, FileNotFoundError):
+        return False  # damaged: convert it again
+    return (
+        info.shape == job.well_shape
+        and info.dtype == np.dtype(job.dtype)
+        and dict(info.plane_names) == {p.name: p.key for p in job.planes}
+        and tuple(c.label for c in info.channels) == job.channel_names
+    )

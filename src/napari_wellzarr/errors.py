@@ -1,0 +1,78 @@
+"""The project's error hierarchy."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "CorruptDataError",
+    "MetadataError",
+    "PlaneNotFoundError",
+    "PlateExistsError",
+    "PlateNotFoundError",
+    "StoreReadOnlyError",
+    "SymlinkCycleError",
+    "WellDataError",
+    "WellExistsError",
+    "WellNameError",
+    "WellNotFoundError",
+    "WellZarrError",
+]
+
+
+class WellZarrError(Exception):
+    """Base class of every error napari-wellzarr raises on purpose."""
+
+
+class ConfigError(WellZarrError, ValueError):
+    """A storage option, or a combination of options, that cannot work."""
+
+
+class WellNameError(WellZarrError, ValueError):
+    """A well name that cannot be parsed or lies outside the plate."""
+
+
+class WellDataError(WellZarrError, ValueError):
+    """Pixel data that does not fit a well: shape, dtype, coordinates or duplicates."""
+
+
+class MetadataError(WellZarrError, ValueError):
+    """OME-Zarr metadata that is missing, malformed or inconsistent."""
+
+
+class CorruptDataError(WellZarrError, OSError):
+    """A chunk or metadata file that exists but cannot be decoded."""
+
+
+class PlateNotFoundError(WellZarrError, FileNotFoundError):
+    """No plate (or no OME-Zarr group at all) at the given path."""
+
+
+class PlateExistsError(WellZarrError, FileExistsError):
+    """Creating a plate where data already exists, without ``overwrite=True``."""
+
+
+class WellNotFoundError(WellZarrError, KeyError):
+    """A well that the plate does not hold (or holds only incompletely)."""
+
+    def __str__(self) -> str:
+        # KeyError repr()s its argument; show the message as written.
+        return str(self.args[0]) if self.args else ""
+
+
+class WellExistsError(WellZarrError, FileExistsError):
+    """Writing a well that is already complete, without ``overwrite=True``."""
+
+
+class PlaneNotFoundError(WellZarrError, KeyError):
+    """A plane (field, channel, z, t) or a mapped file name that a well does not hold."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class StoreReadOnlyError(WellZarrError, PermissionError):
+    """A write to a plate that was opened read-only."""
+
+
+class SymlinkCycleError(WellZarrError, OSError):
+    """A chain of zarr-native symlinks that loops back on itself."""

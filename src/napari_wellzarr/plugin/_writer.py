@@ -1,0 +1,47 @@
+"""npe2 writers: image (+ labels) layers -> a well-chunked OME-Zarr plate."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["write_image", "write_layers"]
+
+
+def write_layers(path: str, layers: Sequence[tuple[Any, dict[str, Any], str]]) -> list[str]:
+    """Write image and labels layers as one plate at ``path``; return ``[path]``."""
+    from napari_wellzarr.errors import PlateExistsError
+    from napari_wellzarr.plugin import layers as _to_plate
+    from napari_wellzarr.storage import fsio
+    from napari_wellzarr.storage.store import PlateStore
+
+    target = Path(path)
+    if os.path.lexists(target):
+        raise PlateExistsError(
+            f"{target} already exists; napari-wellzarr never overwrites: choose a new name"
+        )
+    plan = _to_plate.plan_plate(layers)
+    stage = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        with PlateStore.create(stage, plan.config, name=target.name) as store:
+            for well in plan.wells:
+                plan.write(store, well)
+        if os.path.lexists(target):
+            raise PlateExistsError(
+                f"{target} appeared while it was being written; kept it, discarded ours"
+            )
+        stage.rename(target)
+    finally:
+        if stage.exists():
+            fsio.remove_tree(stage)
+    return [str(target)]
+
+
+def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Write one image layer as a plate (its channels: the layer; its well: A01 or named)."""
+    return write_layers(path, [(data, meta, "image")])

@@ -1,0 +1,516 @@
+"""Lazy plate mosaics: every well of a plate side by side, read one tile at a time."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from numbers import Integral
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import numpy as np
+
+from napari_wellzarr.errors import PlaneNotFoundError, WellZarrError
+from napari_wellzarr.storage.axes import PlaneKey
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from concurrent.futures import ThreadPoolExecutor
+
+    from napari_wellzarr.storage.reading import WellInfo
+
+__all__ = [
+    "DamagedWellWarning",
+    "LazyMosaic",
+    "MosaicGeometry",
+    "MosaicView",
+    "PlaneSource",
+    "TilePlan",
+    "TileReader",
+]
+
+#: A mosaic whose longer side exceeds this many pixels is shown as a multiscale layer
+#: (napari cannot hold more than 16384 pixels in one GPU texture; smaller limits keep
+#: single-scale slices cheap).
+SINGLE_SCALE_LIMIT: Final = 4096
+#: Multiscale mosaics get levels until the coarsest one is at most this long.
+COARSEST_SIDE: Final = 2048
+CACHE_BYTES: Final = 512 * 2**20
+_READ_ERRORS: Final = (WellZarrError, OSError, ValueError, KeyError, IndexError)
+
+_Plane = np.ndarray[Any, Any]
+
+
+class DamagedWellWarning(UserWarning):
+    """A well could not be read (or does not match the plate) and is shown blank."""
+
+
+class PlaneSource(Protocol):
+    """Where tiles come from: a plate (or a single well) opened by the storage core."""
+
+    def well_info(self, well: str) -> WellInfo:
+        """The shape, dtype and levels that reads of ``well`` give (metadata only)."""
+        ...
+
+    def read_plane(self, well: str, key: PlaneKey, level: int) -> _Plane:
+        """One 2D plane of ``well`` at stored resolution ``level``."""
+        ...
+
+    def read_labels(self, well: str, name: str, level: int) -> _Plane:
+        """Label image ``name`` of ``well`` as ``(field, [t,] z, y, x)``."""
+        ...
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How display level ``level`` is made: stored level ``source`` halved ``halvings`` times."""
+
+    level: int
+    source: int
+    halvings: int
+    shape: tuple[int, int]
+
+
+def plan_levels(stored: Sequence[tuple[int, int]], n_levels: int) -> tuple[TilePlan, ...]:
+    """Plan ``n_levels`` display levels from a well's stored level plane shapes (y, x)."""
+    h0, w0 = stored[0]
+    by_factor: dict[int, int] = {}
+    for index, (h, w) in enumerate(stored):
+        factor = round(h0 / h) if h else 0
+        exact = factor > 0 and factor & (factor - 1) == 0
+        if exact and abs(h - h0 / factor) < 1 and abs(w - w0 / factor) < 1:
+            by_factor.setdefault(factor.bit_length() - 1, index)
+    plans = []
+    for level in range(n_levels):
+        base = max(k for k in by_factor if k <= level)
+        h, w = stored[by_factor[base]]
+        for _ in range(level - base):
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        plans.append(TilePlan(level, by_factor[base], level - base, (h, w)))
+    return tuple(plans)
+
+
+def shrink(plane: _Plane, halvings: int) -> _Plane:
+    """Average ``plane`` down by ``2**halvings`` in y and x (block means).
+
+    Blocks at the far edges are completed by repeating the edge pixels, so the shape is
+    ``ceil(size / 2**halvings)``, as the core's pyramid levels have it; integers are
+    rounded half up back to the plane's dtype.
+    """
+    if halvings <= 0:
+        return plane
+    f = 2**halvings
+    h, w = plane.shape
+    hh, ww = -(-h // f), -(-w // f)
+    if (hh * f, ww * f) != (h, w):
+        plane = np.pad(plane, ((0, hh * f - h), (0, ww * f - w)), mode="edge")
+    # Exact in uint32 for 8/16-bit pixels (at most 2**16 of them summed per block).
+    exact = plane.dtype.kind == "u" and plane.dtype.itemsize <= 2 and halvings <= 8
+    total: np.ndarray[Any, np.dtype[Any]] = plane.astype(np.uint32 if exact else np.float64)
+    # Pairwise sums of strided views: several times faster than a 4-d reduction.
+    for _ in range(halvings):
+        total = np.add(total[0::2], total[1::2])
+        total = np.add(total[:, 0::2], total[:, 1::2])
+    n = f * f
+    out: _Plane
+    if exact:
+        out = ((total + n // 2) // n).astype(plane.dtype)
+    elif plane.dtype.kind in "iu":
+        out = np.floor(total / n + 0.5).astype(plane.dtype)
+    else:
+        out = (total / n).astype(plane.dtype)
+    return out
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def halved(shape: tuple[int, int], halvings: int) -> tuple[int, int]:
+    """The (y, x) shape of a plane averaged down ``halvings`` times (see :func:`shrink`)."""
+    f = 2**halvings
+    return -(-shape[0] // f), -(-shape[1] // f)
+
+
+@dataclass(frozen=True)
+class MosaicGeometry:
+    """Where each well's tile sits in the mosaic, at every display level."""
+
+    n_rows: int
+    n_columns: int
+    tile: tuple[int, int]
+    pitch: tuple[int, int]
+    n_levels: int
+
+    @classmethod
+    def plan(cls, n_rows: int, n_columns: int, tile: tuple[int, int]) -> MosaicGeometry:
+        """Choose the gap between wells and the number of display levels for a plate."""
+        h, w = tile
+        gap = max(2, round(0.04 * max(h, w)))
+        side = max(n_rows * (h + gap), n_columns * (w + gap))
+        levels = 1
+        if side > SINGLE_SCALE_LIMIT:
+            while side / 2 ** (levels - 1) > COARSEST_SIDE:
+                levels += 1
+        # Pitches divisible by 2**(levels-1) make every level exactly 2x the next one.
+        m = 2 ** (levels - 1)
+        return cls(n_rows, n_columns, tile, (_round_up(h + gap, m), _round_up(w + gap, m)), levels)
+
+    def shape(self, level: int) -> tuple[int, int]:
+        """Mosaic (y, x) size at display ``level``."""
+        return (self.n_rows * self.pitch[0]) >> level, (self.n_columns * self.pitch[1]) >> level
+
+    def origin(self, row: int, column: int, level: int = 0) -> tuple[int, int]:
+        """Top-left pixel of the tile of the well at ``(row, column)``."""
+        return (row * self.pitch[0]) >> level, (column * self.pitch[1]) >> level
+
+
+class TileReader:
+    """Reads, checks, caches and reports the tiles of every layer of one plate."""
+
+    def __init__(
+        self,
+        source: PlaneSource,
+        wells: Mapping[str, tuple[int, int]],
+        geometry: MosaicGeometry,
+        plans: Sequence[TilePlan],
+        dtype: np.dtype[Any],
+        *,
+        label_dtype: np.dtype[Any] | None = None,
+        cache_bytes: int = CACHE_BYTES,
+    ) -> None:
+        self.source = source
+        self.wells = dict(wells)
+        self.geometry = geometry
+        self.plans = tuple(plans)
+        self.dtype = dtype
+        self.label_dtype = label_dtype
+        self._cache: OrderedDict[tuple[Any, ...], _Plane] = OrderedDict()
+        self._cache_bytes = 0
+        self._cache_limit = cache_bytes
+        self._lock = threading.Lock()
+        self._failed: dict[str, str] = {}
+        self._reported: set[str] = set()
+        self._infos: dict[str, WellInfo] = {}
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """Wells shown blank, with the reason."""
+        return dict(self._failed)
+
+    def tiles(
+        self, requests: Sequence[tuple[str, str | None, PlaneKey, int]]
+    ) -> list[_Plane | None]:
+        """Tiles for ``(well, label name or None, plane key, level)``; ``None`` = blank."""
+        out: list[_Plane | None] = [None] * len(requests)
+        todo = []
+        for i, request in enumerate(requests):
+            if request[0] in self._failed:
+                continue
+            with self._lock:
+                hit = self._cache.get(request)
+                if hit is not None:
+                    self._cache.move_to_end(request)
+            if hit is None:
+                todo.append(i)
+            out[i] = hit
+        if len(todo) > 1:
+            results = list(_pool().map(lambda i: self._fetch(*requests[i]), todo))
+        else:
+            results = [self._fetch(*requests[i]) for i in todo]
+        for i, tile in zip(todo, results, strict=True):
+            out[i] = tile
+        self._report()
+        return out
+
+    def _fetch(self, well: str, label: str | None, key: PlaneKey, level: int) -> _Plane | None:
+        plan = self.plans[level]
+        try:
+            mismatch = self._mismatch(well, plan)
+            if mismatch is not None:
+                self._fail(well, mismatch)
+                return None
+            if label is None:
+                plane = shrink(self.source.read_plane(well, key, plan.source), plan.halvings)
+            else:
+                plane = self._label_plane(well, label, key, plan)
+        except _READ_ERRORS as err:
+            self._fail(well, f"{type(err).__name__}: {err}")
+            return None
+        expected = self.dtype if label is None else self.label_dtype
+        if plane.shape != plan.shape or (expected is not None and plane.dtype != expected):
+            what = f"label {label}" if label else "image"
+            self._fail(
+                well,
+                f"its {what} planes are {plane.shape} {plane.dtype} at level {level}, "
+                f"the plate's are {plan.shape} {expected}",
+            )
+            return None
+        self._remember((well, label, key, level), plane)
+        return plane
+
+    def _mismatch(self, well: str, plan: TilePlan) -> str | None:
+        """Why ``well``'s metadata says its tiles at ``plan`` cannot be the plate's, or None.
+
+        Checked before any pixel of the well is read: a well that declares a huge or
+        otherwise different plane, or another dtype, is never allocated.  A level the
+        well does not have is left to the read to report.
+        """
+        with self._lock:
+            info = self._infos.get(well)
+        if info is None:
+            info = self.source.well_info(well)
+            with self._lock:
+                self._infos[well] = info
+        if plan.source >= len(info.level_shapes):
+            return None
+        stored = info.level_shapes[plan.source]
+        shape = halved((stored[-2], stored[-1]), plan.halvings)
+        if shape == plan.shape and info.dtype.newbyteorder("=") == self.dtype.newbyteorder("="):
+            return None
+        return (
+            f"its image planes are {shape} {info.dtype} at level {plan.level}, "
+            f"the plate's are {plan.shape} {self.dtype}"
+        )
+
+    def _label_plane(self, well: str, label: str, key: PlaneKey, plan: TilePlan) -> _Plane:
+        source, step = plan.source, 2**plan.halvings
+        try:
+            stack = self.source.read_labels(well, label, source)
+        except PlaneNotFoundError:
+            # Labels may have fewer stored levels than the image: subsample level 0.
+            if source == 0:
+                raise
+            stack, step = self.source.read_labels(well, label, 0), 2**plan.level
+        index = (key.field, key.t, key.z) if stack.ndim == 5 else (key.field, key.z)
+        plane: _Plane = stack[index]
+        return plane[::step, ::step] if step > 1 else plane
+
+    def _remember(self, request: tuple[Any, ...], plane: _Plane) -> None:
+        with self._lock:
+            if request not in self._cache:
+                self._cache[request] = plane
+                self._cache_bytes += plane.nbytes
+            while self._cache_bytes > self._cache_limit and len(self._cache) > 1:
+                _, old = self._cache.popitem(last=False)
+                self._cache_bytes -= old.nbytes
+
+    def _fail(self, well: str, why: str) -> None:
+        with self._lock:
+            self._failed.setdefault(well, why)
+
+    def fail(self, well: str, why: str, *, reported: bool = False) -> None:
+        """Show ``well`` blank from now on (``reported``: its warning was already issued)."""
+        self._fail(well, why)
+        if reported:
+            with self._lock:
+                self._reported.add(well)
+
+    def _report(self) -> None:
+        # Warnings are issued here, on the caller's thread, never from the read pool.
+        with self._lock:
+            new = [w for w in self._failed if w not in self._reported]
+            self._reported.update(new)
+        for well in new:
+            warnings.warn(
+                f"well {well} cannot be shown and is left blank: {self._failed[well]}",
+                DamagedWellWarning,
+                stacklevel=4,
+            )
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            workers = min(8, 2 * (os.cpu_count() or 1))
+            _POOL = ThreadPoolExecutor(workers, thread_name_prefix="wellzarr-tiles")
+        return _POOL
+
+
+def _span(index: Any, size: int) -> tuple[range, bool]:
+    """The positions an index selects along an axis, and whether the axis is kept."""
+    if isinstance(index, Integral):
+        i = int(index)
+        if not -size <= i < size:
+            raise IndexError(f"index {i} is out of bounds for an axis of size {size}")
+        return range(i % size, i % size + 1), False
+    if isinstance(index, slice):
+        return range(*index.indices(size)), True
+    raise IndexError(f"only integers and slices index a plate mosaic, not {index!r}")
+
+
+def _normalise(key: Any, ndim: int) -> tuple[Any, ...]:
+    items = key if isinstance(key, tuple) else (key,)
+    if any(i is Ellipsis for i in items):
+        at = next(n for n, i in enumerate(items) if i is Ellipsis)
+        fill = (slice(None),) * (ndim - len(items) + 1)
+        items = (*items[:at], *fill, *items[at + 1 :])
+    if len(items) > ndim:
+        raise IndexError(f"too many indices ({len(items)}) for a {ndim}-d plate mosaic")
+    return (*items, *(slice(None),) * (ndim - len(items)))
+
+
+def _overlap(positions: range, start: int, stop: int) -> tuple[slice, slice] | None:
+    """Output slice and tile slice for the ``positions`` that fall in ``[start, stop)``."""
+    step = positions.step
+    if step < 1:
+        raise IndexError("a plate mosaic cannot be indexed with a negative step")
+    first = max(0, -(-(start - positions.start) // step))
+    last = min(len(positions), -(-(stop - positions.start) // step))
+    if first >= last:
+        return None
+    tile_start = positions.start + first * step - start
+    return slice(first, last), slice(tile_start, tile_start + (last - first - 1) * step + 1, step)
+
+
+class _ArrayLike:
+    """``ndim``, ``size`` and ``len`` from ``shape``, as napari's layer data protocol asks."""
+
+    shape: tuple[int, ...]
+
+    @property
+    def ndim(self) -> int:
+        """Number of axes."""
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        """Number of pixels."""
+        return math.prod(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+class LazyMosaic(_ArrayLike):
+    """One channel (or label image) of a plate at one display level, as an array-like.
+
+    Axes: the well's ``field, [t,] z`` then the mosaic's ``y, x``.
+    """
+
+    def __init__(
+        self,
+        reader: TileReader,
+        lead_shape: tuple[int, ...],
+        level: int,
+        *,
+        channel: int = 0,
+        label: str | None = None,
+    ) -> None:
+        self.reader = reader
+        self.level = level
+        self.channel = channel
+        self.label = label
+        self.has_time = len(lead_shape) == 3
+        self.shape: tuple[int, ...] = (*lead_shape, *reader.geometry.shape(level))
+        dtype = reader.dtype if label is None else reader.label_dtype
+        self.dtype: np.dtype[Any] = np.dtype(dtype)
+
+    def __repr__(self) -> str:
+        what = f"label {self.label!r}" if self.label else f"channel {self.channel}"
+        return f"<LazyMosaic {what} level {self.level} shape={self.shape} dtype={self.dtype}>"
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> _Plane:
+        out = self.read([range(s) for s in self.shape], [True] * self.ndim)
+        return out if dtype is None else out.astype(dtype)
+
+    def _key(self, lead: tuple[int, ...]) -> PlaneKey:
+        if self.has_time:
+            return PlaneKey(lead[0], self.channel, lead[2], lead[1])
+        return PlaneKey(lead[0], self.channel, lead[1])
+
+    def __getitem__(self, key: Any) -> _Plane | MosaicView:
+        """Pixels for ``key``; a lazy :class:`MosaicView` while it spans several planes.
+
+        napari first cuts the displayed region with every leading axis whole, then
+        picks the plane: reading on the first cut would read every field and z.
+        """
+        items = _normalise(key, self.ndim)
+        spans = [_span(i, s) for i, s in zip(items, self.shape, strict=True)]
+        return _select([r for r, _ in spans], [k for _, k in spans], self)
+
+    def read(self, ranges: Sequence[range], kept: Sequence[bool]) -> _Plane:
+        """Read the pixels at ``ranges`` (one per axis); drop the axes not ``kept``."""
+        ys, xs = ranges[-2], ranges[-1]
+        full = tuple(len(r) for r in ranges)
+        out = np.zeros(full, dtype=self.dtype)
+        placements = self._placements(ys, xs)
+        leads = list(np.ndindex(*full[:-2])) if full[:-2] else [()]
+        requests, targets = [], []
+        for lead_out in leads:
+            lead = tuple(r[i] for r, i in zip(ranges[:-2], lead_out, strict=True))
+            for well, out_y, out_x, tile_y, tile_x in placements:
+                requests.append((well, self.label, self._key(lead), self.level))
+                targets.append((lead_out, out_y, out_x, tile_y, tile_x))
+        for tile, (lead_out, out_y, out_x, tile_y, tile_x) in zip(
+            self.reader.tiles(requests), targets, strict=True
+        ):
+            if tile is not None:
+                out[(*lead_out, out_y, out_x)] = tile[tile_y, tile_x]
+        return out[tuple(slice(None) if k else 0 for k in kept)]
+
+    def _placements(self, ys: range, xs: range) -> list[tuple[str, slice, slice, slice, slice]]:
+        geometry = self.reader.geometry
+        th, tw = self.reader.plans[self.level].shape
+        found = []
+        for well, (row, column) in self.reader.wells.items():
+            y0, x0 = geometry.origin(row, column, self.level)
+            in_y = _overlap(ys, y0, y0 + th)
+            in_x = _overlap(xs, x0, x0 + tw) if in_y else None
+            if in_y and in_x:
+                found.append((well, in_y[0], in_x[0], in_y[1], in_x[1]))
+        return found
+
+
+class MosaicView(_ArrayLike):
+    """A lazy selection of a :class:`LazyMosaic`: indexing composes, ``np.asarray`` reads."""
+
+    def __init__(self, mosaic: LazyMosaic, ranges: list[range], kept: list[bool]) -> None:
+        self.mosaic = mosaic
+        self.ranges = ranges
+        self.kept = kept
+        self.shape: tuple[int, ...] = tuple(len(r) for r, k in zip(ranges, kept, strict=True) if k)
+        self.dtype = mosaic.dtype
+
+    def __repr__(self) -> str:
+        return f"<MosaicView of {self.mosaic!r} shape={self.shape}>"
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> _Plane:
+        out = self.mosaic.read(self.ranges, self.kept)
+        return out if dtype is None else out.astype(dtype)
+
+    def __getitem__(self, key: Any) -> _Plane | MosaicView:
+        items = iter(_normalise(key, self.ndim))
+        ranges, kept = [], []
+        for r, k in zip(self.ranges, self.kept, strict=True):
+            if not k:
+                ranges.append(r)
+                kept.append(False)
+                continue
+            positions, keep = _span(next(items), len(r))
+            ranges.append(r[positions.start : positions.stop : positions.step])
+            kept.append(keep)
+        return _select(ranges, kept, self.mosaic)
+
+
+def _select(ranges: list[range], kept: list[bool], mosaic: LazyMosaic) -> _Plane | MosaicView:
+    if math.prod(len(r) for r in ranges[:-2]) > 1:
+        return MosaicView(mosaic, ranges, kept)
+    return mosaic.read(ranges, kept)
+
+
+def mosaic_levels(
+    reader: TileReader, lead_shape: tuple[int, ...], **which: Any
+) -> list[LazyMosaic]:
+    """Every display level of one channel (``channel=``) or label image (``label=``)."""
+    return [LazyMosaic(reader, lead_shape, k, **which) for k in range(len(reader.plans))]

@@ -1,0 +1,390 @@
+"""Opening a plate or a well folder for display: its layers, built on lazy mosaics."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+
+from napari_wellzarr.errors import PlateNotFoundError, WellNameError
+from napari_wellzarr.plugin import mosaic as _mosaic
+from napari_wellzarr.plugin.census import reference_well
+from napari_wellzarr.storage._spec import WELLZARR_KEY
+from napari_wellzarr.storage.geometry import Well, column_number, row_index, row_letters
+from napari_wellzarr.storage.kinds import classify
+from napari_wellzarr.storage.store import PlateStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from napari_wellzarr.storage.axes import PlaneKey
+    from napari_wellzarr.storage.config import StorageConfig
+    from napari_wellzarr.storage.reading import OpenWell, WellInfo
+
+__all__ = ["EmptyPlateView", "PlateView", "UnfinishedPlateWarning", "open_view", "plate_map"]
+
+META_KEY: Final = WELLZARR_KEY
+LayerTuple = tuple[Any, dict[str, Any], str]
+#: The tile of a plate with no well to take one from (its plate map only), in pixels.
+EMPTY_TILE: Final = (64, 64)
+#: Wells named in a warning before "and N more".
+_NAMED: Final = 24
+
+
+class UnfinishedPlateWarning(UserWarning):
+    """A plate's writer did not finish: complete wells on disk are not listed yet.
+
+    They are shown anyway (a plate with no well at all as an empty plate map), but
+    other readers do not see them until the plate is finished: the same ``wellzarr
+    convert ... --resume``, or ``PlateStore.open(path, mode="r+").recover()``.
+    """
+
+
+class _StoreSource:
+    def __init__(self, store: PlateStore) -> None:
+        self.store = store
+
+    def read_plane(self, well: str, key: PlaneKey, level: int) -> np.ndarray[Any, Any]:
+        return self.store.read_plane(well, key.field, key.c, key.z, key.t, level=level)
+
+    def read_labels(self, well: str, name: str, level: int) -> np.ndarray[Any, Any]:
+        return self.store.read_labels(well, name, level=level)
+
+    def well_info(self, well: str) -> WellInfo:
+        return self.store.layout_info(well)
+
+
+class _WellSource:
+    def __init__(self, well: OpenWell) -> None:
+        self.well = well
+
+    def read_plane(self, well: str, key: PlaneKey, level: int) -> np.ndarray[Any, Any]:
+        return self.well.read_planes([key], level)[0]
+
+    def read_labels(self, well: str, name: str, level: int) -> np.ndarray[Any, Any]:
+        return self.well.read_labels(name, level)
+
+    def well_info(self, well: str) -> WellInfo:
+        return self.well.info
+
+
+@dataclass
+class PlateView:
+    """An opened plate (or single well) and the shared tile reader of its layers."""
+
+    path: Path
+    rows: tuple[str, ...]
+    columns: tuple[str, ...]
+    wells: dict[str, tuple[int, int]]
+    info: WellInfo
+    config: StorageConfig | None
+    ngff_version: str
+    reader: _mosaic.TileReader
+    kind: str = "plate"
+
+    @property
+    def lead_axes(self) -> tuple[str, ...]:
+        """The leading (slider) axes of every layer: field, [t,] z."""
+        return tuple(a for a in self.info.axes[:-2] if a != "c")
+
+    @property
+    def lead_shape(self) -> tuple[int, ...]:
+        """Sizes of the leading axes."""
+        return tuple(
+            s for a, s in zip(self.info.axes, self.info.shape, strict=True) if a in self.lead_axes
+        )
+
+    def _common(self) -> dict[str, Any]:
+        axes = (*self.lead_axes, "y", "x")
+        scale = [s for a, s in zip(self.info.axes, self.info.scale, strict=True) if a != "c"]
+        unit = self.info.unit or "pixel"
+        units = ["pixel" if a in ("field", "t") else unit for a in axes]
+        # One plane at a time: napari 0.9's default "mean" would average over fields.
+        return {"scale": scale, "axis_labels": axes, "units": units, "projection_mode": "none"}
+
+    def layout(self) -> dict[str, Any]:
+        """The JSON-ready description of the mosaic that layer metadata carries."""
+        geometry = self.reader.geometry
+        return {
+            "source": str(self.path),
+            "kind_of_source": self.kind,
+            "rows": list(self.rows),
+            "columns": list(self.columns),
+            "wells": {name: list(pos) for name, pos in self.wells.items()},
+            "tile": list(geometry.tile),
+            "pitch": list(geometry.pitch),
+            "axes": [*self.lead_axes, "y", "x"],
+            "config": self.config.to_dict() if self.config else None,
+            "ngff_version": self.ngff_version,
+        }
+
+    def layers(self) -> list[LayerTuple]:
+        """One image layer per channel, one labels layer per label image, the plate map."""
+        out = [self._channel(c) for c in range(self.info.n_channels)]
+        out += [self._labels(name) for name in self.info.labels]
+        out.append(self._plate_map())
+        return out
+
+    def _channel(self, c: int) -> LayerTuple:
+        channel = self.info.channels[c]
+        data = _mosaic.mosaic_levels(self.reader, self.lead_shape, channel=c)
+        kwargs: dict[str, Any] = {
+            "name": channel.label,
+            "colormap": f"#{channel.color}",
+            "blending": "additive",
+            "visible": channel.active,
+            "multiscale": len(data) > 1,
+            "metadata": {
+                META_KEY: {
+                    **self.layout(),
+                    "kind": "image",
+                    "channel": c,
+                    "window": list(channel.window) if channel.window else None,
+                    "reference": [
+                        channel.label,
+                        channel.color,
+                        list(channel.window or ()),
+                        channel.active,
+                    ],
+                }
+            },
+            **self._common(),
+        }
+        if channel.window is not None:
+            start, end = channel.window[2:]
+            kwargs["contrast_limits"] = (start, end if end > start else start + 1)
+        return (data if len(data) > 1 else data[0], kwargs, "image")
+
+    def _labels(self, name: str) -> LayerTuple:
+        data = _mosaic.mosaic_levels(self.reader, self.lead_shape, label=name)
+        meta = {META_KEY: {**self.layout(), "kind": "labels", "label": name}}
+        kwargs = {"name": name, "multiscale": len(data) > 1, "metadata": meta, **self._common()}
+        return (data if len(data) > 1 else data[0], kwargs, "labels")
+
+    def _plate_map(self) -> LayerTuple:
+        common = self._common()
+        scale, units = common["scale"][-2:], common["units"][-2:]
+        geometry = self.reader.geometry
+        return plate_map(
+            self.path, self.rows, self.columns, set(self.wells), geometry, scale, units
+        )
+
+
+@dataclass
+class EmptyPlateView:
+    """A plate with no well yet: its plate map alone, drawn on a nominal tile."""
+
+    path: Path
+    rows: tuple[str, ...]
+    columns: tuple[str, ...]
+
+    def layers(self) -> list[LayerTuple]:
+        """The plate map, with every well shown absent."""
+        geometry = _mosaic.MosaicGeometry.plan(len(self.rows), len(self.columns), EMPTY_TILE)
+        scale, units = [1.0, 1.0], ["pixel", "pixel"]
+        return [plate_map(self.path, self.rows, self.columns, set(), geometry, scale, units)]
+
+
+def plate_map(
+    path: Path,
+    rows: Sequence[str],
+    columns: Sequence[str],
+    present: set[str],
+    geometry: _mosaic.MosaicGeometry,
+    scale: list[float],
+    units: list[str],
+) -> LayerTuple:
+    """The "plate map" points layer: every well's outline and name, ``present`` ones bright."""
+    h, w = geometry.tile
+    names, centres, here = [], [], []
+    for r, row in enumerate(rows):
+        for c, column in enumerate(columns):
+            y0, x0 = geometry.origin(r, c)
+            names.append(f"{row}{column}")
+            centres.append((y0 + h / 2, x0 + w / 2))
+            here.append(names[-1] in present)
+    colours = np.where(np.array(here)[:, None], [[1, 1, 1, 1]], [[0.5, 0.5, 0.5, 0.6]])
+    kwargs = {
+        "name": "plate map",
+        "symbol": "square",
+        "size": max(h, w),
+        "face_color": "transparent",
+        "border_color": colours,
+        "border_width": 0.02,
+        "features": {"well": names, "present": here},
+        "text": {
+            "string": "{well}",
+            "anchor": "center",
+            "translation": [-0.38 * h, 0],
+            "size": 8 if len(names) <= 96 else 6,
+            "color": "white",
+        },
+        "scale": scale,
+        "units": units,
+        "metadata": {META_KEY: {"kind": "plate_map", "source": str(path)}},
+    }
+    return (np.array(centres, dtype=float).reshape(-1, 2), kwargs, "points")
+
+
+def physical_layout(
+    rows: Sequence[str], columns: Sequence[str], wells: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, tuple[int, int]]]:
+    """Rows, columns and well positions as on the physical plate.
+
+    Some writers list only occupied columns (OpenHCS) or list them in creation order
+    (iohub); when every well name reads as a plate position (``B03``, ``B3``) the
+    wells are laid out where they are on the plate, over at least the listed rows and
+    columns.  Otherwise the metadata's order is kept.
+    """
+    listed = {f"{r}{c}": (i, j) for i, r in enumerate(rows) for j, c in enumerate(columns)}
+    try:
+        parsed = _positions(rows, columns, wells, listed)
+    except WellNameError:
+        parsed = {}
+    if not parsed or len(set(parsed.values())) != len(parsed):
+        return tuple(rows), tuple(columns), {name: listed[name] for name in wells}
+    n_rows = max(len(rows), *(r + 1 for r, _ in parsed.values()))
+    n_columns = max(len(columns), *(c + 1 for _, c in parsed.values()))
+    width = max((len(c) for c in columns if c.isdigit()), default=2)
+    physical_rows = tuple(row_letters(i) for i in range(n_rows))
+    physical_columns = tuple(f"{j + 1:0{width}d}" for j in range(n_columns))
+    return physical_rows, physical_columns, parsed
+
+
+def _positions(
+    rows: Sequence[str],
+    columns: Sequence[str],
+    wells: Sequence[str],
+    listed: dict[str, tuple[int, int]],
+) -> dict[str, tuple[int, int]]:
+    """Each well's ``(row, column)`` on the physical plate, as :meth:`Well.parse` reads it.
+
+    A name made of a listed row of letters and a listed numbered column is looked up
+    from its row's and column's parsed names (1536 names in well under a millisecond);
+    other names are parsed.  Raises :class:`WellNameError` for a name that is no
+    plate position.
+    """
+    row_at = [_parsed(row_index, r) if r.isalpha() and len(r) <= 2 else None for r in rows]
+    column_at = [
+        _parsed(column_number, c) if c.isdigit() and len(c) <= 4 else None for c in columns
+    ]
+    out = {}
+    for name in wells:
+        at = listed.get(name)
+        row = row_at[at[0]] if at is not None else None
+        column = column_at[at[1]] if at is not None else None
+        if row is None or column is None:
+            well = Well.parse(name)
+            row, column = well.row, well.column
+        out[name] = (row, column)
+    return out
+
+
+def _parsed(parse: Callable[[str], int], name: str) -> int | None:
+    if not name.isascii():
+        return None
+    try:
+        return parse(name)
+    except WellNameError:
+        return None
+
+
+# -- the plate's reference well: what most wells look like ------------------------------
+
+
+# -- opening ----------------------------------------------------------------------------
+
+
+def open_view(path: str | Path) -> PlateView | EmptyPlateView:
+    """Open a plate or a single well folder for display (metadata only).
+
+    Raises
+    ------
+    PlateNotFoundError
+        When ``path`` is neither an HCS plate nor a well.
+    MetadataError
+        When the plate has wells but none of them can be read.
+    """
+    root = Path(path)
+    kind = classify(root)
+    if kind == "well":
+        return _well_view(root)
+    if kind == "plate":
+        return _plate_view(root)
+    raise PlateNotFoundError(f"{root} is not an OME-Zarr HCS plate or well")
+
+
+def _well_view(root: Path) -> PlateView:
+    from napari_wellzarr.storage.reading import open_well_dir
+
+    well = open_well_dir(root)
+    version = "0.5" if (root / "zarr.json").is_file() else "0.4"
+    layout = ((root.parent.name,), (root.name,), {well.info.name: (0, 0)})
+    return _view(root, layout, well.info, _WellSource(well), (None, version, "well"), {})
+
+
+def _plate_view(root: Path) -> PlateView | EmptyPlateView:
+    store = PlateStore.open(root)
+    listed = store.wells()
+    # Only plates written here are scanned: their wells are listed once per session.
+    unlisted = store.unlisted_wells() if store.config is not None else []
+    rows, columns, wells = physical_layout(store.rows, store.columns, [*listed, *unlisted])
+    if unlisted:
+        _warn_unfinished(
+            f"{root}: {_named(unlisted)} complete on disk but not listed in the plate "
+            "metadata yet (its writer was interrupted); shown here, but other readers "
+            "see only the listed wells until the plate is finished"
+        )
+    if not wells:
+        message = f"{root} has no wells yet; it is shown as an empty plate map"
+        _warn_unfinished(message, ours=store.config is not None)
+        return EmptyPlateView(root, rows, columns)
+    failed: dict[str, str] = {}
+    info = reference_well(store, list(wells), failed)
+    what = (store.config, store.ngff_version, "plate")
+    return _view(root, (rows, columns, wells), info, _StoreSource(store), what, failed)
+
+
+def _named(wells: Sequence[str]) -> str:
+    """``"2 wells (B02, C03) are"``: at most ``_NAMED`` names, then how many more."""
+    shown = ", ".join(wells[:_NAMED]) + (
+        f" and {len(wells) - _NAMED} more" if len(wells) > _NAMED else ""
+    )
+    return f"1 well ({shown}) is" if len(wells) == 1 else f"{len(wells)} wells ({shown}) are"
+
+
+def _warn_unfinished(message: str, *, ours: bool = True) -> None:
+    advice = (
+        ". To finish it, run the same `wellzarr convert ... --resume`, or "
+        "PlateStore.open(path, mode='r+').recover() where the plate is writable."
+    )
+    warnings.warn(f"{message}{advice if ours else '.'}", UnfinishedPlateWarning, stacklevel=5)
+
+
+def _view(
+    root: Path,
+    layout: tuple[Sequence[str], Sequence[str], dict[str, tuple[int, int]]],
+    info: WellInfo,
+    source: _mosaic.PlaneSource,
+    what: tuple[StorageConfig | None, str, str],
+    failed: dict[str, str],
+) -> PlateView:
+    """The view of ``layout`` (rows, columns, well positions), tiled like ``info``'s well."""
+    rows, columns, wells = layout
+    stored = [tuple(s[-2:]) for s in info.level_shapes]
+    geometry = _mosaic.MosaicGeometry.plan(len(rows), len(columns), (stored[0][0], stored[0][1]))
+    plans = _mosaic.plan_levels([(h, w) for h, w in stored], geometry.n_levels)
+    label_dtype = _label_dtype(source, info, plans[-1].source) if info.labels else None
+    reader = _mosaic.TileReader(source, wells, geometry, plans, info.dtype, label_dtype=label_dtype)
+    for name, why in failed.items():
+        reader.fail(name, why, reported=True)
+    config, version, kind = what
+    return PlateView(root, tuple(rows), tuple(columns), wells, info, config, version, reader, kind)
+
+
+def _label_dtype(source: _mosaic.PlaneSource, info: WellInfo, level: int) -> np.dtype[Any]:
+    # WellInfo does not carry label dtypes: read the reference well's coarsest labels once.
+    return np.dtype(source.read_labels(info.name, info.labels[0], level).dtype)

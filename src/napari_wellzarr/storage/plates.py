@@ -1,0 +1,74 @@
+"""Finding things in a plate: its root metadata, a well by name, a foreign plate's layout."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from napari_wellzarr.errors import PlateNotFoundError
+from napari_wellzarr.storage._spec import WELLZARR_KEY
+from napari_wellzarr.storage.config import FieldArrangement, NgffVersion, StorageConfig
+from napari_wellzarr.storage.geometry import PlateGeometry
+from napari_wellzarr.storage.metadata import PlateMeta, find_block, parse_plate
+from napari_wellzarr.storage.reading import open_well
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["foreign_layout", "lookup", "parse_root"]
+
+
+def lookup(names: tuple[str, ...], wanted: str, position: int, named: Any) -> int | None:
+    """Index of ``wanted`` among ``names``, blind to case and zero padding.
+
+    When the names are not of the ``named`` kind (letters for rows, digits for columns),
+    the well's ``position`` is used instead.
+    """
+    if names and all(named(n) for n in names):
+        key = wanted.upper().lstrip("0")
+        for i, name in enumerate(names):
+            if name.upper().lstrip("0") == key:
+                return i
+        return None
+    return position if position < len(names) else None
+
+
+def parse_root(
+    root: Path, attrs: dict[str, Any], config: StorageConfig | None
+) -> tuple[PlateMeta, str | None]:
+    """The plate metadata of ``root``; a plate created here with no wells yet has none."""
+    if find_block(attrs, "plate")[0] is None:
+        marker = attrs.get(WELLZARR_KEY)
+        if config is not None and isinstance(marker, dict):
+            name = marker.get("name")
+            geometry = config.plate
+            empty = PlateMeta(
+                geometry.row_names,
+                geometry.column_names,
+                name=name if isinstance(name, str) else None,
+            )
+            return empty, config.ngff_version.value
+        raise PlateNotFoundError(f"{root} is a zarr group but not an HCS plate")
+    return parse_plate(attrs, where=str(root))
+
+
+def foreign_layout(
+    root: Path, plate: PlateMeta, zarr_format: int
+) -> tuple[StorageConfig, tuple[str, ...] | None]:
+    """How to add wells to a plate written by other software: like its first well.
+
+    Readers such as ome-zarr-py take the first well's field and level paths for every
+    well, so new wells copy its arrangement, its number of levels and their names.
+    """
+    stacked, levels, paths = False, 1, None
+    if plate.wells:
+        first = plate.wells[0]
+        opened = open_well(root, first.path, first.path, zarr_format)
+        stacked, levels = opened.info.stacked, opened.info.n_levels
+        paths = tuple(d.path for d in opened._images[0].meta.multiscale.datasets)
+    config = StorageConfig(
+        ngff_version=NgffVersion.V05 if zarr_format == 3 else NgffVersion.V04,
+        plate=PlateGeometry(len(plate.rows), len(plate.columns)),
+        fields=FieldArrangement.STACKED if stacked else FieldArrangement.PER_FIELD,
+        pyramid_levels=min(levels, 12),
+    )
+    return config, paths

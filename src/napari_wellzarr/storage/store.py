@@ -1,0 +1,690 @@
+"""The well-chunked OME-Zarr plate store."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from operator import attrgetter, itemgetter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from napari_wellzarr.errors import (
+    MetadataError,
+    PlateExistsError,
+    PlateNotFoundError,
+    StoreReadOnlyError,
+    WellExistsError,
+    WellNameError,
+    WellNotFoundError,
+    WellZarrError,
+)
+from napari_wellzarr.storage import fsio
+from napari_wellzarr.storage._spec import WELLZARR_KEY
+from napari_wellzarr.storage.axes import PlaneKey
+from napari_wellzarr.storage.config import StorageConfig
+from napari_wellzarr.storage.geometry import Well, row_letters
+from napari_wellzarr.storage.metadata import Channel, PlateMeta, PlateWell, ome_attrs
+from napari_wellzarr.storage.plates import foreign_layout, lookup, parse_root
+from napari_wellzarr.storage.reading import OpenWell, WellInfo, open_well
+from napari_wellzarr.storage.records import LayoutRecords
+from napari_wellzarr.storage.templates import TemplateCache
+from napari_wellzarr.storage.writing import (
+    WellPayload,
+    assemble_planes,
+    build_well,
+    plane_key,
+    prepare_well,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from types import TracebackType
+
+    import numpy as np
+
+__all__ = ["PlateStore", "WellInfo"]
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class _Target:
+    well: Well
+    name: str
+    path: str
+
+
+class PlateStore:
+    """One HCS plate in OME-Zarr: create it with :meth:`create`, open it with :meth:`open`.
+
+    Use it as a context manager (or call :meth:`close`) so that the wells written in a
+    session are listed in the plate metadata.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        plate: PlateMeta,
+        *,
+        version: str,
+        zarr_format: int,
+        config: StorageConfig | None,
+        read_only: bool,
+        ours: bool,
+    ) -> None:
+        self.root = root
+        self.ngff_version = version
+        self.zarr_format = zarr_format
+        self.read_only = read_only
+        self._plate = plate
+        self._config = config
+        self._ours = ours  # written by napari-wellzarr: every chunk is on disk
+        # A foreign plate's level names (ome-zarr-py: s0, s1, ...), for wells added to it.
+        self._dataset_paths: tuple[str, ...] | None = None
+        self._lock = threading.Lock()  # guards the session's well list across threads
+        self._session: dict[str, PlateWell] = {}
+        # Complete wells found on disk but not listed (unlisted_wells): readable, not listed.
+        self._found: set[str] = set()
+        self._wells: dict[str, OpenWell] = {}
+        # Layout records (ours, sharded): wells that share one layout are read through a
+        # clone of one opened "template" well, without reading their own metadata.
+        self._records = LayoutRecords()  # this session's wells
+        self._disk_records: LayoutRecords | None = None  # the plate's, read at first need
+        self._templates = TemplateCache(root, zarr_format)
+
+    # -- opening and creating ---------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        config: StorageConfig | None = None,
+        *,
+        name: str | None = None,
+        overwrite: bool = False,
+        exist_ok: bool = False,
+    ) -> PlateStore:
+        """Create an empty plate at ``path`` listing every physical row and column.
+
+        Raises :class:`PlateExistsError` if ``path`` exists and is not an empty
+        directory, unless ``overwrite=True`` (which deletes what is there) or
+        ``exist_ok=True``: then an existing plate is opened for writing (mode ``r+``)
+        and a directory that holds no zarr data becomes a plate around its files.
+        """
+        config = config or StorageConfig()
+        root = Path(path)
+        if exist_ok and root.is_dir() and not overwrite:
+            with fsio.plate_lock(root):  # one process turns the directory into a plate
+                if fsio.detect_zarr_format(root) is not None:
+                    return cls.open(root, "r+")
+                return cls._new(root, config, name)
+        if root.exists() and (root.is_file() or any(root.iterdir())):
+            if not overwrite:
+                raise PlateExistsError(
+                    f"{root} already exists; pass overwrite=True to replace it, or open it "
+                    "with PlateStore.open(path, mode='r+') to add wells"
+                )
+            if root.is_file() or fsio.detect_zarr_format(root) is None:
+                # overwrite replaces a zarr store, never an arbitrary folder or file
+                raise PlateExistsError(
+                    f"{root} exists and is not a zarr store; overwrite=True will not delete it"
+                )
+            fsio.remove_tree(root)
+        return cls._new(root, config, name)
+
+    @classmethod
+    def _new(cls, root: Path, config: StorageConfig, name: str | None) -> PlateStore:
+        root.mkdir(parents=True, exist_ok=True)
+        geometry = config.plate
+        plate = PlateMeta(geometry.row_names, geometry.column_names, name=name or root.name)
+        store = cls(
+            root,
+            plate,
+            version=config.ngff_version.value,
+            zarr_format=config.zarr_format,
+            config=config,
+            read_only=False,
+            ours=True,
+        )
+        store._write_plate(plate)
+        return store
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        mode: Literal["r", "r+"] = "r",
+        *,
+        config: StorageConfig | None = None,
+    ) -> PlateStore:
+        """Open the plate at ``path``; ``mode='r'`` never writes anything.
+
+        New wells are stored the way the plate's own saved configuration says; for a
+        plate written by other software, ``config`` says how (default: this project's
+        defaults for the plate's OME-NGFF version).
+        """
+        if mode not in ("r", "r+"):
+            raise ValueError(f"mode={mode!r}; use 'r' or 'r+'")
+        root = Path(path)
+        if not root.is_dir():
+            raise PlateNotFoundError(f"no plate at {root}: not a directory")
+        zarr_format = fsio.detect_zarr_format(root)
+        if zarr_format is None:
+            raise PlateNotFoundError(f"no plate at {root}: not a zarr group")
+        attrs = fsio.read_attrs(root, zarr_format)
+        marker = attrs.get(WELLZARR_KEY)
+        saved = marker.get("config") if isinstance(marker, dict) else None
+        if isinstance(saved, dict):
+            config = StorageConfig.from_dict(saved)
+        plate, version = parse_root(root, attrs, config if isinstance(saved, dict) else None)
+        version = version or ("0.5" if zarr_format == 3 else "0.4")
+        dataset_paths = None
+        if config is None and mode == "r+":
+            config, dataset_paths = foreign_layout(root, plate, zarr_format)
+        if config is not None and config.zarr_format != zarr_format:
+            raise MetadataError(
+                f"{root} is zarr v{zarr_format}, but its configuration says OME-NGFF "
+                f"{config.ngff_version.value}"
+            )
+        if mode == "r+":
+            if not os.access(root, os.W_OK):  # a read-only mount, or not the user's
+                raise StoreReadOnlyError(
+                    f"{root} is not writable (read-only file system or permissions); "
+                    "open it with mode='r' to read it"
+                )
+            fsio.clean_stale_staging(root)
+        store = cls(
+            root,
+            plate,
+            version=version,
+            zarr_format=zarr_format,
+            config=config,
+            read_only=mode == "r",
+            ours=isinstance(saved, dict),
+        )
+        store._dataset_paths = dataset_paths
+        return store
+
+    def __enter__(self) -> PlateStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "r" if self.read_only else "r+"
+        return f"PlateStore({str(self.root)!r}, mode={mode!r}, ngff={self.ngff_version})"
+
+    # -- the plate --------------------------------------------------------------------
+
+    @property
+    def config(self) -> StorageConfig | None:
+        """How this plate stores wells (``None`` for a foreign plate opened read-only)."""
+        return self._config
+
+    @property
+    def plate(self) -> PlateMeta:
+        """The plate metadata as this session sees it (listed wells + this session's)."""
+        return self._plate.with_wells([*self._plate.wells, *self._session.values()])
+
+    @property
+    def rows(self) -> tuple[str, ...]:
+        """Every physical row name."""
+        return self._plate.rows
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every physical column name."""
+        return self._plate.columns
+
+    def wells(self) -> list[str]:
+        """Names (``B03``) of the wells the plate lists, in plate order."""
+        return [self._name(w.row_index, w.column_index) for w in self.plate.wells]
+
+    def __contains__(self, well: object) -> bool:
+        if not isinstance(well, str | Well):
+            return False
+        try:
+            target = self._target(well)
+        except WellNameError:
+            return False
+        return self._is_listed(target.path)
+
+    def _is_listed(self, path: str) -> bool:
+        return path in self._session or any(w.path == path for w in self._plate.wells)
+
+    def _name(self, row: int, column: int) -> str:
+        return f"{self._plate.rows[row]}{self._plate.columns[column]}"
+
+    def _target(self, well: str | Well) -> _Target:
+        """Find a well by its name: ``B03`` is row ``B``, column 3.
+
+        Works whatever the plate's column names look like (``03``, ``3``), and falls back
+        to positions for plates whose rows and columns are not letters and numbers.
+        """
+        pos = well if isinstance(well, Well) else Well.parse(well)
+        rows, columns = self._plate.rows, self._plate.columns
+        r = lookup(rows, row_letters(pos.row) if pos.row < 702 else "", pos.row, str.isalpha)
+        c = lookup(columns, str(pos.column + 1), pos.column, str.isdigit)
+        if r is None or c is None:
+            raise WellNameError(
+                f"well {well!r} is not on this {len(rows)}x{len(columns)} plate ({self.root}; "
+                f"rows {rows[0]}..{rows[-1]}, columns {columns[0]}..{columns[-1]})"
+            )
+        return _Target(Well(r, c), self._name(r, c), self._plate.well_path(r, c))
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _writable_config(self) -> StorageConfig:
+        if self.read_only or self._config is None:
+            raise StoreReadOnlyError(f"{self.root} was opened read-only (mode='r')")
+        return self._config
+
+    def write_well(
+        self,
+        well: str | Well,
+        data: object,
+        *,
+        channels: Sequence[str | Channel] | None = None,
+        pixel_size: float | tuple[float, float] | None = None,
+        z_step: float | None = None,
+        plane_names: Mapping[str, PlaneKey | Sequence[int]] | None = None,
+        labels: Mapping[str, object] | None = None,
+        overwrite: bool = False,
+    ) -> WellInfo:
+        """Write a whole well from a ``(field, c, z, y, x)`` (or ``(field, t, c, z, y, x)``) array.
+
+        Everything is checked before anything is written; the well appears on disk
+        only once it is complete, and in the plate's well list at :meth:`flush`.
+
+        Parameters
+        ----------
+        well
+            ``B03``, ``B3``, ``r02c03`` or a :class:`Well`.
+        data
+            The well's pixels; NumPy, CuPy, PyTorch, JAX or anything array-like.
+        channels
+            Channel names or :class:`Channel` objects (colour, display window).
+        pixel_size
+            Pixel size in micrometres, ``(y, x)`` or one number for both.
+        z_step
+            Distance between z planes in micrometres.
+        plane_names
+            Original file names -> (field, c, z[, t]); stored as ``openhcs_filename_map``.
+        labels
+            OME label images by name, integer arrays of the well's shape without its
+            channel axis: ``(field, [t,] z, y, x)``.
+        overwrite
+            Replace the well if it is already complete.
+        """
+        config = self._writable_config()
+        target = self._target(well)
+        payload = prepare_well(
+            target.name,
+            data,
+            config,
+            channels=channels,
+            pixel_size=pixel_size,
+            z_step=z_step,
+            plane_names=plane_names,
+            labels=labels,
+        )
+        try:
+            return self._write_payload(target, payload, config, overwrite)
+        except OSError as err:
+            if isinstance(err, WellZarrError) or err.errno is None:
+                raise
+            # "No space left on device" alone does not say which well failed
+            raise OSError(err.errno, f"well {target.name}: {err.strerror}", err.filename) from err
+
+    def _write_payload(
+        self, target: _Target, payload: WellPayload, config: StorageConfig, overwrite: bool
+    ) -> WellInfo:
+        stage = fsio.staging_dir(self.root, target.path.replace("/", "_"))
+        try:
+            build_well(stage, payload, config, self.ngff_version, self._dataset_paths)
+            # Described from the staged copy: once in place, another process may already
+            # be replacing it.  (A rename keeps the files' sizes and mtimes.)
+            staged = open_well(stage.parent, stage.name, target.name, self.zarr_format)
+            files = staged.shard_files() if self._ours else None
+            self._move_into_place(stage, target, overwrite)
+        finally:
+            fsio.remove_tree(stage)
+        with self._lock:
+            self._session[target.path] = PlateWell(target.path, target.well.row, target.well.column)
+            if files is not None:
+                self._records.add(target.path, staged.layout_key(), files, pending=True)
+            self._wells.pop(target.path, None)
+            self._templates.forget(target.path)
+        return dataclasses.replace(staged.info, path=target.path)
+
+    def write_planes(
+        self,
+        well: str | Well,
+        planes: Iterable[tuple[PlaneKey | Sequence[int], object]],
+        *,
+        names: Sequence[str] | None = None,
+        shape: Sequence[int] | None = None,
+        strict: bool = False,
+        **metadata: Any,
+    ) -> list[PlaneKey]:
+        """Write a well from 2D planes, each with its own ``(field, c, z[, t])`` coordinate.
+
+        A plane's place comes from its coordinate, never from its position in
+        ``planes``.  ``shape`` gives ``(fields, channels, z[, t])``; by default it is the
+        largest coordinate + 1.  Missing planes are filled with 0 and returned, or
+        refused with ``strict=True``.  ``names`` (one per plane) become the well's
+        file-name map.  Other keyword arguments go to :meth:`write_well`.
+        """
+        self._writable_config()
+        target = self._target(well)
+        array, plane_names, missing = assemble_planes(target.name, planes, names, shape, strict)
+        self.write_well(target.well, array, plane_names=plane_names, **metadata)
+        return missing
+
+    def _move_into_place(self, stage: Path, target: _Target, overwrite: bool) -> None:
+        # Under the plate lock, so that two writers of one well take turns: the loser
+        # is told the well exists (or, with overwrite, replaces it whole).
+        with fsio.plate_lock(self.root):
+            self._swap_in(stage, target, overwrite)
+
+    def _swap_in(self, stage: Path, target: _Target, overwrite: bool) -> None:
+        row_dir = self.root / target.path.split("/")[0]
+        if not fsio.is_group(row_dir, self.zarr_format):
+            fsio.write_group(row_dir, {}, self.zarr_format)
+        final = self.root / target.path
+        if final.exists():
+            complete = fsio.detect_zarr_format(final) is not None
+            if complete and not overwrite:
+                raise WellExistsError(
+                    f"well {target.name} already exists in {self.root}; pass overwrite=True "
+                    "to replace it"
+                )
+            fsio.remove_tree(final)
+        try:
+            os.rename(stage, final)
+        except OSError as err:
+            if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise WellExistsError(
+                    f"well {target.name} was written by another process at the same time; "
+                    "kept that version"
+                ) from err
+            raise
+
+    # -- the plate's well list ----------------------------------------------------------
+
+    def flush(self) -> None:
+        """List the wells this session wrote in the plate metadata (one write, locked)."""
+        with self._lock:
+            pending = dict(self._session)
+            records = self._records.pending()
+        if self.read_only or not pending:
+            return
+        with fsio.plate_lock(self.root):
+            attrs = fsio.read_attrs(self.root, self.zarr_format)
+            current, _ = parse_root(self.root, attrs, self._config if self._ours else None)
+            merged = current.with_wells([*current.wells, *pending.values()])
+            self._write_plate(merged)
+            if records.to_json():
+                on_disk = LayoutRecords.load(self.root)
+                on_disk.update(records)
+                on_disk.save(self.root)
+                self._disk_records = on_disk
+        with self._lock:
+            self._plate = merged
+            for path in pending:
+                self._session.pop(path, None)
+            self._records.done(records)
+
+    def close(self) -> None:
+        """Flush the well list and forget cached arrays."""
+        self.flush()
+        self._wells.clear()
+        self._templates.clear()
+
+    def recover(self) -> list[str]:
+        """List complete wells that are on disk but not in the metadata (after a crash).
+
+        This and :meth:`unlisted_wells` are the calls that scan the plate; it returns the
+        wells it adopted.
+        """
+        self._writable_config()
+        found = []
+        for r, c, path in self._scan_unlisted():
+            record = self._record_of(path, self._name(r, c))
+            with self._lock:
+                self._session[path] = PlateWell(path, r, c)
+                if record is not None:
+                    self._records.add(path, *record, pending=True)
+            found.append(self._name(r, c))
+        self.flush()
+        return found
+
+    def unlisted_wells(self) -> list[str]:
+        """Complete wells on disk that the plate metadata does not list (yet), in plate order.
+
+        A writer lists its wells once per session (:meth:`flush`): one that was killed
+        before leaves complete wells that no reader sees.  This finds them without writing
+        anything (one directory listing of the plate and of each row folder that has a
+        position not listed; staging and hidden folders are never wells).  The wells found
+        can then be read in this session like listed ones (:meth:`well_info`,
+        :meth:`read_plane`, ...); :meth:`wells` still names the listed ones only, and
+        :meth:`recover` (on a writable store) lists them in the metadata.
+
+        Returns
+        -------
+        list of str
+            The wells' names (``B03``).
+        """
+        found = self._scan_unlisted()
+        with self._lock:
+            self._found.update(path for _, _, path in found)
+        return [self._name(r, c) for r, c, _ in found]
+
+    def _scan_unlisted(self) -> list[tuple[int, int, str]]:
+        """``(row, column, path)`` of each complete well folder not listed, in plate order.
+
+        Complete means holding a zarr group document: a well is renamed into place only
+        once every byte of it is written, so a well folder is whole or absent.
+        """
+        with self._lock:
+            wells = [*self._plate.wells, *self._session.values()]
+        rows = {name: r for r, name in enumerate(self._plate.rows)}
+        columns = {name: c for c, name in enumerate(self._plate.columns)}
+        # (the plate parser checks that a well's path names its row and column)
+        positions = set(map(attrgetter("row_index", "column_index"), wells))
+        per_row = Counter(map(itemgetter(0), positions))
+        listed: set[str] | None = None
+        found = []
+        for row in _subfolders(self.root):
+            r = rows.get(row)
+            if r is None or per_row[r] >= len(columns):
+                continue  # not a row, or a row whose every position is listed
+            listed = listed if listed is not None else {w.path for w in wells}
+            for column in _subfolders(self.root / row):
+                c, path = columns.get(column), f"{row}/{column}"
+                if c is None or path in listed:
+                    continue
+                if fsio.detect_zarr_format(self.root / path) is not None:
+                    found.append((r, c, path))
+        return sorted(found)
+
+    def _record_of(self, path: str, name: str) -> tuple[str, dict[str, tuple[int, ...]]] | None:
+        """A well's layout record, or None (not ours, not sharded, or it does not open).
+
+        For wells another process wrote (conversion workers, a crashed session): their
+        writers never flushed, so their records are made here.  A well that does not open
+        is still adopted; its reads report what is wrong with it.
+        """
+        if not self._ours:
+            return None
+        try:
+            opened = open_well(self.root, path, name, self.zarr_format)
+            files = opened.shard_files()
+        except (WellZarrError, OSError):
+            return None
+        return None if files is None else (opened.layout_key(), files)
+
+    def _write_plate(self, plate: PlateMeta) -> None:
+        block = ome_attrs(self.ngff_version, {"plate": plate.to_block()})
+        if not self._ours:
+            # Someone else's plate: replace the plate block, keep everything else.
+            attrs = fsio.read_attrs(self.root, self.zarr_format)
+            if "ome" in block:
+                attrs["ome"] = {**attrs.get("ome", {}), **block["ome"]}
+            else:
+                attrs.update(block)
+            fsio.write_group(self.root, attrs, self.zarr_format)
+            return
+        from napari_wellzarr import __version__
+
+        assert self._config is not None
+        attrs = {
+            WELLZARR_KEY: {
+                "version": __version__,
+                "name": plate.name,
+                "config": self._config.to_dict(),
+            }
+        }
+        # The spec wants at least one well: until then the plate is a plain zarr group
+        # that only napari-wellzarr knows how to open.
+        if plate.wells:
+            attrs.update(block)
+        fsio.write_group(self.root, attrs, self.zarr_format)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _open(self, well: str | Well) -> OpenWell:
+        target = self._target(well)
+        cached = self._wells.get(target.path)
+        if cached is not None:
+            return cached
+        if not self._is_listed(target.path) and target.path not in self._found:
+            raise WellNotFoundError(f"well {target.name} is not in the plate {self.root}")
+        opened = open_well(self.root, target.path, target.name, self.zarr_format)
+        self._wells[target.path] = opened
+        return opened
+
+    def _pixels(self, well: str | Well, read: Callable[[OpenWell], _T]) -> _T:
+        """``read(well)`` through the well's recorded layout when the plate has one.
+
+        A clone of a template well reads the pixels without this well's own metadata;
+        if anything does not match (the well was rewritten, damaged...), the read is
+        done again from the well's own metadata, which reports any real damage.
+        """
+        target = self._target(well)
+        if target.path not in self._wells:
+            clone = self._clone(target)
+            if clone is not None:
+                try:
+                    return read(clone)
+                except WellZarrError:
+                    self._templates.forget(target.path)
+        return read(self._open(well))
+
+    def _clone(self, target: _Target) -> OpenWell | None:
+        if not self._ours or not self._is_listed(target.path):
+            return None
+        records = self._records_of(target.path)
+        return self._templates.clone(target.path, target.name, records, self._is_listed)
+
+    def _records_of(self, path: str) -> LayoutRecords:
+        """The session's layout records if they have ``path``, else the plate's (read once)."""
+        if self._records.get(path):
+            return self._records
+        if self._disk_records is None:
+            self._disk_records = LayoutRecords.load(self.root)
+        return self._disk_records
+
+    def well_info(self, well: str | Well) -> WellInfo:
+        """Shape, dtype, axes, channels, scales, levels and file names of a well."""
+        return self._open(well).info
+
+    def layout_info(self, well: str | Well) -> WellInfo:
+        """Shape, dtype, axes and levels that reads of ``well`` give, as cheaply as possible.
+
+        From the plate's layout records when the well's documents are unchanged since
+        they were recorded (none of the well's metadata is read), else from the well's
+        own metadata: exactly the layout :meth:`read_plane` reads it with.  Its channels,
+        file names and labels may be another well's: :meth:`well_info` gives its own.
+        """
+        target = self._target(well)
+        opened = self._wells.get(target.path) or self._clone(target)
+        return (opened or self._open(well)).info
+
+    def layout_groups(self, wells: Iterable[str]) -> list[list[str]]:
+        """``wells`` grouped by the on-disk layout the plate's records give them.
+
+        Wells written here (sharded) with one configuration share one layout, and each
+        :meth:`flush` records which (the hidden ``.wellzarr-layouts.json``).  Only that
+        record is read, no well's metadata: it is a cache, and a well rewritten or
+        damaged since stays in its old group (:meth:`layout_info` tells what it holds
+        now).  Wells without a record (plates written elsewhere or as OME-NGFF 0.4,
+        wells not listed) are left out.
+
+        Returns
+        -------
+        list of list of str
+            The groups, most wells first (ties: in the order of ``wells``); each group
+            in the order of ``wells``.
+        """
+        groups: dict[str, list[str]] = {}
+        if not self._ours:
+            return []
+        for well in wells:
+            path = self._target(well).path
+            record = self._records_of(path).get(path) if self._is_listed(path) else None
+            if record is not None:
+                groups.setdefault(record[0], []).append(well)
+        return sorted(groups.values(), key=len, reverse=True)
+
+    def read_well(self, well: str | Well, level: int = 0) -> np.ndarray[Any, Any]:
+        """Read a whole well as a ``(field, [t,] c, z, y, x)`` array."""
+        return self._pixels(well, lambda w: w.read_all(level))
+
+    def read_plane(
+        self,
+        well: str | Well,
+        field: int = 0,
+        c: int = 0,
+        z: int = 0,
+        t: int = 0,
+        *,
+        level: int = 0,
+    ) -> np.ndarray[Any, Any]:
+        """Read one 2D plane, decoding only the chunk(s) it lives in."""
+        key = PlaneKey(field, c, z, t)
+        return self._pixels(well, lambda w: w.read_planes([key], level)[0])
+
+    def read_planes(
+        self, well: str | Well, keys: Iterable[PlaneKey | Sequence[int]], *, level: int = 0
+    ) -> list[np.ndarray[Any, Any]]:
+        """Read several planes of a well; each chunk is decoded at most once."""
+        parsed = [plane_key(k, f"well {well}") for k in keys]
+        return self._pixels(well, lambda w: w.read_planes(parsed, level))
+
+    def read_labels(self, well: str | Well, name: str, *, level: int = 0) -> np.ndarray[Any, Any]:
+        """Read the OME label image ``name`` of a well as ``(field, [t,] z, y, x)``."""
+        return self._open(well).read_labels(name, level)
+
+    def plane_key(self, well: str | Well, name: str) -> PlaneKey:
+        """The coordinate that an original file name maps to in a well."""
+        return self._open(well).plane_key(name)
+
+
+def _subfolders(path: Path) -> list[str]:
+    """Names of the folders in ``path`` (none when it cannot be listed), hidden ones left out."""
+    try:
+        with os.scandir(path) as entries:
+            return [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
+    except OSError:
+        return []

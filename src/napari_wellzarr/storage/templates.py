@@ -1,0 +1,86 @@
+"""Template wells: wells that share a recorded layout are read through one opened well."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from napari_wellzarr.errors import WellZarrError
+from napari_wellzarr.storage.reading import open_well
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+
+    from napari_wellzarr.storage.reading import OpenWell
+    from napari_wellzarr.storage.records import LayoutRecords
+
+
+class TemplateCache:
+    """One opened template well per layout key, and the clones read through them."""
+
+    def __init__(self, root: Path, zarr_format: int) -> None:
+        self.root = root
+        self.zarr_format = zarr_format
+        self._clones: dict[str, OpenWell] = {}
+        self._templates: dict[str, OpenWell | None] = {}
+
+    def clone(
+        self,
+        path: str,
+        name: str,
+        records: LayoutRecords,
+        is_listed: Callable[[str], bool],
+    ) -> OpenWell | None:
+        """A clone of the template of ``path``'s layout, or None when it cannot be trusted."""
+        cached = self._clones.get(path)
+        if cached is not None:
+            return cached
+        record = records.get(path)
+        if record is None:
+            return None
+        key, files = record
+        if not self._unchanged(path, files):
+            return None
+        template = self._template(key, records, is_listed)
+        if template is None:
+            return None
+        clone = template.clone(name, path, files)
+        self._clones[path] = clone
+        return clone
+
+    def forget(self, path: str) -> None:
+        """Drop the clone of ``path`` (its read failed: read its own metadata next time)."""
+        self._clones.pop(path, None)
+
+    def clear(self) -> None:
+        """Forget every template and clone."""
+        self._clones.clear()
+        self._templates.clear()
+
+    def _unchanged(self, path: str, files: Mapping[str, tuple[int, ...]]) -> bool:
+        for file_name, identity in files.items():
+            if file_name.rsplit("/", 1)[-1] != "zarr.json":
+                continue  # shard files: checked as they are read (ShardReader)
+            try:
+                stat = (self.root / path / file_name).stat()
+            except OSError:
+                return False
+            if identity != (stat.st_size, stat.st_mtime_ns):
+                return False  # rewritten or damaged since it was recorded: read its own
+        return True
+
+    def _template(
+        self, key: str, records: LayoutRecords, is_listed: Callable[[str], bool]
+    ) -> OpenWell | None:
+        if key not in self._templates:
+            template_path = records.template(key)
+            template = None
+            if template_path is not None and is_listed(template_path):
+                try:
+                    opened = open_well(self.root, template_path, template_path, self.zarr_format)
+                except (WellZarrError, OSError):
+                    opened = None
+                if opened is not None and opened.layout_key() == key:
+                    template = opened
+            self._templates[key] = template
+        return self._templates[key]

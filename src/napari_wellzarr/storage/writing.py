@@ -1,0 +1,588 @@
+"""Checking a well's data and laying it out on disk (images, pyramid levels, labels)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+
+from napari_wellzarr.errors import WellDataError
+from napari_wellzarr.storage import fsio
+from napari_wellzarr.storage._spec import OPENHCS_DIMENSIONS as PLANE_DIMS
+from napari_wellzarr.storage._spec import OPENHCS_FILENAME_MAP as PLANE_MAP
+from napari_wellzarr.storage._spec import OPENHCS_OUTPUT_PATHS as PLANE_PATHS
+from napari_wellzarr.storage._spec import WELLZARR_KEY
+from napari_wellzarr.storage.arrays import to_host
+from napari_wellzarr.storage.axes import (
+    ALLOWED_DTYPES,
+    PlaneKey,
+    WellAxes,
+    downsample,
+    image_meta_for,
+    pyramid_shapes,
+)
+from napari_wellzarr.storage.config import Compressor, FieldArrangement, StorageConfig
+from napari_wellzarr.storage.metadata import (
+    Channel,
+    Multiscale,
+    WellMeta,
+    default_channels,
+    ome_attrs,
+)
+from napari_wellzarr.storage.shards import EncodedShards, ShardLayout, encode_pool
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from pathlib import Path
+
+__all__ = ["PLANE_MAP", "WellPayload", "assemble_planes", "build_well", "prepare_well"]
+
+LABEL_DTYPES: Final = frozenset(
+    np.dtype(t) for t in ("u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8")
+)
+
+
+@dataclass(frozen=True)
+class WellPayload:
+    """A well's data and metadata, checked and ready to write."""
+
+    name: str
+    array: np.ndarray[Any, Any]
+    axes: WellAxes
+    channels: tuple[Channel, ...]
+    pixel_size: tuple[float, float] | None
+    z_step: float | None
+    plane_names: dict[str, PlaneKey]
+    # Label images in well-array shape with a channel axis of length 1.
+    labels: dict[str, np.ndarray[Any, Any]]
+
+
+def prepare_well(
+    name: str,
+    data: object,
+    config: StorageConfig,
+    *,
+    channels: Sequence[str | Channel] | None = None,
+    pixel_size: float | tuple[float, float] | None = None,
+    z_step: float | None = None,
+    plane_names: Mapping[str, PlaneKey | Sequence[int]] | None = None,
+    labels: Mapping[str, object] | None = None,
+) -> WellPayload:
+    """Check a well's data and metadata; raise :class:`WellDataError` naming the culprit."""
+    array = to_host(data, f"well {name}")
+    if not array.dtype.isnative:  # zarr stores little-endian; '>u2' is still uint16
+        array = array.astype(array.dtype.newbyteorder("="))
+    axes = _check_array(name, array, config)
+    if z_step is not None and not (isinstance(z_step, int | float) and z_step > 0):
+        raise WellDataError(f"well {name}: z_step {z_step!r} is not a positive number")
+    return WellPayload(
+        name,
+        array,
+        axes,
+        _channels(name, array, axes, channels),
+        None if pixel_size is None else _pair(pixel_size, name),
+        None if z_step is None else float(z_step),
+        _plane_names(name, array.shape, axes, plane_names),
+        _labels(name, array.shape, axes, labels),
+    )
+
+
+def _check_array(name: str, array: np.ndarray[Any, Any], config: StorageConfig) -> WellAxes:
+    if array.ndim not in (5, 6):
+        raise WellDataError(
+            f"well {name}: data has shape {array.shape}; expected (field, c, z, y, x) "
+            "or (field, t, c, z, y, x)"
+        )
+    if 0 in array.shape:
+        raise WellDataError(f"well {name}: data shape {array.shape} has an empty axis")
+    if array.dtype not in ALLOWED_DTYPES:
+        raise WellDataError(
+            f"well {name}: dtype {array.dtype} is not supported; use an integer (8-64 bit) "
+            "or float32/float64 array"
+        )
+    axes = WellAxes(array.ndim == 6)
+    if axes.has_time and config.fields is FieldArrangement.STACKED:
+        raise WellDataError(
+            f"well {name}: a time series needs fields='per-field' (a stacked "
+            "(field, t, c, z, y, x) image would have 6 axes; OME-NGFF allows 5)"
+        )
+    return axes
+
+
+def _pair(value: float | tuple[float, float], well: str) -> tuple[float, float]:
+    pair = (value, value) if isinstance(value, int | float) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int | float) and v > 0 for v in pair):
+        raise WellDataError(f"well {well}: pixel_size {value!r} is not a positive (y, x) pair")
+    return float(pair[0]), float(pair[1])
+
+
+def _channels(
+    name: str,
+    array: np.ndarray[Any, Any],
+    axes: WellAxes,
+    channels: Sequence[str | Channel] | None,
+) -> tuple[Channel, ...]:
+    c_axis = axes.names.index("c")
+    n_c = array.shape[c_axis]
+    defaults = default_channels(n_c)
+    if channels is None:
+        base = defaults
+    elif len(channels) != n_c:
+        given = [getattr(c, "label", c) for c in channels]
+        raise WellDataError(
+            f"well {name}: {len(channels)} channel name(s) {given} for {n_c} channel(s)"
+        )
+    else:
+        base = tuple(
+            c if isinstance(c, Channel) else Channel(str(c), defaults[i].color)
+            for i, c in enumerate(channels)
+        )
+    low, high = _channel_ranges(array, c_axis)
+    info = np.iinfo(array.dtype) if array.dtype.kind in "iu" else None
+    out = []
+    for i, ch in enumerate(base):
+        if ch.window is None:
+            lo, hi = (info.min, info.max) if info else (low[i], high[i])
+            window = (float(lo), float(hi), float(low[i]), float(high[i]))
+            ch = Channel(ch.label, ch.color, window, ch.active)
+        out.append(ch)
+    return tuple(out)
+
+
+def _channel_ranges(
+    array: np.ndarray[Any, Any], c_axis: int
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Each channel's (min, max), channels in parallel on the codec threads."""
+
+    def one(c: int) -> tuple[Any, Any]:
+        channel = array[(slice(None),) * c_axis + (c,)]
+        if array.dtype.kind == "f":  # NaN and inf have no place in a display window
+            finite = np.where(np.isfinite(channel), channel, np.nan)
+            low, high = _nan_range(finite, None)
+            return low, high
+        return channel.min(), channel.max()
+
+    ranges = list(encode_pool().map(one, range(array.shape[c_axis])))
+    return np.array([r[0] for r in ranges]), np.array([r[1] for r in ranges])
+
+
+def _nan_range(
+    array: np.ndarray[Any, Any], axes: tuple[int, ...] | None
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN channel
+        low, high = np.nanmin(array, axis=axes), np.nanmax(array, axis=axes)
+    return np.nan_to_num(low, nan=0.0), np.nan_to_num(high, nan=1.0)
+
+
+def _plane_names(
+    name: str,
+    shape: tuple[int, ...],
+    axes: WellAxes,
+    plane_names: Mapping[str, PlaneKey | Sequence[int]] | None,
+) -> dict[str, PlaneKey]:
+    out: dict[str, PlaneKey] = {}
+    seen: dict[PlaneKey, str] = {}
+    for file_name, coord in (plane_names or {}).items():
+        if (
+            not isinstance(file_name, str)
+            or not file_name
+            or "/" in file_name
+            or file_name in (".", "..")
+        ):
+            raise WellDataError(f"well {name}: plane name {file_name!r} is not a file name")
+        key = plane_key(coord, f"well {name}: plane {file_name!r}")
+        index = axes.plane_index(key)
+        if any(i >= s for i, s in zip(index, shape, strict=False)):
+            raise WellDataError(
+                f"well {name}: plane {file_name!r} at {tuple(key)} is outside the well array "
+                f"of shape {shape}"
+            )
+        if key in seen:
+            raise WellDataError(
+                f"well {name}: {file_name!r} and {seen[key]!r} map to the same plane {tuple(key)}"
+            )
+        seen[key] = file_name
+        out[file_name] = key
+    return out
+
+
+def _labels(
+    name: str, shape: tuple[int, ...], axes: WellAxes, labels: Mapping[str, object] | None
+) -> dict[str, np.ndarray[Any, Any]]:
+    out = {}
+    c_axis = axes.names.index("c")
+    expected = shape[:c_axis] + shape[c_axis + 1 :]
+    for label, data in (labels or {}).items():
+        if not isinstance(label, str) or not label.replace("_", "").isalnum():
+            raise WellDataError(f"well {name}: label name {label!r} is not alphanumeric")
+        array = to_host(data, f"well {name}: label {label!r}")
+        if array.shape != expected:
+            raise WellDataError(
+                f"well {name}: label {label!r} has shape {array.shape}; the well's pixels "
+                f"need {expected} (the well's shape without its channel axis)"
+            )
+        if array.dtype not in LABEL_DTYPES:
+            raise WellDataError(
+                f"well {name}: label {label!r} has dtype {array.dtype}; labels are integers"
+            )
+        out[label] = np.expand_dims(array, c_axis)
+    return out
+
+
+def plane_key(coord: object, what: str) -> PlaneKey:
+    """Turn ``(field, c, z[, t])`` into a :class:`PlaneKey`, refusing anything else."""
+    if isinstance(coord, PlaneKey):
+        values: tuple[Any, ...] = tuple(coord)
+    elif isinstance(coord, list | tuple) and len(coord) in (3, 4):
+        values = tuple(coord)
+    else:
+        raise WellDataError(f"{what}: coordinate {coord!r} is not (field, c, z[, t])")
+    if not all(
+        isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 0 for v in values
+    ):
+        raise WellDataError(f"{what}: coordinate {coord!r} must hold integers >= 0")
+    return PlaneKey(*(int(v) for v in values))
+
+
+# -- planes -> well array ---------------------------------------------------------------
+
+
+def assemble_planes(
+    name: str,
+    planes: Iterable[tuple[PlaneKey | Sequence[int], object]],
+    names: Sequence[str] | None,
+    shape: Sequence[int] | None,
+    strict: bool,
+) -> tuple[np.ndarray[Any, Any], dict[str, PlaneKey] | None, list[PlaneKey]]:
+    """Stack 2D planes by their coordinates into a well array.
+
+    Returns ``(array, file-name map or None, missing plane keys)``.
+    """
+    keyed: dict[PlaneKey, np.ndarray[Any, Any]] = {}
+    labels: dict[PlaneKey, str] = {}
+    for i, (coord, plane) in enumerate(planes):
+        what = names[i] if names is not None and i < len(names) else f"plane #{i}"
+        key = plane_key(coord, f"well {name}: {what}")
+        if key in keyed:
+            raise WellDataError(
+                f"well {name}: {what!r} and {labels[key]!r} both have coordinate "
+                f"(field={key.field}, c={key.c}, z={key.z}, t={key.t})"
+            )
+        keyed[key] = _plane(name, plane, what, keyed, labels)
+        labels[key] = what
+    if not keyed:
+        raise WellDataError(f"well {name}: no planes given")
+    if names is not None and len(names) != len(keyed):
+        raise WellDataError(f"well {name}: {len(names)} names for {len(keyed)} planes")
+    has_time = any(k.t for k in keyed) or (shape is not None and len(shape) == 4)
+    axes = WellAxes(has_time)
+    first = next(iter(keyed.values()))
+    array = np.zeros((*_dims(name, keyed, shape, has_time), *first.shape), dtype=first.dtype)
+    for key, plane in keyed.items():
+        array[axes.plane_index(key)] = plane
+    missing = [k for k in axes.keys(array.shape) if k not in keyed]
+    if missing and strict:
+        raise WellDataError(
+            f"well {name}: {len(missing)} plane(s) missing (strict mode), e.g. "
+            f"{[tuple(k) for k in missing[:5]]}"
+        )
+    return array, (dict(zip(names, keyed, strict=True)) if names is not None else None), missing
+
+
+def _plane(
+    name: str,
+    plane: object,
+    what: str,
+    keyed: Mapping[PlaneKey, np.ndarray[Any, Any]],
+    labels: Mapping[PlaneKey, str],
+) -> np.ndarray[Any, Any]:
+    array = to_host(plane, f"well {name}: {what}")
+    if array.ndim != 2:
+        raise WellDataError(f"well {name}: {what!r} has shape {array.shape}; planes are 2D")
+    for key, first in keyed.items():
+        if array.shape != first.shape or array.dtype != first.dtype:
+            raise WellDataError(
+                f"well {name}: {what!r} is {array.shape} {array.dtype}, but {labels[key]!r} "
+                f"is {first.shape} {first.dtype}"
+            )
+        break
+    return array
+
+
+def _dims(
+    name: str, keyed: Mapping[PlaneKey, object], shape: Sequence[int] | None, has_time: bool
+) -> tuple[int, ...]:
+    needed = [max(getattr(k, a) for k in keyed) + 1 for a in ("field", "c", "z", "t")]
+    if shape is None:
+        f, c, z, t = needed
+    else:
+        given = [int(s) for s in shape] + ([1] if len(shape) == 3 else [])
+        if len(given) != 4 or any(g < n for g, n in zip(given, needed, strict=True)):
+            raise WellDataError(
+                f"well {name}: shape {tuple(shape)} (fields, channels, z[, t]) is too small for "
+                f"the planes' coordinates, which need at least {tuple(needed[: len(shape)])}"
+            )
+        f, c, z, t = given
+    return (f, t, c, z) if has_time else (f, c, z)
+
+
+# -- on disk -------------------------------------------------------------------------
+
+
+def build_well(
+    stage: Path,
+    payload: WellPayload,
+    config: StorageConfig,
+    version: str,
+    dataset_paths: Sequence[str] | None = None,
+) -> None:
+    """Write a checked well into the empty directory ``stage``.
+
+    The shards' chunks are encoded on the codec threads while the documents are
+    written here; the shard files come last.  (Order inside ``stage`` does not matter
+    to readers: the store renames it into place only once it is complete.)
+    """
+    from zarr.storage import LocalStore
+
+    zstore = LocalStore(stage)
+    stacked = config.fields is FieldArrangement.STACKED
+    fields: list[slice | int] = [slice(None)] if stacked else list(range(payload.array.shape[0]))
+    paths = [str(i) for i in range(len(fields))]
+    names_attrs = _openhcs_attrs(payload.plane_names, payload.array.shape)
+    pending: list[tuple[Path, EncodedShards]] = []
+    try:
+        for path, f in zip(paths, fields, strict=True):
+            meta = image_meta_for(
+                stacked=stacked,
+                has_time=payload.axes.has_time,
+                shapes=pyramid_shapes(payload.array[f].shape, config.pyramid_levels),
+                channels=payload.channels,
+                pixel_size=payload.pixel_size,
+                z_step=payload.z_step,
+                name=payload.name if stacked else f"{payload.name} field {path}",
+                dataset_paths=dataset_paths,
+            )
+            first_attrs = names_attrs if stacked else None
+            _write_levels(
+                zstore, path, payload.array[f], meta.multiscale, config, first_attrs, False, pending
+            )
+            if payload.labels:
+                _write_labels(
+                    zstore, stage, path, payload, f, meta.multiscale, config, version, pending
+                )
+            fsio.write_group(
+                stage / path, ome_attrs(version, meta.blocks()), config.zarr_format, staged=True
+            )
+        fsio.write_group(
+            stage,
+            _well_attrs(paths, names_attrs, config, version),
+            config.zarr_format,
+            staged=True,
+        )
+        for target, shards in pending:
+            shards.write(target)
+    finally:  # after a failure, chunks still queued need no encoding any more
+        for _, shards in pending:
+            shards.cancel()
+
+
+def _well_attrs(
+    paths: list[str], names_attrs: dict[str, Any], config: StorageConfig, version: str
+) -> dict[str, Any]:
+    from napari_wellzarr import __version__
+
+    attrs = ome_attrs(version, {"well": WellMeta(tuple(paths)).to_block()})
+    blosc = config.compressor in (Compressor.BLOSC_ZSTD, Compressor.BLOSC_LZ4)
+    attrs[WELLZARR_KEY] = {
+        "version": __version__,
+        "all_chunks_written": True,  # a missing chunk file is damage, not an empty plane
+        "blosc_frames": blosc and config.zarr_format == 2,
+    }
+    if config.fields is not FieldArrangement.STACKED:
+        attrs.update(names_attrs)
+    return attrs
+
+
+def _write_labels(
+    zstore: Any,
+    stage: Path,
+    image: str,
+    payload: WellPayload,
+    f: slice | int,
+    multiscale: Multiscale,
+    config: StorageConfig,
+    version: str,
+    pending: list[tuple[Path, EncodedShards]],
+) -> None:
+    fmt = config.zarr_format
+    names = sorted(payload.labels)
+    fsio.write_group(
+        stage / image / "labels", ome_attrs(version, {"labels": names}), fmt, staged=True
+    )
+    for label in names:
+        label_ms = Multiscale(multiscale.axes, multiscale.datasets, label)
+        image_label: dict[str, Any] = {"source": {"image": "../../"}}
+        if version != "0.5":
+            image_label["version"] = version
+        blocks = {"multiscales": [label_ms.to_json()], "image-label": image_label}
+        fsio.write_group(
+            stage / image / "labels" / label, ome_attrs(version, blocks), fmt, staged=True
+        )
+        path = f"{image}/labels/{label}"
+        _write_levels(zstore, path, payload.labels[label][f], label_ms, config, None, True, pending)
+
+
+def _write_levels(
+    zstore: Any,
+    path: str,
+    image: np.ndarray[Any, Any],
+    multiscale: Multiscale,
+    config: StorageConfig,
+    attrs: dict[str, Any] | None,
+    nearest: bool,
+    pending: list[tuple[Path, EncodedShards]],
+) -> None:
+    """Write an image's levels; sharded levels go to ``pending``, still being encoded."""
+    level = image
+    dims = tuple(a.name for a in multiscale.axes)
+    for index, dataset in enumerate(multiscale.datasets):
+        if index:
+            level = level[..., ::2, ::2] if nearest else downsample(level)
+        name = f"{path}/{dataset.path}"
+        level_attrs = attrs if index == 0 and attrs else None
+        direct = _sharded_metadata(level.shape, level.dtype.str, config, dims)
+        if direct is None:
+            _write_zarr_array(zstore, name, level, config, level_attrs, dims)
+        else:
+            target = zstore.root / name
+            pending.append((target, _start_sharded_array(target, level, *direct, level_attrs)))
+
+
+def _start_sharded_array(
+    target: Path,
+    level: np.ndarray[Any, Any],
+    meta: Any,
+    layout: ShardLayout,
+    attrs: dict[str, Any] | None,
+) -> EncodedShards:
+    """Write a sharded array's document; its shards come back still being encoded.
+
+    The metadata was built once per shape by zarr; the shards are written by the core,
+    without zarr's async road (see shards.py: for plane-sized chunks it costs more than
+    the codec).
+    """
+    from zarr.core.buffer import default_buffer_prototype
+
+    encoded = layout.encode(level)  # first, so that the codec threads start at once
+    if attrs:
+        meta = meta.update_attributes(attrs)
+    target.mkdir(parents=True)
+    doc = meta.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()
+    fsio.write_staged_file(target / "zarr.json", doc)
+    return encoded
+
+
+def _write_zarr_array(
+    zstore: Any,
+    name: str,
+    level: np.ndarray[Any, Any],
+    config: StorageConfig,
+    attrs: dict[str, Any] | None,
+    dims: tuple[str, ...],
+) -> None:
+    import zarr
+
+    chunks, shards = config.chunk_layout(level.shape)
+    with _zarr_writes_settle():
+        zarr.create_array(
+            store=zstore,
+            name=name,
+            data=level,
+            chunks=chunks,
+            shards=shards,
+            **config.zarr_codecs(),
+            fill_value=0,
+            # Every chunk is stored, even an all-zero one, so that a missing chunk file
+            # always means damage, never "this plane was empty".
+            config={"write_empty_chunks": True},
+            zarr_format=config.zarr_format,  # type: ignore[arg-type]
+            attributes=attrs,
+            dimension_names=list(dims) if config.zarr_format == 3 else None,
+            chunk_key_encoding=config.chunk_key_encoding(),
+        )
+
+
+@contextlib.contextmanager
+def _zarr_writes_settle(timeout: float = 30.0) -> Iterator[None]:
+    """On a failure inside zarr, wait for its other writes before the caller cleans up.
+
+    zarr runs an array's writes as concurrent tasks and raises the first failure while
+    the others still run: a caller that removes the staging folder at once would see
+    them create it again (a leak, on a full disk exactly when space is short).
+    """
+    try:
+        yield
+    except BaseException:
+        import asyncio
+
+        from zarr.core.sync import sync
+
+        async def others() -> None:
+            me = asyncio.current_task()
+            pending = [t for t in asyncio.all_tasks() if t is not me]
+            if pending:
+                await asyncio.wait(pending, timeout=timeout)
+
+        with contextlib.suppress(Exception):
+            sync(others())
+        raise
+
+
+@functools.lru_cache(maxsize=64)
+def _sharded_metadata(
+    shape: tuple[int, ...], dtype: str, config: StorageConfig, dims: tuple[str, ...]
+) -> tuple[Any, ShardLayout] | None:
+    """The zarr metadata of a sharded array (no attributes) and its layout, or None.
+
+    None unless ``config`` shards and :class:`ShardLayout` handles the result (zarr
+    then writes the array itself).
+    """
+    chunks, shards = config.chunk_layout(shape)
+    if shards is None or config.zarr_format != 3:
+        return None
+    import zarr
+    from zarr.storage import MemoryStore
+
+    array = zarr.create_array(
+        store=MemoryStore(),
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks,
+        shards=shards,
+        **config.zarr_codecs(),
+        fill_value=0,
+        zarr_format=3,
+        dimension_names=list(dims),
+        chunk_key_encoding=config.chunk_key_encoding(),
+    )
+    layout = ShardLayout.parse(array.metadata.to_dict())
+    return None if layout is None else (array.metadata, layout)
+
+
+def _openhcs_attrs(names: Mapping[str, PlaneKey], shape: tuple[int, ...]) -> dict[str, Any]:
+    if not names:
+        return {}
+    has_time = len(shape) == 6
+    dims = {"n_fields": shape[0], "n_channels": shape[-4], "n_z": shape[-3]}
+    if has_time:
+        dims["n_t"] = shape[1]
+    return {
+        PLANE_MAP: {n: list(k) if has_time else list(k[:3]) for n, k in names.items()},
+        PLANE_PATHS: list(names),
+        PLANE_DIMS: dims,
+    }

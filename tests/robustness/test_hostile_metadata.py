@@ -1,0 +1,310 @@
+"""Hostile or broken metadata documents: parsed, or refused with the project's own error.
+
+Hypothesis builds JSON-like documents that look like OME blocks with every field allowed
+to be of the wrong kind; the parsers must either accept them (and then the result must
+rebuild the same block) or raise ``WellZarrError`` with a message, never anything else.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from napari_wellzarr.errors import WellZarrError
+from napari_wellzarr.storage.metadata import ome_attrs, parse_image, parse_plate, parse_well
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+# Names that are sometimes fine ("A", "01") and sometimes hostile ("..", "/etc", "a/b").
+names = st.one_of(
+    st.sampled_from(["A", "B", "AA", "01", "1", "12", "0", "s0", "..", ".", "/etc", "a/b", ""]),
+    st.text(max_size=5),
+    json_values,
+)
+indices = st.one_of(st.integers(-2, 40), json_values)
+
+
+def _maybe(value: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(value, json_values)
+
+
+plate_blocks = st.fixed_dictionaries(
+    {
+        "rows": _maybe(st.lists(st.fixed_dictionaries({"name": names}), max_size=4)),
+        "columns": _maybe(st.lists(st.fixed_dictionaries({"name": names}), max_size=4)),
+        "wells": _maybe(
+            st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "path": st.one_of(st.builds(lambda r, c: f"{r}/{c}", names, names), names),
+                        "rowIndex": indices,
+                        "columnIndex": indices,
+                    }
+                ),
+                max_size=4,
+            )
+        ),
+    },
+    optional={"name": names, "field_count": indices, "acquisitions": json_values},
+)
+axes = st.fixed_dictionaries(
+    {"name": names}, optional={"type": names, "unit": names}
+) | st.sampled_from(["t", "c", "z", "y", "x"])
+image_blocks = st.fixed_dictionaries(
+    {
+        "axes": _maybe(st.lists(axes, max_size=6)),
+        "datasets": _maybe(
+            st.lists(
+                st.fixed_dictionaries(
+                    {"path": names},
+                    optional={
+                        "coordinateTransformations": _maybe(
+                            st.lists(
+                                st.fixed_dictionaries(
+                                    {
+                                        "type": st.sampled_from(["scale", "translation", "x"]),
+                                        "scale": _maybe(st.lists(scalars, max_size=6)),
+                                        "translation": _maybe(st.lists(scalars, max_size=6)),
+                                    }
+                                ),
+                                max_size=2,
+                            )
+                        )
+                    },
+                ),
+                max_size=3,
+            )
+        ),
+    },
+    optional={"name": names},
+)
+versions = st.sampled_from(["0.4", "0.5"])
+
+
+def _parse(parser: Any, attrs: dict[str, Any]) -> Any:
+    """The parsed block, or None after checking the refusal is ours and says something."""
+    try:
+        parsed, _ = parser(attrs, "hostile")
+    except WellZarrError as err:
+        refusal: WellZarrError | None = err
+    else:
+        return parsed
+    assert refusal is not None
+    assert str(refusal)
+    return None
+
+
+def _wrapped(version: str, key: str, block: Any) -> dict[str, Any]:
+    if version == "0.5":
+        return {"ome": {"version": "0.5", key: block}}
+    return {key: block}
+
+
+@SETTINGS
+@given(block=_maybe(plate_blocks), version=versions)
+def test_plate_blocks_parse_or_raise_our_error(block: Any, version: str) -> None:
+    plate = _parse(parse_plate, _wrapped(version, "plate", block))
+    if plate is None:
+        return
+    # Accepted: every well path stays inside the plate and agrees with its indices.
+    for well in plate.wells:
+        row, column = well.path.split("/")
+        assert ".." not in (row, column)
+        assert "" not in (row, column)
+        assert plate.rows[well.row_index] == row
+        assert plate.columns[well.column_index] == column
+    again, _ = parse_plate(ome_attrs(version, {"plate": plate.to_block()}), "again")
+    assert again == plate
+
+
+@SETTINGS
+@given(
+    block=_maybe(
+        st.fixed_dictionaries(
+            {
+                "images": _maybe(
+                    st.lists(
+                        st.fixed_dictionaries({"path": names}, optional={"acquisition": indices}),
+                        max_size=4,
+                    )
+                )
+            }
+        )
+    ),
+    version=versions,
+)
+def test_well_blocks_parse_or_raise_our_error(block: Any, version: str) -> None:
+    well = _parse(parse_well, _wrapped(version, "well", block))
+    if well is None:
+        return
+    assert well.images
+    assert all("/" not in p and p not in (".", "..") for p in well.images)
+
+
+@SETTINGS
+@given(block=_maybe(st.lists(image_blocks, max_size=2)), version=versions)
+def test_image_blocks_parse_or_raise_our_error(block: Any, version: str) -> None:
+    image = _parse(parse_image, _wrapped(version, "multiscales", block))
+    if image is None:
+        return
+    multiscale = image.multiscale
+    assert multiscale.datasets
+    for dataset in multiscale.datasets:
+        assert "/" not in dataset.path
+        assert dataset.path not in (".", "..")
+        assert len(dataset.scale) == len(multiscale.axes)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../../etc", "/abs/olute", "A/../../x", "A//01", "A/01/02", "A\\01", "A\x00/01", "A/01\x00"],
+)
+def test_well_paths_that_leave_the_plate_are_refused(path: str) -> None:
+    block = {
+        "rows": [{"name": "A"}],
+        "columns": [{"name": "01"}],
+        "wells": [{"path": path, "rowIndex": 0, "columnIndex": 0}],
+    }
+    with pytest.raises(WellZarrError, match="path"):
+        parse_plate({"plate": block}, "hostile")
+
+
+# -- memory bombs: refused before anything is allocated ---------------------------------------
+
+
+def _plate_with_doc(tmp_path: Any, edit: Any) -> Any:
+    import json
+
+    import numpy as np
+
+    from napari_wellzarr.core import PlateStore, StorageConfig
+
+    root = tmp_path / "plate.zarr"
+    with PlateStore.create(root, StorageConfig(plate=24)) as store:
+        store.write_well("A01", np.ones((2, 1, 1, 16, 16), "u2"))
+        store.write_well("B02", np.full((2, 1, 1, 16, 16), 7, "u2"))
+    doc_path = root / "B" / "02" / "0" / "0" / "zarr.json"
+    doc = json.loads(doc_path.read_text())
+    edit(doc)
+    doc_path.write_text(json.dumps(doc))
+    return root
+
+
+def test_a_well_claiming_more_than_a_tebibyte_is_refused_on_open(tmp_path: Any) -> None:
+    from napari_wellzarr.core import MetadataError, PlateStore
+
+    root = _plate_with_doc(tmp_path, lambda d: d.update(shape=[2, 1, 1, 10**7, 10**7]))
+    store = PlateStore.open(root)
+    with pytest.raises(MetadataError, match=r"B/02/0/0.*1 TiB"):
+        store.well_info("B02")
+    assert store.read_plane("A01", 1, 0, 0).sum() == 16 * 16  # the rest still reads
+
+
+def test_reading_a_well_larger_than_free_memory_is_refused(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from napari_wellzarr.core import MetadataError, PlateStore
+    from napari_wellzarr.storage import memory
+
+    # The machine's real free memory moves between two reads of it (and a container's limit
+    # can sit far below it): a test sized from it could allocate gigabytes for real. Pretend
+    # 1 MiB is free and claim a 32 MiB well: the refusal is the same code path.
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**20)
+    root = _plate_with_doc(tmp_path, lambda d: d.update(shape=[2, 1, 1, 4096, 2048]))
+    store = PlateStore.open(root)
+    assert store.well_info("B02").shape == (2, 1, 1, 4096, 2048)
+    with pytest.raises(MetadataError, match=r"B02.*33,554,432 bytes.*1,048,576 bytes"):
+        store.read_well("B02")
+    assert store.read_well("A01").shape == (2, 1, 1, 16, 16)  # small wells still read
+
+
+def test_available_memory_counts_reclaimable_memory_and_cgroup_limits(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from napari_wellzarr.storage import memory
+
+    available = memory.available_memory()
+    assert available is not None
+    assert 0 < available <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    # A cgroup limit below the machine's free memory wins.
+    monkeypatch.setattr(memory, "cgroup_headroom", lambda: 12345)
+    assert memory.available_memory() == 12345
+
+
+@pytest.mark.parametrize(
+    ("membership", "files", "expected"),
+    [
+        ("0::/job\n", {"job/memory.max": "1000\n", "job/memory.current": "400\n"}, 600),
+        ("0::/job\n", {"job/memory.max": "max\n", "job/memory.current": "400\n"}, None),
+        ("0::/\n", {"memory.max": "100", "memory.current": "400"}, 0),
+        (
+            "4:memory,foo:/a/b\n0::/\n",
+            {
+                "memory/a/b/memory.limit_in_bytes": "5000",
+                "memory/a/b/memory.usage_in_bytes": "1000",
+            },
+            4000,
+        ),
+        ("4:memory:/hidden\n", {}, None),  # the group's folder is not mounted here
+        ("garbage\n", {}, None),
+    ],
+)
+def test_cgroup_headroom(
+    tmp_path: Any, membership: str, files: dict[str, str], expected: Any
+) -> None:
+    from napari_wellzarr.storage.memory import cgroup_headroom as _cgroup_headroom
+
+    (tmp_path / "self-cgroup").write_text(membership)
+    for name, text in files.items():
+        (tmp_path / "fs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fs" / name).write_text(text)
+    assert _cgroup_headroom(tmp_path / "self-cgroup", tmp_path / "fs") == expected
+
+
+def test_a_chunk_shape_that_is_a_memory_bomb_is_refused(tmp_path: Any) -> None:
+    from napari_wellzarr.core import MetadataError, PlateStore
+
+    def bomb(doc: dict[str, Any]) -> None:
+        doc["chunk_grid"]["configuration"]["chunk_shape"] = [1, 1, 1, 10**6, 10**6]
+
+    store = PlateStore.open(_plate_with_doc(tmp_path, bomb))
+    with pytest.raises(MetadataError, match="chunks of shape"):
+        store.well_info("B02")
+
+
+@pytest.mark.parametrize("size", [0, 10, 99, 100, 101, 5000])
+@pytest.mark.parametrize("kind", ["file", "pipe"])
+def test_read_bounded_reads_at_most_one_byte_past_the_limit(
+    tmp_path: Any, size: int, kind: str
+) -> None:
+    from napari_wellzarr.storage import fsio
+
+    data = (bytes(range(256)) * 20)[:size]
+    if kind == "file":
+        (tmp_path / "doc").write_bytes(data)
+        fh = open(tmp_path / "doc", "rb")
+    else:  # fstat says 0 bytes: like a file that grew after fstat, it is read on
+        read_end, write_end = os.pipe()
+        os.write(write_end, data)
+        os.close(write_end)
+        fh = os.fdopen(read_end, "rb")
+    with fh:
+        assert fsio.read_bounded(fh, 100) == data[:101]
