@@ -263,7 +263,7 @@ def cmd_phases(args: argparse.Namespace) -> None:
     steps = [
         (store, "prepare_well", "prepare_well (checks, channel windows)"),
         (store, "build_well", "build_well (everything on disk, in staging)"),
-        (shards.ShardLayout, "encode", "  ShardLayout.encode (chunks handed to the codec threads)"),
+        (shards.ShardGrid, "encode", "  ShardGrid.encode (chunks handed to the codec threads)"),
         (writing.fsio, "write_group", "  write_group (group documents, while chunks encode)"),
         (writing.fsio, "write_staged_file", "  write_staged_file (documents, while chunks encode)"),
         (

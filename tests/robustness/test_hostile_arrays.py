@@ -51,7 +51,7 @@ class _Delete:
 DELETE = _Delete()  # a mutation that removes the key
 
 # (ngff_version, chunks): the three roads a plane read takes.
-SHARDED = ("0.5", "sharded")  # the core's direct shard reader (ShardLayout)
+SHARDED = ("0.5", "sharded")  # the core's direct shard reader (ShardGrid)
 PLANE_V3 = ("0.5", "plane")  # zarr-python, zarr v3
 PLANE_V2 = ("0.4", "plane")  # zarr-python, zarr v2
 

@@ -351,7 +351,7 @@ def test_codecs_round_trip_bytes(compressor: str) -> None:
 @pytest.mark.parametrize("chunks", ["well", "plane", "sharded"])
 def test_chunk_layout(chunks: str, shape: tuple[int, ...]) -> None:
     cfg = StorageConfig(chunks=chunks)
-    got_chunks, got_shards = cfg.chunk_layout(shape)
+    got_chunks, got_shards = cfg.chunking(shape)
     plane = tuple(1 for _ in shape[:-2]) + shape[-2:]
     if chunks == "well":
         assert (got_chunks, got_shards) == (shape, None)
@@ -368,7 +368,7 @@ def test_chunk_layout(chunks: str, shape: tuple[int, ...]) -> None:
 @pytest.mark.parametrize("shape", [(7,), (), (2, -1, 4)])
 def test_chunk_layout_refuses_non_images(shape: tuple[int, ...]) -> None:
     with pytest.raises(ConfigError, match="shape"):
-        StorageConfig().chunk_layout(shape)
+        StorageConfig().chunking(shape)
 
 
 def test_raw_bytes_per_chunk_follows_layout() -> None:

@@ -17,7 +17,7 @@ import pytest
 from napari_wellzarr.core import PlateStore, StorageConfig
 from napari_wellzarr.errors import CorruptDataError
 from napari_wellzarr.storage.records import LAYOUT_FILE
-from napari_wellzarr.storage.shards import ShardLayout, ShardReader
+from napari_wellzarr.storage.shards import ShardGrid, ShardReader
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -49,7 +49,7 @@ def test_core_shards_are_zarr_shards(
         cells = (data[:, 0] % 7).astype("u2")
         store.write_well("B02", data, labels={"cells": cells})
     doc = json.loads((level0(root) / "zarr.json").read_text())
-    assert ShardLayout.parse(doc) is not None, "the core's own layout must take the direct road"
+    assert ShardGrid.parse(doc) is not None, "the core's own layout must take the direct road"
     # zarr's reader, knowing nothing of the direct road, reads the pixels and the labels
     np.testing.assert_array_equal(zarr.open_array(level0(root), mode="r")[...], data)
     labels = zarr.open_array(root / "B/02/0/labels/cells/0", mode="r")[...]
@@ -116,7 +116,7 @@ def test_direct_reader_reads_what_zarr_wrote(
 ) -> None:
     data = pixels(SHAPE, "u2")
     doc = zarr_sharded(tmp_path / "a", data, shards, **kwargs)
-    layout = ShardLayout.parse(doc)
+    layout = ShardGrid.parse(doc)
     assert layout is not None
     reader = ShardReader(tmp_path / "a", layout, "test array")
     planes = list(np.ndindex(SHAPE[:-2]))
@@ -134,7 +134,7 @@ def test_a_missing_shard_or_chunk_goes_back_to_zarr(
     data = pixels(SHAPE, "u2")
     data[2] = 0  # zarr stores no all-fill-value chunks by default: field 2's shard is absent
     doc = zarr_sharded(tmp_path / "a", data, (1, 2, 2, 24, 20))
-    layout = ShardLayout.parse(doc)
+    layout = ShardGrid.parse(doc)
     assert layout is not None
     reader = ShardReader(tmp_path / "a", layout, "test array")
     out = np.empty((1, *SHAPE[-2:]), "u2")
@@ -161,9 +161,9 @@ def test_unknown_layouts_are_left_to_zarr(
     tmp_path: Path, pixels: Callable[..., np.ndarray], change: Callable[[dict[str, Any]], None]
 ) -> None:
     doc = zarr_sharded(tmp_path / "a", pixels(SHAPE, "u2"), SHAPE)
-    assert ShardLayout.parse(doc) is not None
+    assert ShardGrid.parse(doc) is not None
     change(doc)
-    assert ShardLayout.parse(doc) is None
+    assert ShardGrid.parse(doc) is None
 
 
 def flip_byte(path: Path, at: int) -> None:

@@ -228,7 +228,7 @@ def test_round_trip_every_combination(
 
     # What is on disk: the configured chunks, shards and codec.
     for array in image_arrays(root, "B/02", fields == "stacked", SHAPE[0], n_levels):
-        expected_chunks, expected_shards = cfg.chunk_layout(array.shape)
+        expected_chunks, expected_shards = cfg.chunking(array.shape)
         assert array.chunks == expected_chunks
         assert array.shards == expected_shards
         assert codec_summary(list(array.compressors)) == codec_summary(cfg.zarr_compressors())

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
+    from napari_wellzarr.convert.instrument import InstrumentMetadata
     from napari_wellzarr.storage.axes import PlaneKey
     from napari_wellzarr.storage.config import StorageConfig
 
@@ -92,6 +93,8 @@ class ConversionPlan:
         Planes no file provides.
     source_bytes
         Total size of the matched files.
+    instrument
+        What the export's own metadata files said (None for a plain folder of files).
     """
 
     source: Path
@@ -107,6 +110,7 @@ class ConversionPlan:
     missing: tuple[MissingPlane, ...] = ()
     source_bytes: int = 0
     n_files: int = 0
+    instrument: InstrumentMetadata | None = None
 
     @property
     def has_time(self) -> bool:

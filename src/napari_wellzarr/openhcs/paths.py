@@ -204,7 +204,7 @@ def write_array(
     import zarr
     from zarr.storage import LocalStore
 
-    chunks, shards = config.chunk_layout(array.shape)
+    chunks, shards = config.chunking(array.shape)
     stage = fsio.staging_dir(store.root, "file")
     try:
         zarr.create_array(

@@ -397,10 +397,10 @@ class ConvertWidget(Container[Any]):
         ]
 
     def _layers_summary(self) -> str:
-        from napari_wellzarr.plugin import layers as _to_plate
+        from napari_wellzarr.plugin import layer_wells
 
         try:
-            plan = _to_plate.plan_plate(self._layer_tuples())
+            plan = layer_wells.map_layers(self._layer_tuples())
         except WellZarrError as err:
             return str(err)
         first = plan.wells[0]
@@ -492,7 +492,7 @@ class ConvertWidget(Container[Any]):
         self, dest: Path, config: StorageConfig
     ) -> Generator[WellEvent, None, ConversionResult]:
         """Write the open image (+ labels) layers with the writer's layer-to-well mapping."""
-        from napari_wellzarr.plugin import layers as _to_plate
+        from napari_wellzarr.plugin import layer_wells
         from napari_wellzarr.storage.store import PlateStore
 
         layers = self._layer_tuples()
@@ -501,7 +501,7 @@ class ConvertWidget(Container[Any]):
 
         def job() -> Generator[WellEvent, None, ConversionResult]:
             start = time.perf_counter()
-            plan = _to_plate.plan_plate(layers)
+            plan = layer_wells.map_layers(layers)
             chosen = dataclasses.replace(config, plate=plan.config.plate) if auto_plate else config
             written: list[str] = []
             names = [w.name for w in plan.wells]

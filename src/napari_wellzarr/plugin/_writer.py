@@ -16,7 +16,7 @@ __all__ = ["write_image", "write_layers"]
 def write_layers(path: str, layers: Sequence[tuple[Any, dict[str, Any], str]]) -> list[str]:
     """Write image and labels layers as one plate at ``path``; return ``[path]``."""
     from napari_wellzarr.errors import PlateExistsError
-    from napari_wellzarr.plugin import layers as _to_plate
+    from napari_wellzarr.plugin import layer_wells
     from napari_wellzarr.storage import fsio
     from napari_wellzarr.storage.store import PlateStore
 
@@ -25,7 +25,7 @@ def write_layers(path: str, layers: Sequence[tuple[Any, dict[str, Any], str]]) -
         raise PlateExistsError(
             f"{target} already exists; napari-wellzarr never overwrites: choose a new name"
         )
-    plan = _to_plate.plan_plate(layers)
+    plan = layer_wells.map_layers(layers)
     stage = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
     try:
         with PlateStore.create(stage, plan.config, name=target.name) as store:

@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 __all__ = [
     "DamagedWellWarning",
     "LazyMosaic",
+    "LevelTiles",
     "MosaicGeometry",
     "MosaicView",
     "PlaneSource",
-    "TilePlan",
     "TileReader",
 ]
 
@@ -65,7 +65,7 @@ class PlaneSource(Protocol):
 
 
 @dataclass(frozen=True)
-class TilePlan:
+class LevelTiles:
     """How display level ``level`` is made: stored level ``source`` halved ``halvings`` times."""
 
     level: int
@@ -74,7 +74,7 @@ class TilePlan:
     shape: tuple[int, int]
 
 
-def plan_levels(stored: Sequence[tuple[int, int]], n_levels: int) -> tuple[TilePlan, ...]:
+def level_tiles(stored: Sequence[tuple[int, int]], n_levels: int) -> tuple[LevelTiles, ...]:
     """Plan ``n_levels`` display levels from a well's stored level plane shapes (y, x)."""
     h0, w0 = stored[0]
     by_factor: dict[int, int] = {}
@@ -89,7 +89,7 @@ def plan_levels(stored: Sequence[tuple[int, int]], n_levels: int) -> tuple[TileP
         h, w = stored[by_factor[base]]
         for _ in range(level - base):
             h, w = math.ceil(h / 2), math.ceil(w / 2)
-        plans.append(TilePlan(level, by_factor[base], level - base, (h, w)))
+        plans.append(LevelTiles(level, by_factor[base], level - base, (h, w)))
     return tuple(plans)
 
 
@@ -146,7 +146,7 @@ class MosaicGeometry:
     n_levels: int
 
     @classmethod
-    def plan(cls, n_rows: int, n_columns: int, tile: tuple[int, int]) -> MosaicGeometry:
+    def for_plate(cls, n_rows: int, n_columns: int, tile: tuple[int, int]) -> MosaicGeometry:
         """Choose the gap between wells and the number of display levels for a plate."""
         h, w = tile
         gap = max(2, round(0.04 * max(h, w)))
@@ -176,7 +176,7 @@ class TileReader:
         source: PlaneSource,
         wells: Mapping[str, tuple[int, int]],
         geometry: MosaicGeometry,
-        plans: Sequence[TilePlan],
+        plans: Sequence[LevelTiles],
         dtype: np.dtype[Any],
         *,
         label_dtype: np.dtype[Any] | None = None,
@@ -252,7 +252,7 @@ class TileReader:
         self._remember((well, label, key, level), plane)
         return plane
 
-    def _mismatch(self, well: str, plan: TilePlan) -> str | None:
+    def _mismatch(self, well: str, plan: LevelTiles) -> str | None:
         """Why ``well``'s metadata says its tiles at ``plan`` cannot be the plate's, or None.
 
         Checked before any pixel of the well is read: a well that declares a huge or
@@ -276,7 +276,7 @@ class TileReader:
             f"the plate's are {plan.shape} {self.dtype}"
         )
 
-    def _label_plane(self, well: str, label: str, key: PlaneKey, plan: TilePlan) -> _Plane:
+    def _label_plane(self, well: str, label: str, key: PlaneKey, plan: LevelTiles) -> _Plane:
         source, step = plan.source, 2**plan.halvings
         try:
             stack = self.source.read_labels(well, label, source)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from napari_wellzarr.errors import PlateNotFoundError, WellNameError
-from napari_wellzarr.plugin import mosaic as _mosaic
+from napari_wellzarr.plugin import mosaic
 from napari_wellzarr.plugin.census import reference_well
 from napari_wellzarr.storage._spec import WELLZARR_KEY
 from napari_wellzarr.storage.geometry import Well, column_number, row_index, row_letters
@@ -82,7 +82,7 @@ class PlateView:
     info: WellInfo
     config: StorageConfig | None
     ngff_version: str
-    reader: _mosaic.TileReader
+    reader: mosaic.TileReader
     kind: str = "plate"
 
     @property
@@ -105,7 +105,7 @@ class PlateView:
         # One plane at a time: napari 0.9's default "mean" would average over fields.
         return {"scale": scale, "axis_labels": axes, "units": units, "projection_mode": "none"}
 
-    def layout(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         """The JSON-ready description of the mosaic that layer metadata carries."""
         geometry = self.reader.geometry
         return {
@@ -130,7 +130,7 @@ class PlateView:
 
     def _channel(self, c: int) -> LayerTuple:
         channel = self.info.channels[c]
-        data = _mosaic.mosaic_levels(self.reader, self.lead_shape, channel=c)
+        data = mosaic.mosaic_levels(self.reader, self.lead_shape, channel=c)
         kwargs: dict[str, Any] = {
             "name": channel.label,
             "colormap": f"#{channel.color}",
@@ -139,7 +139,7 @@ class PlateView:
             "multiscale": len(data) > 1,
             "metadata": {
                 META_KEY: {
-                    **self.layout(),
+                    **self.describe(),
                     "kind": "image",
                     "channel": c,
                     "window": list(channel.window) if channel.window else None,
@@ -159,8 +159,8 @@ class PlateView:
         return (data if len(data) > 1 else data[0], kwargs, "image")
 
     def _labels(self, name: str) -> LayerTuple:
-        data = _mosaic.mosaic_levels(self.reader, self.lead_shape, label=name)
-        meta = {META_KEY: {**self.layout(), "kind": "labels", "label": name}}
+        data = mosaic.mosaic_levels(self.reader, self.lead_shape, label=name)
+        meta = {META_KEY: {**self.describe(), "kind": "labels", "label": name}}
         kwargs = {"name": name, "multiscale": len(data) > 1, "metadata": meta, **self._common()}
         return (data if len(data) > 1 else data[0], kwargs, "labels")
 
@@ -183,7 +183,7 @@ class EmptyPlateView:
 
     def layers(self) -> list[LayerTuple]:
         """The plate map, with every well shown absent."""
-        geometry = _mosaic.MosaicGeometry.plan(len(self.rows), len(self.columns), EMPTY_TILE)
+        geometry = mosaic.MosaicGeometry.for_plate(len(self.rows), len(self.columns), EMPTY_TILE)
         scale, units = [1.0, 1.0], ["pixel", "pixel"]
         return [plate_map(self.path, self.rows, self.columns, set(), geometry, scale, units)]
 
@@ -193,7 +193,7 @@ def plate_map(
     rows: Sequence[str],
     columns: Sequence[str],
     present: set[str],
-    geometry: _mosaic.MosaicGeometry,
+    geometry: mosaic.MosaicGeometry,
     scale: list[float],
     units: list[str],
 ) -> LayerTuple:
@@ -229,7 +229,7 @@ def plate_map(
     return (np.array(centres, dtype=float).reshape(-1, 2), kwargs, "points")
 
 
-def physical_layout(
+def well_positions(
     rows: Sequence[str], columns: Sequence[str], wells: Sequence[str]
 ) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, tuple[int, int]]]:
     """Rows, columns and well positions as on the physical plate.
@@ -331,7 +331,7 @@ def _plate_view(root: Path) -> PlateView | EmptyPlateView:
     listed = store.wells()
     # Only plates written here are scanned: their wells are listed once per session.
     unlisted = store.unlisted_wells() if store.config is not None else []
-    rows, columns, wells = physical_layout(store.rows, store.columns, [*listed, *unlisted])
+    rows, columns, wells = well_positions(store.rows, store.columns, [*listed, *unlisted])
     if unlisted:
         _warn_unfinished(
             f"{root}: {_named(unlisted)} complete on disk but not listed in the plate "
@@ -368,23 +368,25 @@ def _view(
     root: Path,
     layout: tuple[Sequence[str], Sequence[str], dict[str, tuple[int, int]]],
     info: WellInfo,
-    source: _mosaic.PlaneSource,
+    source: mosaic.PlaneSource,
     what: tuple[StorageConfig | None, str, str],
     failed: dict[str, str],
 ) -> PlateView:
     """The view of ``layout`` (rows, columns, well positions), tiled like ``info``'s well."""
     rows, columns, wells = layout
     stored = [tuple(s[-2:]) for s in info.level_shapes]
-    geometry = _mosaic.MosaicGeometry.plan(len(rows), len(columns), (stored[0][0], stored[0][1]))
-    plans = _mosaic.plan_levels([(h, w) for h, w in stored], geometry.n_levels)
-    label_dtype = _label_dtype(source, info, plans[-1].source) if info.labels else None
-    reader = _mosaic.TileReader(source, wells, geometry, plans, info.dtype, label_dtype=label_dtype)
+    geometry = mosaic.MosaicGeometry.for_plate(
+        len(rows), len(columns), (stored[0][0], stored[0][1])
+    )
+    tiles = mosaic.level_tiles([(h, w) for h, w in stored], geometry.n_levels)
+    label_dtype = _label_dtype(source, info, tiles[-1].source) if info.labels else None
+    reader = mosaic.TileReader(source, wells, geometry, tiles, info.dtype, label_dtype=label_dtype)
     for name, why in failed.items():
         reader.fail(name, why, reported=True)
     config, version, kind = what
     return PlateView(root, tuple(rows), tuple(columns), wells, info, config, version, reader, kind)
 
 
-def _label_dtype(source: _mosaic.PlaneSource, info: WellInfo, level: int) -> np.dtype[Any]:
+def _label_dtype(source: mosaic.PlaneSource, info: WellInfo, level: int) -> np.dtype[Any]:
     # WellInfo does not carry label dtypes: read the reference well's coarsest labels once.
     return np.dtype(source.read_labels(info.name, info.labels[0], level).dtype)

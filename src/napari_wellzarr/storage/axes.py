@@ -21,7 +21,7 @@ from napari_wellzarr.storage.metadata import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["FIELD_AXIS", "ImageLayout", "PlaneKey", "WellAxes", "downsample", "image_meta_for"]
+__all__ = ["FIELD_AXIS", "ImageAxes", "PlaneKey", "WellAxes", "downsample", "image_meta_for"]
 
 FIELD_AXIS: Final = Axis("field", "field")
 _CANONICAL: Final = ("field", "t", "c", "z", "y", "x")
@@ -80,7 +80,7 @@ class WellAxes:
 
 
 @dataclass(frozen=True)
-class ImageLayout:
+class ImageAxes:
     """How one image group's axes map onto the well array's axes."""
 
     path: str
@@ -89,7 +89,7 @@ class ImageLayout:
     roles: tuple[str, ...]
 
     @classmethod
-    def parse(cls, path: str, meta: ImageMeta, where: str) -> ImageLayout:
+    def parse(cls, path: str, meta: ImageMeta, where: str) -> ImageAxes:
         """Assign each image axis a well-array role or refuse the image."""
         axes = meta.multiscale.axes
         spaces = [i for i, a in enumerate(axes) if _is_space(a)]

@@ -322,9 +322,7 @@ class StorageConfig:
             return {"name": "v2", "separator": "/"}
         return {"name": "default", "separator": "."}
 
-    def chunk_layout(
-        self, shape: tuple[int, ...]
-    ) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    def chunking(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
         """Return ``(chunks, shards)`` for an image array whose last two axes are y, x.
 
         ``shards`` is ``None`` unless the strategy is ``sharded``.
@@ -363,5 +361,5 @@ class StorageConfig:
 
     def raw_bytes_per_chunk(self, shape: tuple[int, ...], itemsize: int) -> int:
         """Uncompressed bytes of one chunk of an array of ``shape`` (for size estimates)."""
-        chunks, _ = self.chunk_layout(shape)
+        chunks, _ = self.chunking(shape)
         return math.prod(chunks) * itemsize

@@ -16,7 +16,7 @@ from napari_wellzarr.storage.axes import PlaneKey
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from napari_wellzarr.storage.axes import ImageLayout
+    from napari_wellzarr.storage.axes import ImageAxes
 
 
 PLANE_MAP: Final = OPENHCS_FILENAME_MAP
@@ -41,7 +41,7 @@ POLY_AXES: Final = {
 
 def read_plane_names(
     well_dir: Path,
-    images: list[ImageLayout],
+    images: list[ImageAxes],
     well_attrs: dict[str, Any],
     first_attrs: dict[str, Any],
     zarr_format: int,
@@ -66,7 +66,7 @@ def read_plane_names(
 
 def polystore_names(
     well_dir: Path,
-    images: list[ImageLayout],
+    images: list[ImageAxes],
     first_attrs: dict[str, Any],
     zarr_format: int,
     well: str,

@@ -14,7 +14,7 @@ from napari_wellzarr.storage.reading import open_well
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["foreign_layout", "lookup", "parse_root"]
+__all__ = ["foreign_config", "lookup", "parse_root"]
 
 
 def lookup(names: tuple[str, ...], wanted: str, position: int, named: Any) -> int | None:
@@ -51,7 +51,7 @@ def parse_root(
     return parse_plate(attrs, where=str(root))
 
 
-def foreign_layout(
+def foreign_config(
     root: Path, plate: PlateMeta, zarr_format: int
 ) -> tuple[StorageConfig, tuple[str, ...] | None]:
     """How to add wells to a plate written by other software: like its first well.

@@ -23,7 +23,7 @@ from napari_wellzarr.errors import (
 )
 from napari_wellzarr.storage import fsio, memory
 from napari_wellzarr.storage._spec import WELLZARR_KEY
-from napari_wellzarr.storage.axes import ImageLayout, PlaneKey, WellAxes
+from napari_wellzarr.storage.axes import ImageAxes, PlaneKey, WellAxes
 from napari_wellzarr.storage.memory import check_memory, check_size, nbytes
 from napari_wellzarr.storage.metadata import (
     Channel,
@@ -33,7 +33,7 @@ from napari_wellzarr.storage.metadata import (
     parse_well,
 )
 from napari_wellzarr.storage.namemaps import read_plane_names
-from napari_wellzarr.storage.shards import ShardLayout, ShardReader
+from napari_wellzarr.storage.shards import ShardGrid, ShardReader
 from napari_wellzarr.storage.zstore import read_store
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class OpenWell:
         root: Path,
         zstore: LocalStore,
         info: WellInfo,
-        images: list[ImageLayout],
+        images: list[ImageAxes],
         zarr_format: int,
         expected: Mapping[str, tuple[int, ...]] | None = None,
         *,
@@ -234,7 +234,7 @@ class OpenWell:
                     doc = fsio.read_array_doc(self._root / path, 3)
                 except (FileNotFoundError, MetadataError):
                     doc = {}  # zarr's road reports it
-            layout = ShardLayout.parse(doc)
+            layout = ShardGrid.parse(doc)
             if layout is not None:  # memory bombs are refused before any allocation
                 check_size(layout.shape, layout.dtype, path)
                 _check_chunk(doc, 3, layout.dtype, self._root / path, self.info.name)
@@ -247,7 +247,7 @@ class OpenWell:
         self._shards[(image, level)] = reader
         return reader
 
-    def _new_shard_reader(self, image: int, level: int, layout: ShardLayout) -> ShardReader:
+    def _new_shard_reader(self, image: int, level: int, layout: ShardGrid) -> ShardReader:
         datasets = self._images[image].meta.multiscale.datasets
         in_well = f"{self._images[image].path}/{datasets[level].path}"
         path = f"{self.info.path}/{in_well}"
@@ -377,12 +377,12 @@ class OpenWell:
             )
         return np.squeeze(block, axis=c_axis)
 
-    def _label_array(self, layout: ImageLayout, name: str, level: int) -> tuple[ImageLayout, Any]:
+    def _label_array(self, layout: ImageAxes, name: str, level: int) -> tuple[ImageAxes, Any]:
         """The layout and the (open, unread) array of label ``name`` in one image."""
         where = f"{self.info.name}/{layout.path}/labels/{name}"
         label_dir = self._root / self.info.path / layout.path / "labels" / name
         meta, _ = parse_image(fsio.read_attrs(label_dir, self._zarr_format), where)
-        label = ImageLayout.parse(f"{layout.path}/labels/{name}", meta, where)
+        label = ImageAxes.parse(f"{layout.path}/labels/{name}", meta, where)
         datasets = meta.multiscale.datasets
         if not 0 <= level < len(datasets):
             raise PlaneNotFoundError(f"{where}: level {level} does not exist")
@@ -521,7 +521,7 @@ def open_well(root: Path, path: str, name: str, zarr_format: int) -> OpenWell:
         except FileNotFoundError as err:
             raise CorruptDataError(f"well {name}: image {image_path} is missing") from err
         meta, _ = parse_image(attrs, f"{name}/{image_path}")
-        images.append(ImageLayout.parse(image_path, meta, f"{name}/{image_path}"))
+        images.append(ImageAxes.parse(image_path, meta, f"{name}/{image_path}"))
     first = images[0]
     if any(img.roles != first.roles for img in images[1:]) or (first.stacked and len(images) > 1):
         raise MetadataError(

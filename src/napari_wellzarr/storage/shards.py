@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path
 
-__all__ = ["EncodedShards", "ShardLayout", "ShardReader", "StaleFileError", "encode_pool"]
+__all__ = ["EncodedShards", "ShardGrid", "ShardReader", "StaleFileError", "encode_pool"]
 
 _EMPTY: Final = 2**64 - 1  # an index entry (offset, nbytes) of two of these = no chunk
 _CRC: Final = 4
@@ -95,7 +95,7 @@ def _endian(codec: object) -> str | None:
 
 
 @dataclass(frozen=True)
-class ShardLayout:
+class ShardGrid:
     """How one sharded array of plane chunks is laid out on disk."""
 
     shape: tuple[int, ...]
@@ -109,7 +109,7 @@ class ShardLayout:
     separator: str
 
     @classmethod
-    def parse(cls, doc: Mapping[str, Any]) -> ShardLayout | None:
+    def parse(cls, doc: Mapping[str, Any]) -> ShardGrid | None:
         """The layout of a zarr v3 array document, or None unless it takes the direct road."""
         try:
             return cls._parse(doc)
@@ -117,7 +117,7 @@ class ShardLayout:
             return None
 
     @classmethod
-    def _parse(cls, doc: Mapping[str, Any]) -> ShardLayout | None:
+    def _parse(cls, doc: Mapping[str, Any]) -> ShardGrid | None:
         shape = tuple(doc["shape"])
         grid = doc["chunk_grid"]
         codecs = doc["codecs"]
@@ -298,7 +298,7 @@ class EncodedShards:
     """An array's shards whose chunks are being encoded on the codec threads."""
 
     def __init__(
-        self, layout: ShardLayout, shards: list[tuple[str, list[tuple[int, Future[bytes]]]]]
+        self, layout: ShardGrid, shards: list[tuple[str, list[tuple[int, Future[bytes]]]]]
     ) -> None:
         self._layout = layout
         self._shards = shards
@@ -346,7 +346,7 @@ class ShardReader:
     def __init__(
         self,
         directory: Path,
-        layout: ShardLayout,
+        layout: ShardGrid,
         label: str,
         expect: tuple[int, ...] | None = None,
     ) -> None:

@@ -28,7 +28,7 @@ from napari_wellzarr.storage.axes import PlaneKey
 from napari_wellzarr.storage.config import StorageConfig
 from napari_wellzarr.storage.geometry import Well, row_letters
 from napari_wellzarr.storage.metadata import Channel, PlateMeta, PlateWell, ome_attrs
-from napari_wellzarr.storage.plates import foreign_layout, lookup, parse_root
+from napari_wellzarr.storage.plates import foreign_config, lookup, parse_root
 from napari_wellzarr.storage.reading import OpenWell, WellInfo, open_well
 from napari_wellzarr.storage.records import LayoutRecords
 from napari_wellzarr.storage.templates import TemplateCache
@@ -184,7 +184,7 @@ class PlateStore:
         version = version or ("0.5" if zarr_format == 3 else "0.4")
         dataset_paths = None
         if config is None and mode == "r+":
-            config, dataset_paths = foreign_layout(root, plate, zarr_format)
+            config, dataset_paths = foreign_config(root, plate, zarr_format)
         if config is not None and config.zarr_format != zarr_format:
             raise MetadataError(
                 f"{root} is zarr v{zarr_format}, but its configuration says OME-NGFF "

@@ -33,7 +33,7 @@ from napari_wellzarr.storage.metadata import (
     default_channels,
     ome_attrs,
 )
-from napari_wellzarr.storage.shards import EncodedShards, ShardLayout, encode_pool
+from napari_wellzarr.storage.shards import EncodedShards, ShardGrid, encode_pool
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -467,7 +467,7 @@ def _start_sharded_array(
     target: Path,
     level: np.ndarray[Any, Any],
     meta: Any,
-    layout: ShardLayout,
+    layout: ShardGrid,
     attrs: dict[str, Any] | None,
 ) -> EncodedShards:
     """Write a sharded array's document; its shards come back still being encoded.
@@ -497,7 +497,7 @@ def _write_zarr_array(
 ) -> None:
     import zarr
 
-    chunks, shards = config.chunk_layout(level.shape)
+    chunks, shards = config.chunking(level.shape)
     with _zarr_writes_settle():
         zarr.create_array(
             store=zstore,
@@ -546,13 +546,13 @@ def _zarr_writes_settle(timeout: float = 30.0) -> Iterator[None]:
 @functools.lru_cache(maxsize=64)
 def _sharded_metadata(
     shape: tuple[int, ...], dtype: str, config: StorageConfig, dims: tuple[str, ...]
-) -> tuple[Any, ShardLayout] | None:
+) -> tuple[Any, ShardGrid] | None:
     """The zarr metadata of a sharded array (no attributes) and its layout, or None.
 
-    None unless ``config`` shards and :class:`ShardLayout` handles the result (zarr
+    None unless ``config`` shards and :class:`ShardGrid` handles the result (zarr
     then writes the array itself).
     """
-    chunks, shards = config.chunk_layout(shape)
+    chunks, shards = config.chunking(shape)
     if shards is None or config.zarr_format != 3:
         return None
     import zarr
@@ -570,7 +570,7 @@ def _sharded_metadata(
         dimension_names=list(dims),
         chunk_key_encoding=config.chunk_key_encoding(),
     )
-    layout = ShardLayout.parse(array.metadata.to_dict())
+    layout = ShardGrid.parse(array.metadata.to_dict())
     return None if layout is None else (array.metadata, layout)
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from napari_wellzarr.errors import WellDataError, WellNameError, WellZarrError
-from napari_wellzarr.plugin import mosaic as _mosaic
+from napari_wellzarr.plugin import mosaic
 from napari_wellzarr.plugin.view import META_KEY
 from napari_wellzarr.storage.config import FieldArrangement, NgffVersion, StorageConfig
 from napari_wellzarr.storage.geometry import STANDARD_FORMATS, PlateGeometry, Well
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from napari_wellzarr.storage.store import PlateStore
 
-__all__ = ["PlannedWell", "plan_plate"]
+__all__ = ["MappedWell", "map_layers"]
 
 LayerTuple = tuple[Any, dict[str, Any], str]
 # "B03", "B3", "B03_DAPI", "AF48 GFP": capital row letters of a plate of at most 1536
@@ -42,7 +42,7 @@ _PYRAMID_FROM: Final = 1024  # planes at least this large get overview levels by
 
 
 @dataclass
-class PlannedWell:
+class MappedWell:
     """One well to write: ``(field, [t,] c, z, y, x)`` pixels, channels and labels."""
 
     name: str
@@ -52,15 +52,15 @@ class PlannedWell:
 
 
 @dataclass
-class PlatePlan:
+class LayerMapping:
     """Everything the writer needs; built only when every layer could be mapped."""
 
     config: StorageConfig
-    wells: list[PlannedWell]
+    wells: list[MappedWell]
     pixel_size: tuple[float, float] | None
     z_step: float | None
 
-    def write(self, store: PlateStore, well: PlannedWell) -> None:
+    def write(self, store: PlateStore, well: MappedWell) -> None:
         """Write one planned well into ``store`` with the plan's scale."""
         store.write_well(
             well.name,
@@ -128,7 +128,7 @@ class _Problems(list[str]):
             )
 
 
-def plan_plate(layers: Sequence[LayerTuple]) -> PlatePlan:
+def map_layers(layers: Sequence[LayerTuple]) -> LayerMapping:
     """Map ``(data, meta, layer_type)`` tuples to wells, or raise listing every problem."""
     problems = _Problems()
     kept: list[LayerTuple] = []
@@ -181,9 +181,9 @@ def _micrometres(value: float, unit: object) -> float | None:
 
 def _from_plate(
     layers: list[LayerTuple], layout: dict[str, Any], problems: _Problems
-) -> PlatePlan | None:
+) -> LayerMapping | None:
     (th, tw), (py, px) = layout["tile"], layout["pitch"]
-    geometry = _mosaic.MosaicGeometry(
+    geometry = mosaic.MosaicGeometry(
         len(layout["rows"]), len(layout["columns"]), (int(th), int(tw)), (int(py), int(px)), 1
     )
     axes = tuple(layout["axes"])
@@ -221,7 +221,7 @@ def _from_plate(
     c_axis = 2 if "t" in axes else 1
     kept = _source_channels(layout, images, channels)
     planned = [
-        PlannedWell(
+        MappedWell(
             name,
             np.stack([block(name) for block in blocks], axis=c_axis),
             [kept(name, c, ch) for c, ch in enumerate(channels)],
@@ -230,7 +230,7 @@ def _from_plate(
         for name in wells
     ]
     pixel_size, z_step = _scale(first, axes)
-    return PlatePlan(_plate_config(layout, wells, planned), planned, pixel_size, z_step)
+    return LayerMapping(_plate_config(layout, wells, planned), planned, pixel_size, z_step)
 
 
 def _source_channels(
@@ -270,7 +270,7 @@ def _source_channels(
 
 
 def _plate_config(
-    layout: dict[str, Any], wells: dict[str, tuple[int, int]], planned: list[PlannedWell]
+    layout: dict[str, Any], wells: dict[str, tuple[int, int]], planned: list[MappedWell]
 ) -> StorageConfig:
     if layout.get("config"):
         return StorageConfig.from_dict(layout["config"])
@@ -284,7 +284,7 @@ def _plate_config(
 
 
 def _default_config(
-    plate: tuple[int, int], planned: list[PlannedWell], version: str = "0.5"
+    plate: tuple[int, int], planned: list[MappedWell], version: str = "0.5"
 ) -> StorageConfig:
     shape = planned[0].data.shape
     levels = 1
@@ -339,7 +339,7 @@ class _Group:
     labels: list[tuple[str, np.ndarray[Any, Any], dict[str, Any]]] = field(default_factory=list)
 
 
-def _from_layers(layers: list[LayerTuple], problems: _Problems) -> PlatePlan | None:
+def _from_layers(layers: list[LayerTuple], problems: _Problems) -> LayerMapping | None:
     groups: dict[Well, _Group] = {}
     for data, meta, layer_type in layers:
         axes = _axes_of(meta, len(data.shape))
@@ -356,7 +356,7 @@ def _from_layers(layers: list[LayerTuple], problems: _Problems) -> PlatePlan | N
             (label, _to_well_order(data, axes), meta)
         )
     planned = [
-        p for well, group in sorted(groups.items()) if (p := _plan_well(well, group, problems))
+        p for well, group in sorted(groups.items()) if (p := _map_well(well, group, problems))
     ]
     if problems or not planned:
         return None
@@ -379,10 +379,10 @@ def _from_layers(layers: list[LayerTuple], problems: _Problems) -> PlatePlan | N
     except WellZarrError as err:
         problems.append(f"the storage configuration in the layers' metadata: {err}")
         return None
-    return PlatePlan(config, planned, pixel_size, z_step)
+    return LayerMapping(config, planned, pixel_size, z_step)
 
 
-def _plan_well(well: Well, group: _Group, problems: _Problems) -> PlannedWell | None:
+def _map_well(well: Well, group: _Group, problems: _Problems) -> MappedWell | None:
     name = well.label
     if not group.images:
         for _, _, meta in group.labels:
@@ -409,10 +409,10 @@ def _plan_well(well: Well, group: _Group, problems: _Problems) -> PlannedWell | 
     channels = [_channel(m, label, dtype, i) for i, (label, _, m) in enumerate(group.images)]
     data = np.stack([a for _, a, _ in group.images], axis=2 if len(shape) == 5 else 1)
     labels = {_label_name(n): a for n, a, _ in group.labels}
-    return PlannedWell(name, data, channels, labels)
+    return MappedWell(name, data, channels, labels)
 
 
-def _smallest_plate(planned: list[PlannedWell]) -> tuple[int, int]:
+def _smallest_plate(planned: list[MappedWell]) -> tuple[int, int]:
     positions = [Well.parse(p.name) for p in planned]
     rows = max(p.row for p in positions) + 1
     columns = max(p.column for p in positions) + 1
@@ -425,7 +425,7 @@ def _smallest_plate(planned: list[PlannedWell]) -> tuple[int, int]:
 
 
 def _read_tiles(
-    data: Any, wells: Mapping[str, tuple[int, int]], geometry: _mosaic.MosaicGeometry
+    data: Any, wells: Mapping[str, tuple[int, int]], geometry: mosaic.MosaicGeometry
 ) -> Callable[[str], np.ndarray[Any, Any]]:
     """A function returning well ``name``'s ``(field, [t,] z, y, x)`` block of level-0 ``data``."""
     h, w = geometry.tile

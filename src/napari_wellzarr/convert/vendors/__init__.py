@@ -1,0 +1,1 @@
+"""Instrument exports recognised from their own files (index XML, ``.HTD``, ``.mlf``)."""
