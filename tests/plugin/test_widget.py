@@ -91,12 +91,12 @@ def test_scan_run_and_open_a_folder(
     truth = imagexpress_set(tmp_path / "raw", np.random.default_rng(1))
     dest = tmp_path / "screen.ome.zarr"
     viewer, widget = make_widget(make_napari_viewer)
-    widget.source.value = tmp_path / "raw"
-    widget.scheme.value = "imagexpress"
-    widget.output.value = dest
-    widget.compressor.value = "zstd"
-    widget.level.value = "5"
-    widget.chunks.value = "plane"
+    widget.form.source.value = tmp_path / "raw"
+    widget.form.naming.value = "imagexpress"
+    widget.form.output.value = dest
+    widget.form.compressor.value = "zstd"
+    widget.form.level.value = "5"
+    widget.form.chunks.value = "plane"
     assert not widget.run_button.enabled  # not scanned yet
     assert widget.run() is None
     assert "Scan the folder first" in widget.status.value
@@ -131,22 +131,22 @@ def test_invalid_combination_disables_run(
 ) -> None:
     imagexpress_set(tmp_path / "raw", np.random.default_rng(4), fields=1)
     _, widget = make_widget(make_napari_viewer)
-    widget.source.value = tmp_path / "raw"
+    widget.form.source.value = tmp_path / "raw"
     assert not widget.run_button.enabled  # a folder must be scanned first
     assert widget.config_message.value == ""
     assert scan_and_wait(qtbot, widget) is not None, widget.summary.value
     assert widget.run_button.enabled
-    widget.chunks.value = "sharded"
-    widget.ngff_version.value = "0.4"
+    widget.form.chunks.value = "sharded"
+    widget.form.ngff_version.value = "0.4"
     assert not widget.run_button.enabled
     assert "sharded" in widget.config_message.value
     assert "zarr v3" in widget.config_message.value
     assert widget.run() is None
-    widget.ngff_version.value = "0.5"
+    widget.form.ngff_version.value = "0.5"
     assert widget.run_button.enabled
     assert widget.config_message.value == ""
-    widget.compressor.value = "none"
-    widget.level.value = "3"
+    widget.form.compressor.value = "none"
+    widget.form.level.value = "3"
     assert not widget.run_button.enabled
     assert "no level" in widget.config_message.value
 
@@ -157,11 +157,11 @@ def test_cancel_leaves_a_valid_partial_plate_and_resume_completes_it(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from napari_wellzarr.plugin import _widget
+    from napari_wellzarr.plugin import conversion
 
     truth = imagexpress_set(tmp_path / "raw", np.random.default_rng(2), fields=1)
     dest = tmp_path / "screen.ome.zarr"
-    real = _widget.convert
+    real = conversion.convert
     calls: list[int] = []
 
     def cancel_after_first_well(*args: Any, **kwargs: Any) -> Any:
@@ -176,10 +176,10 @@ def test_cancel_leaves_a_valid_partial_plate_and_resume_completes_it(
 
         return real(*args, **{**kwargs, "progress": on_well})
 
-    monkeypatch.setattr(_widget, "convert", cancel_after_first_well)
+    monkeypatch.setattr(conversion, "convert", cancel_after_first_well)
     viewer, widget = make_widget(make_napari_viewer)
-    widget.source.value = tmp_path / "raw"
-    widget.output.value = dest
+    widget.form.source.value = tmp_path / "raw"
+    widget.form.output.value = dest
     assert scan_and_wait(qtbot, widget) is not None, widget.summary.value
     run_and_wait(qtbot, widget)
     result = widget.result
@@ -193,7 +193,7 @@ def test_cancel_leaves_a_valid_partial_plate_and_resume_completes_it(
     assert_plate_equals(dest, truth, result.written)  # only complete wells are listed
     assert len(viewer.layers) == 0  # nothing opened on cancel
 
-    widget.resume.value = True
+    widget.form.resume.value = True
     run_and_wait(qtbot, widget)
     assert widget.result is not None
     assert widget.result.complete
@@ -213,8 +213,8 @@ def test_current_layers_are_written_with_the_writer_mapping(
     for name, data in planes.items():
         viewer.add_image(data, name=name)
     dest = tmp_path / "layers.ome.zarr"
-    widget.source_kind.value = "current layers"
-    widget.output.value = dest
+    widget.form.source_kind.value = "current layers"
+    widget.form.output.value = dest
     widget.scan()
     assert "wells: 2 (B03, C05)" in widget.summary.value
     assert "channels: 2 (DAPI, GFP)" in widget.summary.value
@@ -233,9 +233,9 @@ def catastrophic_widget(make_napari_viewer: Callable[..., Any], tmp_path: Path) 
     """A widget set to scan a folder with a catastrophically backtracking pattern."""
     catastrophic_set(tmp_path / "raw")
     _, widget = make_widget(make_napari_viewer)
-    widget.source.value = tmp_path / "raw"
-    widget.scheme.value = "pattern"
-    widget.pattern.value = CATASTROPHIC
+    widget.form.source.value = tmp_path / "raw"
+    widget.form.naming.value = "pattern"
+    widget.form.pattern.value = CATASTROPHIC
     return widget
 
 
@@ -245,7 +245,7 @@ def test_a_catastrophic_pattern_is_refused_in_a_worker_while_the_viewer_responds
     from qtpy.QtCore import QTimer
 
     widget = catastrophic_widget(make_napari_viewer, tmp_path)
-    widget.output.value = tmp_path / "out.ome.zarr"
+    widget.form.output.value = tmp_path / "out.ome.zarr"
     ticks: list[tuple[bool, str]] = []
 
     start = time.perf_counter()
@@ -312,13 +312,13 @@ def test_a_scan_result_arriving_after_the_options_changed_is_not_applied(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from napari_wellzarr.plugin import _widget
+    from napari_wellzarr.plugin import conversion
 
     imagexpress_set(tmp_path / "raw", np.random.default_rng(5), fields=1)
     other = tmp_path / "other"
     other.mkdir()
     tifffile.imwrite(other / "screen_D04_s1_w1.tif", np.zeros(SHAPE, np.uint16))
-    real = _widget.scan_source
+    real = conversion.scan_source
     scanned = threading.Event()
 
     def signalling_scan(*args: Any, **kwargs: Any) -> Any:
@@ -327,9 +327,9 @@ def test_a_scan_result_arriving_after_the_options_changed_is_not_applied(
         finally:
             scanned.set()
 
-    monkeypatch.setattr(_widget, "scan_source", signalling_scan)
+    monkeypatch.setattr(conversion, "scan_source", signalling_scan)
     _, widget = make_widget(make_napari_viewer)
-    widget.source.value = tmp_path / "raw"
+    widget.form.source.value = tmp_path / "raw"
     worker = widget.scan()
     assert worker is not None
     # keep the GUI thread busy until the worker has emitted its result: the plan of
@@ -339,7 +339,7 @@ def test_a_scan_result_arriving_after_the_options_changed_is_not_applied(
     while worker.is_running and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not worker.is_running
-    widget.source.value = other  # the user picks another folder before it is delivered
+    widget.form.source.value = other  # the user picks another folder before it is delivered
     assert widget.status.value.startswith("Scan stopped")
     assert widget.scan_button.enabled
     qtbot.wait(300)  # deliver the queued result
@@ -357,12 +357,12 @@ def test_a_scan_result_arriving_after_the_options_changed_is_not_applied(
 def test_scan_without_a_folder_never_walks_the_working_directory(
     make_napari_viewer: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from napari_wellzarr.plugin import _widget
+    from napari_wellzarr.plugin import conversion
 
     calls: list[Any] = []
-    monkeypatch.setattr(_widget, "scan_source", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(conversion, "scan_source", lambda *a, **k: calls.append(a))
     _, widget = make_widget(make_napari_viewer)
-    assert str(widget.source.value) == "."  # FileEdit's empty value
+    assert str(widget.form.source.value) == "."  # FileEdit's empty value
     assert widget.scan() is None
     assert widget.summary.value == "Scan failed: choose a folder first."
     assert widget.scan_worker is None

@@ -18,19 +18,17 @@ def write_layers(path: str, layers: Sequence[tuple[Any, dict[str, Any], str]]) -
     from napari_wellzarr.errors import PlateExistsError
     from napari_wellzarr.plugin import layer_wells
     from napari_wellzarr.storage import fsio
-    from napari_wellzarr.storage.store import PlateStore
 
     target = Path(path)
     if os.path.lexists(target):
         raise PlateExistsError(
             f"{target} already exists; napari-wellzarr never overwrites: choose a new name"
         )
-    plan = layer_wells.map_layers(layers)
+    mapping = layer_wells.map_layers(layers)
     stage = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
     try:
-        with PlateStore.create(stage, plan.config, name=target.name) as store:
-            for well in plan.wells:
-                plan.write(store, well)
+        for _ in layer_wells.write_plate(mapping, stage, name=target.name):
+            pass  # one well written
         if os.path.lexists(target):
             raise PlateExistsError(
                 f"{target} appeared while it was being written; kept it, discarded ours"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -16,11 +17,14 @@ from napari_wellzarr.storage.geometry import STANDARD_FORMATS, PlateGeometry, We
 from napari_wellzarr.storage.metadata import Channel
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    import threading
+    from collections.abc import Callable, Generator, Mapping, Sequence
+    from pathlib import Path
 
+    from napari_wellzarr.convert.engine import WellEvent
     from napari_wellzarr.storage.store import PlateStore
 
-__all__ = ["MappedWell", "map_layers"]
+__all__ = ["LayerMapping", "MappedWell", "map_layers", "write_plate"]
 
 LayerTuple = tuple[Any, dict[str, Any], str]
 # "B03", "B3", "B03_DAPI", "AF48 GFP": capital row letters of a plate of at most 1536
@@ -70,6 +74,50 @@ class LayerMapping:
             z_step=self.z_step,
             labels=well.labels or None,
         )
+
+
+def write_plate(
+    mapping: LayerMapping,
+    dest: Path,
+    config: StorageConfig | None = None,
+    *,
+    name: str | None = None,
+    overwrite: bool = False,
+    cancel: threading.Event | None = None,
+) -> Generator[WellEvent, None, tuple[str, ...]]:
+    """Create the plate ``dest`` and write the mapped wells into it, one event per well.
+
+    Parameters
+    ----------
+    mapping
+        From :func:`map_layers`.
+    dest
+        The plate to create (see :meth:`PlateStore.create` for ``name`` and ``overwrite``).
+    config
+        How to store it; ``None``: the mapping's own configuration.
+    cancel
+        Once set, no further well is started.
+
+    Returns
+    -------
+    tuple of str
+        The wells written, in order (the generator's return value).
+    """
+    from napari_wellzarr.convert.engine import WellEvent
+    from napari_wellzarr.storage.store import PlateStore
+
+    written: list[str] = []
+    total = len(mapping.wells)
+    with PlateStore.create(dest, config or mapping.config, name=name, overwrite=overwrite) as store:
+        for well in mapping.wells:
+            if cancel is not None and cancel.is_set():
+                break
+            start = time.perf_counter()
+            mapping.write(store, well)
+            written.append(well.name)
+            seconds = time.perf_counter() - start
+            yield WellEvent(well.name, "written", len(written), total, well.data.nbytes, seconds)
+    return tuple(written)
 
 
 def _level0(data: Any, meta: dict[str, Any]) -> Any:

@@ -1,0 +1,459 @@
+"""The converter widget without Qt: its options, and the scans and conversions it runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import queue
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Final, NamedTuple
+
+from napari_wellzarr.convert.engine import (
+    ConversionPlan,
+    ConversionResult,
+    WellEvent,
+    convert,
+    scan_source,
+)
+from napari_wellzarr.convert.naming import registered_schemes
+from napari_wellzarr.errors import ConfigError, WellZarrError
+from napari_wellzarr.storage.config import (
+    ChunkStrategy,
+    Compressor,
+    FieldArrangement,
+    NgffVersion,
+    Shuffle,
+    StorageConfig,
+)
+from napari_wellzarr.storage.geometry import STANDARD_FORMATS, PlateGeometry
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from napari_wellzarr.plugin.layer_wells import LayerTuple
+
+__all__ = [
+    "ConversionOptions",
+    "ConverterSession",
+    "ScanTicket",
+    "Source",
+    "convert_folder",
+    "convert_layers",
+    "scan_job",
+]
+
+AUTO: Final = "auto"
+PATTERN: Final = "pattern"
+POLL: Final = 0.05  # seconds between a scan worker's checks for quit/cancel
+
+ScanProgress = tuple[int, int]  # TIFF headers read, of
+Job = Generator[WellEvent, None, ConversionResult]
+
+
+class Source(StrEnum):
+    """What the widget converts."""
+
+    FOLDER = "folder"
+    LAYERS = "current layers"
+
+
+def _labelled(members: Sequence[StrEnum]) -> list[tuple[str, Any]]:
+    return [(m.value, m) for m in members]
+
+
+_DEFAULT: Final = ("default", None)
+_COMPRESSORS: Final = _labelled(list(Compressor))
+_SHUFFLES: Final = [_DEFAULT, *_labelled(list(Shuffle))]
+_CHUNKS: Final = [_DEFAULT, *_labelled(list(ChunkStrategy))]
+_VERSIONS: Final = _labelled(sorted(NgffVersion, reverse=True))  # the newest first
+_PLATES: Final = [(AUTO, None), *((str(n), n) for n in sorted(STANDARD_FORMATS))]
+_FIELDS: Final = _labelled(list(FieldArrangement))
+
+
+def naming_choices(_widget: object = None) -> list[str]:
+    """``auto``, every registered naming scheme, and ``pattern`` (a user's regex)."""
+    return [AUTO, *(scheme.name for scheme in registered_schemes()), PATTERN]
+
+
+class ScanKey(NamedTuple):
+    """What a scan is for: a plan is used only while these options stay the same."""
+
+    source_kind: Source
+    folder: Path
+    naming: str
+    pattern: str
+
+
+@dataclass(frozen=True)
+class ConversionOptions:
+    """The widget's options form (magicgui builds one widget per parameter).
+
+    Parameters
+    ----------
+    source_kind
+        Convert a folder of microscope images, or the viewer's image and labels layers.
+    source
+        The folder of images.
+    naming
+        How file names name wells, fields and channels (``auto``: detect).
+    pattern
+        With naming ``pattern``: a regex with named groups (``well``, ``channel``...).
+    output
+        The plate to write (``.zarr``).
+    compressor
+        Compression codec of the pixel chunks.
+    level
+        The codec's level (empty: the codec's default level).
+    shuffle
+        Blosc's shuffle filter.
+    chunks
+        How each image is cut into chunks.
+    ngff_version
+        0.5 (zarr v3) or 0.4 (zarr v2).
+    plate
+        Plate format (``auto``: the smallest standard plate holding every well).
+    fields
+        Fields of view in one array per well, or one image group per field.
+    pyramid_levels
+        Resolution levels (1 = full resolution only).
+    strict
+        Refuse a source with missing planes.
+    resume
+        Complete an interrupted conversion into ``output``.
+    overwrite
+        Delete an existing plate at ``output`` first.
+    """
+
+    source_kind: Annotated[Source, {"label": "Source", "choices": _labelled(list(Source))}] = (
+        Source.FOLDER
+    )
+    source: Annotated[Path, {"label": "Folder", "mode": "d"}] = Path()
+    naming: Annotated[str, {"label": "Naming", "choices": naming_choices}] = AUTO
+    pattern: Annotated[str, {"label": "Pattern"}] = ""
+    output: Annotated[Path, {"label": "Output", "mode": "w", "filter": "*.zarr"}] = Path()
+    compressor: Annotated[Compressor, {"label": "Compressor", "choices": _COMPRESSORS}] = (
+        StorageConfig.compressor
+    )
+    # A text field: the valid range depends on the codec, and empty (None) is a choice.
+    level: Annotated[str, {"label": "Level"}] = ""
+    shuffle: Annotated[
+        Shuffle | None, {"label": "Shuffle", "choices": _SHUFFLES, "nullable": False}
+    ] = None
+    chunks: Annotated[
+        ChunkStrategy | None, {"label": "Chunks", "choices": _CHUNKS, "nullable": False}
+    ] = None
+    ngff_version: Annotated[NgffVersion, {"label": "OME-NGFF", "choices": _VERSIONS}] = (
+        StorageConfig.ngff_version
+    )
+    plate: Annotated[int | None, {"label": "Plate", "choices": _PLATES, "nullable": False}] = None
+    fields: Annotated[FieldArrangement, {"label": "Fields", "choices": _FIELDS}] = (
+        StorageConfig.fields
+    )
+    pyramid_levels: Annotated[int, {"label": "Pyramid levels", "min": 1, "max": 12}] = 1
+    strict: Annotated[bool, {"text": "strict (refuse missing planes)", "label": ""}] = False
+    resume: Annotated[bool, {"text": "resume an interrupted conversion", "label": ""}] = False
+    overwrite: Annotated[bool, {"text": "overwrite an existing plate", "label": ""}] = False
+
+    @property
+    def scan_key(self) -> ScanKey:
+        """The options a scan depends on."""
+        return ScanKey(self.source_kind, self.source, self.naming, self.pattern)
+
+    @property
+    def dest(self) -> Path | None:
+        """The output plate, or None when none is chosen."""
+        return None if str(self.output) in ("", ".") else self.output
+
+    def storage_config(self, plan: ConversionPlan | None = None) -> StorageConfig:
+        """The StorageConfig of these options; raises ConfigError explaining why not.
+
+        An ``auto`` plate is the smallest standard plate holding ``plan``'s wells
+        (96 wells without a plan), and ``plan`` must fit the configuration.
+        """
+        text = self.level.strip()
+        try:
+            level = int(text) if text else None
+        except ValueError:
+            raise ConfigError(f"level={text!r} must be a whole number (or empty)") from None
+        if self.plate is not None:
+            plate = PlateGeometry.parse(self.plate)
+        else:
+            plate = plan.smallest_plate() if plan is not None else PlateGeometry.parse(96)
+        config = StorageConfig(
+            compressor=self.compressor,
+            level=level,
+            shuffle=self.shuffle,
+            chunks=self.chunks,
+            ngff_version=self.ngff_version,
+            plate=plate,
+            fields=self.fields,
+            pyramid_levels=int(self.pyramid_levels),
+        )
+        if self.resume and self.overwrite:
+            raise ConfigError("resume and overwrite exclude each other")
+        if plan is not None:
+            plan.check_config(config)
+        return config
+
+
+# magicgui reads parameter annotations unevaluated; give it the evaluated signature.
+ConversionOptions.__signature__ = inspect.signature(  # type: ignore[attr-defined]
+    ConversionOptions, eval_str=True
+)
+
+
+class _ScanCancelled(Exception):
+    """Raised from the scan's progress callback to stop an abandoned scan."""
+
+
+def scan_job(
+    source: Path, naming: str, pattern: str | None, cancel: threading.Event
+) -> Generator[ScanProgress | None, None, ConversionPlan | str]:
+    """Scan ``source`` in a daemon thread; yield while waiting (a worker's generator).
+
+    Yields the latest ``(headers read, total)`` (or ``None``) every ``POLL`` seconds,
+    so that a worker sees a quit promptly even while the scan is stuck in a pattern
+    match.  Returns the plan, or the error message (``"cancelled"`` once ``cancel`` is
+    set): a scan never raises, so a failure is shown in the widget, not as a traceback.
+    """
+    reports: queue.SimpleQueue[ScanProgress] = queue.SimpleQueue()
+    done = threading.Event()
+    box: dict[str, ConversionPlan | str] = {}
+
+    def progress(read: int, total: int) -> None:
+        if cancel.is_set():
+            raise _ScanCancelled
+        reports.put((read, total))
+
+    def target() -> None:
+        try:
+            box["out"] = scan_source(source, scheme=naming, pattern=pattern, progress=progress)
+        except _ScanCancelled:
+            box["out"] = "cancelled"
+        except (WellZarrError, OSError) as err:
+            box["out"] = str(err)
+        except Exception as err:  # a bug: still reported in the widget
+            box["out"] = f"{type(err).__name__}: {err}"
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="wellzarr-scan", daemon=True).start()
+    while not done.wait(POLL):
+        latest = None
+        while not reports.empty():
+            latest = reports.get()
+        yield latest
+    return box["out"]
+
+
+def convert_folder(
+    plan: ConversionPlan,
+    dest: Path,
+    config: StorageConfig,
+    *,
+    strict: bool,
+    resume: bool,
+    overwrite: bool,
+    cancel: threading.Event,
+) -> Job:
+    """:func:`convert` in a thread, its progress events yielded; returns its result."""
+    events: queue.Queue[WellEvent | None] = queue.Queue()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = convert(
+                plan,
+                dest,
+                config,
+                strict=strict,
+                resume=resume,
+                overwrite=overwrite,
+                progress=events.put,
+                cancel=cancel,
+            )
+        except BaseException as err:  # handed to the generator's thread, raised there
+            box["error"] = err
+        finally:
+            events.put(None)
+
+    thread = threading.Thread(target=target, name="wellzarr-convert", daemon=True)
+    thread.start()
+    while (event := events.get()) is not None:
+        yield event
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    result: ConversionResult = box["result"]
+    return result
+
+
+def convert_layers(
+    layers: Sequence[LayerTuple],
+    dest: Path,
+    config: StorageConfig,
+    *,
+    auto_plate: bool,
+    overwrite: bool,
+    cancel: threading.Event,
+) -> Job:
+    """Write image (+ labels) layers with the writer's layer-to-well mapping.
+
+    With ``auto_plate`` the plate format is the mapping's (the wells' smallest plate).
+    """
+    from napari_wellzarr.plugin import layer_wells
+
+    start = time.perf_counter()
+    mapping = layer_wells.map_layers(layers)
+    if auto_plate:
+        config = dataclasses.replace(config, plate=mapping.config.plate)
+    written = yield from layer_wells.write_plate(
+        mapping, dest, config, overwrite=overwrite, cancel=cancel
+    )
+    return ConversionResult(
+        plate=dest,
+        written=written,
+        remaining=tuple(w.name for w in mapping.wells[len(written) :]),
+        cancelled=cancel.is_set(),
+        seconds=time.perf_counter() - start,
+    )
+
+
+@dataclass
+class ScanTicket:
+    """One scan: what it is for, and its cancel event."""
+
+    key: ScanKey
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.perf_counter)
+
+    def job(self) -> Generator[ScanProgress | None, None, ConversionPlan | str]:
+        """The scan's worker generator (:func:`scan_job`; a generator function for workers)."""
+        return (
+            yield from scan_job(
+                self.key.folder, self.key.naming, self.key.pattern or None, self.cancel
+            )
+        )
+
+
+class ConverterSession:
+    """What the widget knows between clicks: options, plan, the running scan and run.
+
+    A plan is kept only for the options it was scanned with; a scan result that
+    arrives after the source, naming or pattern changed (or after a cancel) is dropped.
+    """
+
+    def __init__(self, options: ConversionOptions | None = None) -> None:
+        self.options = options or ConversionOptions()
+        self.plan: ConversionPlan | None = None
+        self.scan: ScanTicket | None = None  # the running scan
+        self.run_cancel: threading.Event | None = None  # set while a conversion runs
+
+    @property
+    def busy(self) -> bool:
+        """A scan or a conversion is running."""
+        return self.scan is not None or self.run_cancel is not None
+
+    @property
+    def scanned(self) -> bool:
+        """The source is ready to convert (a folder's plan, or layers: nothing to scan)."""
+        return self.plan is not None or self.options.source_kind is Source.LAYERS
+
+    def update(self, options: ConversionOptions) -> bool:
+        """Take new options; True when they change what to scan (the plan is forgotten)."""
+        changed = options.scan_key != self.options.scan_key
+        self.options = options
+        if changed:
+            self.plan = None
+        return changed
+
+    def config(self) -> StorageConfig:
+        """The StorageConfig of the options and plan; raises ConfigError explaining why not."""
+        return self.options.storage_config(self.plan)
+
+    def config_problem(self) -> str:
+        """Why the options cannot be converted, or ``""``."""
+        try:
+            self.config()
+        except WellZarrError as err:
+            return str(err)
+        return ""
+
+    def may_run(self) -> bool:
+        """Run may start: valid options, a scan of the current options, nothing running."""
+        return not self.busy and self.scanned and not self.config_problem()
+
+    # -- scan -----------------------------------------------------------------------
+
+    def start_scan(self) -> ScanTicket:
+        """Forget the plan and begin a scan of the folder; ConfigError if there is none."""
+        self.plan = None
+        key = self.options.scan_key
+        if str(key.folder) in ("", "."):  # never walk the working directory
+            raise ConfigError("choose a folder first")
+        self.scan = ScanTicket(key)
+        return self.scan
+
+    def finish_scan(self, ticket: ScanTicket, out: ConversionPlan | str) -> bool:
+        """Apply a scan's outcome; False (and nothing changes) for a stale one."""
+        if ticket is not self.scan or ticket.key != self.options.scan_key:
+            return False
+        self.scan = None
+        if not isinstance(out, str):
+            self.plan = out
+        return True
+
+    def abandon_scan(self) -> bool:
+        """Stop waiting for the running scan (its result will be dropped); False if none."""
+        if self.scan is None:
+            return False
+        self.scan.cancel.set()
+        self.scan = None
+        return True
+
+    # -- run ------------------------------------------------------------------------
+
+    def start_run(self, layers: Sequence[LayerTuple] = ()) -> Job | str:
+        """The conversion's generator, or why it cannot start (``""``: see the options)."""
+        if self.busy or self.config_problem():
+            return ""
+        dest = self.options.dest
+        if dest is None:
+            return "Choose an output path first."
+        if not self.scanned:
+            return "Scan the folder first."
+        config, options = self.config(), self.options
+        cancel = self.run_cancel = threading.Event()
+        if options.source_kind is Source.FOLDER:
+            assert self.plan is not None  # (scanned)
+            return convert_folder(
+                self.plan,
+                dest,
+                config,
+                strict=options.strict,
+                resume=options.resume,
+                overwrite=options.overwrite,
+                cancel=cancel,
+            )
+        return convert_layers(
+            layers,
+            dest,
+            config,
+            auto_plate=options.plate is None,
+            overwrite=options.overwrite,
+            cancel=cancel,
+        )
+
+    def cancel_run(self) -> None:
+        """Start no further well of the running conversion."""
+        if self.run_cancel is not None:
+            self.run_cancel.set()
+
+    def finish_run(self) -> None:
+        """The conversion ended (returned, raised or was quit)."""
+        self.run_cancel = None
