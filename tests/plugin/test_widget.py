@@ -369,3 +369,25 @@ def test_scan_without_a_folder_never_walks_the_working_directory(
     assert widget.scan_button.enabled
     assert not widget.run_button.enabled
     assert calls == []
+
+
+def test_the_options_form_is_magicgui_made_from_the_core_enums(
+    make_napari_viewer: Callable[..., Any],
+) -> None:
+    from magicgui.widgets import FunctionGui
+
+    from napari_wellzarr.storage.config import ChunkStrategy, Compressor, NgffVersion
+
+    _, widget = make_widget(make_napari_viewer)
+    assert isinstance(widget.form, FunctionGui)
+    assert set(widget.form.compressor.choices) == set(Compressor)
+    assert set(widget.form.chunks.choices) == {None, *ChunkStrategy}
+    assert widget.form.ngff_version.value is NgffVersion.V05
+    widget.form.compressor.value = "zstd"
+    assert widget.form.compressor.value is Compressor.ZSTD
+    assert widget.form.compressor.native.currentText() == "zstd"  # shown as the core names it
+    assert widget.session.options.compressor is Compressor.ZSTD  # auto_call: options follow
+    widget.form.chunks.value = None
+    assert widget.form.chunks.native.currentText() == "default"
+    # the tooltips are the numpy docstring of the options
+    assert "empty: the codec's default level" in (widget.form.level.tooltip or "")

@@ -69,6 +69,8 @@ class ConvertWidget(Container[Any]):
         super().__init__()
         self.viewer = viewer
         self.form = magicgui(ConversionOptions, auto_call=True)
+        self.form.label = ""  # the form needs no name of its own in the dock
+        self.form.margins = (0, 0, 0, 0)  # its fields line up with the widget's own
         self.session = ConverterSession(self.form())
         self.result: ConversionResult | None = None
         self.error: str = ""
