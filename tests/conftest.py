@@ -1,4 +1,4 @@
-"""Shared fixtures of the core tests: pixels, validators and directory snapshots.
+"""Shared fixtures of the core tests: OME-NGFF versions, plates, pixels, validators, snapshots.
 
 Kept small and core-only: nothing here imports napari or Qt, and the validators are
 imported only when a test asks for them.
@@ -14,8 +14,68 @@ import numpy as np
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from pathlib import Path
+
+    from napari_wellzarr.storage.config import StorageConfig
+
+#: The OME-NGFF versions every format-dependent test runs on.
+NGFF_VERSIONS = ("0.4", "0.5")
+
+
+@pytest.fixture(params=NGFF_VERSIONS, ids=[f"ngff{v}" for v in NGFF_VERSIONS])
+def ngff_version(request: pytest.FixtureRequest) -> str:
+    """Each OME-NGFF version in turn: "0.4" (zarr v2) and "0.5" (zarr v3)."""
+    return str(request.param)
+
+
+def write_plate(
+    path: Path,
+    wells: Mapping[str, np.ndarray] | None = None,
+    config: StorageConfig | None = None,
+    **options: Any,
+) -> Path:
+    """Create a plate at ``path`` with ``PlateStore.create`` and write ``wells`` into it.
+
+    ``config`` is the plate's :class:`StorageConfig`; without it one is built from
+    ``options`` (``ngff_version=``, ``plate=``, ``chunks=``...).  Each well is written
+    with ``write_well(name, data)``.  Returns ``path``.
+    """
+    from napari_wellzarr.storage.config import StorageConfig
+    from napari_wellzarr.storage.store import PlateStore
+
+    if config is None:
+        config = StorageConfig(**options)
+    elif options:
+        raise TypeError(f"give a config or options, not both: {sorted(options)}")
+    with PlateStore.create(path, config) as store:
+        for name, data in (wells or {}).items():
+            store.write_well(name, data)
+    return path
+
+
+@pytest.fixture
+def make_plate(tmp_path: Path) -> Callable[..., Path]:
+    """``make_plate(wells=None, config=None, *, path=None, **options) -> Path``.
+
+    Writes a plate (see :func:`write_plate`) at ``path``, by default a new
+    ``plate.zarr`` (then ``plate-2.zarr``...) under the test's ``tmp_path``.
+    """
+    made: list[Path] = []
+
+    def make(
+        wells: Mapping[str, np.ndarray] | None = None,
+        config: StorageConfig | None = None,
+        *,
+        path: Path | None = None,
+        **options: Any,
+    ) -> Path:
+        if path is None:
+            path = tmp_path / ("plate.zarr" if not made else f"plate-{len(made) + 1}.zarr")
+        made.append(path)
+        return write_plate(path, wells, config, **options)
+
+    return make
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -18,18 +18,17 @@ import tifffile
 
 from napari_wellzarr.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from napari_wellzarr.core import PlaneKey, PlateStore, StorageConfig
-from tests.convert.test_convert import assert_plate, ix_set, plate_digest
+from tests.convert.helpers import (
+    assert_plate,
+    ix_set,
+    plate_digest,
+    start_cli,
+    wait_for_wells,
+    wellzarr,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-CLI = [sys.executable, "-m", "napari_wellzarr.cli"]
-
-
-def wellzarr(*args: Any, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def test_convert_info_validate(tmp_path: Path, rng: np.random.Generator) -> None:
@@ -227,26 +226,6 @@ def test_a_failed_well_exits_1_and_resume_finishes(
 # -- interruptions ---------------------------------------------------------------------------
 
 
-def _start(*args: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*CLI, *map(str, args)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: kill -9 takes the workers too
-    )
-
-
-def _wait_for_wells(proc: subprocess.Popen[str], count: int) -> list[str]:
-    assert proc.stderr is not None
-    lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        if sum(" written (" in x for x in lines) >= count:
-            return lines
-    raise AssertionError(f"the conversion ended before {count} wells: {''.join(lines)}")
-
-
 WELLS_12 = tuple(f"{r}{c:02d}" for r in "ABC" for c in range(1, 5))
 
 
@@ -258,8 +237,8 @@ def test_kill_9_at_a_random_point_then_resume_equals_a_clean_run(
     dest = tmp_path / "a" / "plate.zarr"
     chance = random.Random(zlib.crc32(request.node.nodeid.encode()))
     after, pause = chance.randint(1, 8), chance.uniform(0, 0.02)
-    with _start("convert", tmp_path / "src", dest, "--workers", workers) as proc:
-        _wait_for_wells(proc, after)
+    with start_cli("convert", tmp_path / "src", dest, "--workers", workers) as proc:
+        wait_for_wells(proc, after)
         time.sleep(pause)
         os.killpg(proc.pid, signal.SIGKILL)  # power loss: every process of the run dies at once
         assert proc.wait(timeout=30) == -signal.SIGKILL
@@ -286,8 +265,8 @@ def test_ctrl_c_finishes_the_well_in_flight_and_exits_130(
 ) -> None:
     ix_set(tmp_path / "src", rng, wells=WELLS_12, fields=3, shape=(64, 96))
     dest = tmp_path / "plate.zarr"
-    with _start("convert", tmp_path / "src", dest) as proc:
-        _wait_for_wells(proc, 1)
+    with start_cli("convert", tmp_path / "src", dest) as proc:
+        wait_for_wells(proc, 1)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == EXIT_INTERRUPTED, err

@@ -11,7 +11,7 @@ import pytest
 
 from napari_wellzarr.core import Channel, PlateStore, StorageConfig, Well
 from napari_wellzarr.plugin.view import UnfinishedPlateWarning
-from tests.plugin.test_writer import assert_same_plate
+from tests.plugin.helpers import assert_same_plate
 
 if TYPE_CHECKING:
     from collections.abc import Callable

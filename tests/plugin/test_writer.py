@@ -8,10 +8,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from napari_wellzarr.core import PlateExistsError, PlateStore, Well, WellDataError
+from napari_wellzarr.core import PlateExistsError, PlateStore, WellDataError
 from napari_wellzarr.plugin._reader import read_plate
 from napari_wellzarr.plugin._writer import write_image, write_layers
-from tests.plugin.test_reader import DATA, label_values, write_ome_zarr_py, write_ours
+from tests.plugin.helpers import (
+    DATA,
+    assert_same_plate,
+    label_values,
+    write_ome_zarr_py,
+    write_ours,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,27 +36,6 @@ def as_napari_saves(layer_data: list[LayerTuple]) -> list[LayerTuple]:
 
 def image(data: Any, **kwargs: Any) -> LayerTuple:
     return (np.asarray(data), kwargs, "image")
-
-
-def assert_same_plate(src: Path, dst: Path) -> None:
-    """Same wells at the same positions, same pixels, channels, pixel sizes and labels."""
-    a, b = PlateStore.open(src), PlateStore.open(dst)
-    assert sorted(Well.parse(w) for w in a.wells()) == sorted(Well.parse(w) for w in b.wells())
-    by_position = {Well.parse(w): w for w in b.wells()}
-    for name in a.wells():
-        other = by_position[Well.parse(name)]
-        ia, ib = a.well_info(name), b.well_info(other)
-        np.testing.assert_array_equal(a.read_well(name), b.read_well(other), err_msg=name)
-        assert ia.dtype == ib.dtype
-        assert [(c.label, c.color) for c in ia.channels] == [
-            (c.label, c.color) for c in ib.channels
-        ]
-        if all(c.window for c in ia.channels):
-            assert [c.window for c in ia.channels] == [c.window for c in ib.channels]
-        assert ia.scale[-3:] == ib.scale[-3:]
-        assert ia.labels == ib.labels
-        for label in ia.labels:
-            np.testing.assert_array_equal(a.read_labels(name, label), b.read_labels(other, label))
 
 
 # -- round trips ------------------------------------------------------------------------

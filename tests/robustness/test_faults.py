@@ -33,8 +33,7 @@ from napari_wellzarr.convert.engine import convert, scan_source
 from napari_wellzarr.core import PlateStore, StorageConfig
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage.validation import check_plate
-from tests.convert.test_cli import _start, _wait_for_wells, wellzarr
-from tests.convert.test_convert import ix_set, plate_digest
+from tests.convert.helpers import ix_set, plate_digest, start_cli, wait_for_wells, wellzarr
 from tests.robustness._faults_helpers import (
     DiskFull,
     assert_crash_consistent,
@@ -133,13 +132,13 @@ def _kill_at(args: list[Any], wells: int, pause: float, startup: bool = False) -
     ``wells == 0``: the moment is ``pause`` after the plan is printed (or after the
     start with ``startup``), else ``pause`` after the ``wells``-th well written.
     """
-    with _start("convert", *args) as proc:
+    with start_cli("convert", *args) as proc:
         assert proc.stderr is not None
         if startup:
             time.sleep(pause)
         else:
             if wells:
-                _wait_for_wells(proc, wells)
+                wait_for_wells(proc, wells)
             else:
                 for line in proc.stderr:
                     if " well(s) x " in line:

@@ -30,7 +30,7 @@ from napari_wellzarr.core import PlateStore, StorageConfig
 from napari_wellzarr.errors import CorruptDataError, MetadataError, WellZarrError
 from napari_wellzarr.storage import memory
 from napari_wellzarr.storage.validation import check_plate
-from tests.robustness.test_hostile_metadata import json_values
+from napari_wellzarr.testing.strategies import DELETE, array_document_mutations
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,13 +42,6 @@ GOOD = _RNG.integers(0, 2**16, SHAPE, dtype="u2")  # well A01
 VICTIM = _RNG.integers(0, 2**16, SHAPE, dtype="u2")  # well B02, the one damaged
 ARRAY = "B/02/0/0"  # B02's level-0 array, as error messages name it
 
-
-class _Delete:
-    def __repr__(self) -> str:
-        return "DELETE"
-
-
-DELETE = _Delete()  # a mutation that removes the key
 
 # (ngff_version, chunks): the three roads a plane read takes.
 SHARDED = ("0.5", "sharded")  # the core's direct shard reader (ShardGrid)
@@ -502,62 +495,6 @@ def test_another_fields_array_of_another_shape_is_refused(
 
 # -- 5. Hypothesis: any JSON value in any key of a level-0 array document ----------------------
 
-small_ints = st.integers(-2, 40)
-extents = st.lists(st.one_of(small_ints, st.sampled_from([16, 16, 2, 1, 2**31])), max_size=6)
-dtype_names = st.sampled_from(
-    [
-        *("uint16", "int16", "uint8", "uint32", "float32", "float64", "bool", "complex64"),
-        *("<u2", ">u2", "|u1", "<i2", "<f8", ">f4", "|b1", "<u8", "|O", "<U2", "uint16"),
-    ]
-)
-
-
-def _near(original: Any) -> st.SearchStrategy[Any]:
-    """Values close to ``original``: its own parts dropped, swapped or replaced."""
-    if isinstance(original, dict) and original:
-        return st.builds(
-            lambda drop, key, value: {
-                k: (value if k == key else v) for k, v in original.items() if k != drop
-            },
-            st.sampled_from([None, *original]),
-            st.sampled_from(list(original)),
-            st.one_of(json_values, *(_near(v) for v in original.values())),
-        )
-    if isinstance(original, list) and original:
-        return st.one_of(
-            st.permutations(original),
-            st.builds(
-                lambda i: original[:i] + original[i + 1 :], st.integers(0, len(original) - 1)
-            ),
-            st.builds(
-                lambda i, v: [*original[:i], v, *original[i + 1 :]],
-                st.integers(0, len(original) - 1),
-                st.one_of(json_values, small_ints, *(_near(v) for v in original[:3])),
-            ),
-        )
-    return json_values
-
-
-def mutations(original: dict[str, Any], keys: list[str]) -> st.SearchStrategy[tuple[str, Any]]:
-    """``(key, value)``: ``original[key]`` replaced by any JSON, a near miss, or deleted."""
-
-    def values(key: str) -> st.SearchStrategy[Any]:
-        special: list[st.SearchStrategy[Any]] = [json_values, st.just(DELETE)]
-        if key == "shape" or key == "chunks":
-            special.append(extents)
-        if key in ("data_type", "dtype"):
-            special.append(dtype_names)
-        if key in original:
-            special.append(_near(original[key]))
-        if key == "zarr_format":
-            special.append(st.sampled_from([2, 3, 4, "3", 3.0]))
-        if key == "node_type":
-            special.append(st.sampled_from(["array", "group", "Array"]))
-        return st.one_of(*special)
-
-    return st.sampled_from(keys).flatmap(lambda key: st.tuples(st.just(key), values(key)))
-
-
 V3_KEYS = ["shape", "data_type", "chunk_grid", "codecs", "fill_value"]
 V3_KEYS += ["chunk_key_encoding", "dimension_names", "zarr_format", "node_type"]
 V2_KEYS = ["shape", "dtype", "chunks", "compressor", "fill_value", "zarr_format"]
@@ -643,7 +580,7 @@ def _fuzz(fuzz_plates: dict[tuple[str, str], Path], layout: tuple[str, str], dat
     root = fuzz_plates[layout]
     original = doc_path(root, layout[0]).read_text()
     keys = V3_KEYS if layout[0] == "0.5" else V2_KEYS
-    key, value = data.draw(mutations(json.loads(original), keys), label="mutation")
+    key, value = data.draw(array_document_mutations(json.loads(original), keys), label="mutation")
     check_mutation(root, layout[0], original, key, value)
 
 

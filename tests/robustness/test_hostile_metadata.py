@@ -16,87 +16,16 @@ from hypothesis import strategies as st
 
 from napari_wellzarr.errors import WellZarrError
 from napari_wellzarr.storage.metadata import ome_attrs, parse_image, parse_plate, parse_well
+from napari_wellzarr.testing.strategies import (
+    image_blocks,
+    ngff_versions,
+    node_indices,
+    node_names,
+    or_json,
+    plate_blocks,
+)
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-(2**40), 2**40),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=8),
-)
-json_values = st.recursive(
-    scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
-# Names that are sometimes fine ("A", "01") and sometimes hostile ("..", "/etc", "a/b").
-names = st.one_of(
-    st.sampled_from(["A", "B", "AA", "01", "1", "12", "0", "s0", "..", ".", "/etc", "a/b", ""]),
-    st.text(max_size=5),
-    json_values,
-)
-indices = st.one_of(st.integers(-2, 40), json_values)
-
-
-def _maybe(value: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    return st.one_of(value, json_values)
-
-
-plate_blocks = st.fixed_dictionaries(
-    {
-        "rows": _maybe(st.lists(st.fixed_dictionaries({"name": names}), max_size=4)),
-        "columns": _maybe(st.lists(st.fixed_dictionaries({"name": names}), max_size=4)),
-        "wells": _maybe(
-            st.lists(
-                st.fixed_dictionaries(
-                    {
-                        "path": st.one_of(st.builds(lambda r, c: f"{r}/{c}", names, names), names),
-                        "rowIndex": indices,
-                        "columnIndex": indices,
-                    }
-                ),
-                max_size=4,
-            )
-        ),
-    },
-    optional={"name": names, "field_count": indices, "acquisitions": json_values},
-)
-axes = st.fixed_dictionaries(
-    {"name": names}, optional={"type": names, "unit": names}
-) | st.sampled_from(["t", "c", "z", "y", "x"])
-image_blocks = st.fixed_dictionaries(
-    {
-        "axes": _maybe(st.lists(axes, max_size=6)),
-        "datasets": _maybe(
-            st.lists(
-                st.fixed_dictionaries(
-                    {"path": names},
-                    optional={
-                        "coordinateTransformations": _maybe(
-                            st.lists(
-                                st.fixed_dictionaries(
-                                    {
-                                        "type": st.sampled_from(["scale", "translation", "x"]),
-                                        "scale": _maybe(st.lists(scalars, max_size=6)),
-                                        "translation": _maybe(st.lists(scalars, max_size=6)),
-                                    }
-                                ),
-                                max_size=2,
-                            )
-                        )
-                    },
-                ),
-                max_size=3,
-            )
-        ),
-    },
-    optional={"name": names},
-)
-versions = st.sampled_from(["0.4", "0.5"])
 
 
 def _parse(parser: Any, attrs: dict[str, Any]) -> Any:
@@ -119,7 +48,7 @@ def _wrapped(version: str, key: str, block: Any) -> dict[str, Any]:
 
 
 @SETTINGS
-@given(block=_maybe(plate_blocks), version=versions)
+@given(block=or_json(plate_blocks), version=ngff_versions)
 def test_plate_blocks_parse_or_raise_our_error(block: Any, version: str) -> None:
     plate = _parse(parse_plate, _wrapped(version, "plate", block))
     if plate is None:
@@ -137,19 +66,21 @@ def test_plate_blocks_parse_or_raise_our_error(block: Any, version: str) -> None
 
 @SETTINGS
 @given(
-    block=_maybe(
+    block=or_json(
         st.fixed_dictionaries(
             {
-                "images": _maybe(
+                "images": or_json(
                     st.lists(
-                        st.fixed_dictionaries({"path": names}, optional={"acquisition": indices}),
+                        st.fixed_dictionaries(
+                            {"path": node_names}, optional={"acquisition": node_indices}
+                        ),
                         max_size=4,
                     )
                 )
             }
         )
     ),
-    version=versions,
+    version=ngff_versions,
 )
 def test_well_blocks_parse_or_raise_our_error(block: Any, version: str) -> None:
     well = _parse(parse_well, _wrapped(version, "well", block))
@@ -160,7 +91,7 @@ def test_well_blocks_parse_or_raise_our_error(block: Any, version: str) -> None:
 
 
 @SETTINGS
-@given(block=_maybe(st.lists(image_blocks, max_size=2)), version=versions)
+@given(block=or_json(st.lists(image_blocks, max_size=2)), version=ngff_versions)
 def test_image_blocks_parse_or_raise_our_error(block: Any, version: str) -> None:
     image = _parse(parse_image, _wrapped(version, "multiscales", block))
     if image is None:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from napari_wellzarr.core import STANDARD_FORMATS, ConfigError, PlateGeometry, Well, WellNameError
 from napari_wellzarr.storage.geometry import column_number, row_index, row_letters
+from napari_wellzarr.testing.strategies import geometry_and_well
 
 LETTERS = string.ascii_uppercase
 
@@ -187,17 +188,6 @@ def test_column_number(text: str, index: int) -> None:
 def test_column_number_refuses(bad: str) -> None:
     with pytest.raises(WellNameError):
         column_number(bad)
-
-
-geometries = st.builds(PlateGeometry, st.integers(1, 26 * 27), st.integers(1, 400))
-
-
-@st.composite
-def geometry_and_well(draw: st.DrawFn) -> tuple[PlateGeometry, Well]:
-    plate = draw(geometries)
-    return plate, Well(
-        draw(st.integers(0, plate.rows - 1)), draw(st.integers(0, plate.columns - 1))
-    )
 
 
 @settings(max_examples=100, deadline=None)

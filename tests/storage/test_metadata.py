@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from napari_wellzarr.core import Channel, MetadataError, PlateGeometry, PlateStore, StorageConfig
+from napari_wellzarr.core import Channel, MetadataError, PlateStore, StorageConfig
 from napari_wellzarr.storage.metadata import (
     Axis,
     Dataset,
@@ -33,6 +33,7 @@ from napari_wellzarr.storage.metadata import (
     parse_plate,
     parse_well,
 )
+from napari_wellzarr.testing.strategies import ngff_versions, plate_metas
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,32 +44,11 @@ if TYPE_CHECKING:
 ROWS_1536 = [*string.ascii_uppercase, "AA", "AB", "AC", "AD", "AE", "AF"]
 
 
-def plate_meta(rows: int, columns: int, wells: list[tuple[int, int]]) -> PlateMeta:
-    geometry = PlateGeometry(rows, columns)
-    entries = [
-        PlateWell(f"{geometry.row_names[r]}/{geometry.column_names[c]}", r, c) for r, c in wells
-    ]
-    return PlateMeta(geometry.row_names, geometry.column_names, tuple(entries), name="p")
-
-
 # -- plate block ----------------------------------------------------------------------
 
 
-@st.composite
-def plate_metas(draw: st.DrawFn) -> PlateMeta:
-    rows, columns = draw(st.integers(1, 40)), draw(st.integers(1, 60))
-    wells = draw(
-        st.lists(
-            st.tuples(st.integers(0, rows - 1), st.integers(0, columns - 1)),
-            unique=True,
-            max_size=20,
-        )
-    )
-    return plate_meta(rows, columns, sorted(wells))
-
-
 @settings(max_examples=80, deadline=None)
-@given(plate_metas(), st.sampled_from(["0.4", "0.5"]))
+@given(plate_metas(), ngff_versions)
 def test_plate_block_round_trips(meta: PlateMeta, version: str) -> None:
     attrs = json.loads(json.dumps(ome_attrs(version, {"plate": meta.to_block()})))
     parsed, found_version = parse_plate(attrs)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import re
 import shutil
@@ -58,6 +57,17 @@ from napari_wellzarr.storage.geometry import (
     row_index,
     row_letters,
 )
+from napari_wellzarr.testing.strategies import (
+    any_well_texts,
+    file_names,
+    hostile_file_names,
+    loose_json_values,
+    plane_coordinates,
+    plate_formats,
+    small_plates,
+    storage_config_kwargs,
+    user_patterns,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -96,22 +106,9 @@ def ours(result: Any, *kinds: type[Exception]) -> bool:
 
 # -- (1) well names -----------------------------------------------------------------------------
 
-near_well_names = st.builds(
-    lambda pre, row, sep, col, post: f"{pre}{row}{sep}{col}{post}",
-    st.sampled_from(["", " ", "\t", "r", "R", "\u00a0", "  "]),
-    st.text("ABCXYZabcz\u00c4\u0391", min_size=0, max_size=3),
-    st.sampled_from(["", "/", "_", "-", " ", "c", "C", "//", "\\", ".", " / "]),
-    st.one_of(
-        st.integers(-5, 100_000).map(str),
-        st.text("0123456789\u0661\u00b2\u2167", min_size=0, max_size=6),
-    ),
-    st.sampled_from(["", " ", "\n", "x", "\x00", "  "]),
-)
-any_text = st.one_of(st.text(max_size=40), near_well_names)
-
 
 @QUICK
-@given(any_text)
+@given(any_well_texts)
 def test_a_well_name_parses_and_round_trips_or_is_refused(name: str) -> None:
     well = timed(lambda: Well.parse(name))
     if ours(well, WellNameError):
@@ -158,28 +155,9 @@ def test_long_well_names_are_refused_at_once(name: str) -> None:
 
 # -- (2) plate geometries ----------------------------------------------------------------------
 
-plate_values = st.one_of(
-    st.integers(-10, 2000),
-    st.integers(),
-    st.sampled_from([6, 12, 24, 48, 96, 384, 1536, True, False, None, 96.0, 1e300, math.nan]),
-    st.tuples(st.integers(-3, 800), st.integers(-3, 12000)),
-    st.tuples(st.one_of(st.integers(1, 9), st.floats(), st.text(max_size=2), st.none()), st.none()),
-    st.builds(
-        lambda r, sep, c: f"{r}{sep}{c}",
-        st.one_of(st.integers(-5, 800), st.text("0123456789 \u0661", max_size=4)),
-        st.sampled_from(["x", "X", " x ", "*", "xx", "x-", ""]),
-        st.one_of(st.integers(-5, 12000), st.text("0123456789 \u00b2", max_size=4)),
-    ),
-    st.text(max_size=10),
-    st.builds(
-        lambda n, tail: "9" * n + tail, st.integers(4000, 6000), st.sampled_from(["", "\u00b2"])
-    ),
-    st.lists(st.integers(1, 30), max_size=3),
-)
-
 
 @QUICK
-@given(plate_values)
+@given(plate_formats)
 def test_a_plate_format_is_a_geometry_or_refused(value: Any) -> None:
     plate = timed(lambda: PlateGeometry.parse(value))
     if ours(plate, ConfigError):
@@ -198,30 +176,6 @@ def test_a_plate_format_is_a_geometry_or_refused(value: Any) -> None:
 
 
 # -- (3) file names and patterns ---------------------------------------------------------------
-
-ix_names = st.builds(
-    lambda pre, row, col, s, w, z, t, ext: f"{pre}{row_letters(row)}{col:02d}{s}_w{w}{z}{t}{ext}",
-    st.sampled_from(["", "plate_", "a_b_", "A01_", "_", "x_A1_"]),
-    st.integers(0, 40),
-    st.integers(0, 120),
-    st.sampled_from(["", "_s1", "_s0", "_s007", "_s"]),
-    st.integers(0, 12),
-    st.sampled_from(["", "_z001", "_z0", "_z10000"]),
-    st.sampled_from(["", "_t002", "_t0"]),
-    st.sampled_from([".tif", ".TIF", ".ome.tiff", "", ".", ".tif.bak"]),
-)
-opera_names = st.builds(
-    lambda r, c, f, p, ch, sk: f"r{r:02d}c{c:02d}f{f:02d}p{p:02d}-ch{ch}sk{sk}fk1fl1.tiff",
-    *(st.integers(0, 40) for _ in range(6)),
-)
-file_names = st.one_of(
-    st.text(max_size=60),
-    ix_names,
-    opera_names,
-    st.builds(lambda a, b: f"{a}/{b}", st.sampled_from(["ZStep_2", "TimePoint_0", "x"]), ix_names),
-    st.builds(lambda n: "a_" * n + "A01_w1.tif", st.integers(0, 400)),
-    st.builds(lambda n: "A01_w1" + ".x" * n, st.integers(0, 400)),
-)
 
 
 @QUICK
@@ -265,43 +219,6 @@ def test_expected_names_parse_back_to_their_key(
     assert other is not None
     again = parse_filename(other)
     assert (again.well, again.key) == (template.well, key)
-
-
-regex_atoms = st.sampled_from(
-    [
-        "(?P<well>[A-P]\\d\\d)",
-        "(?P<row>[A-P])",
-        "(?P<col>\\d+)",
-        "(?P<field>\\d+)",
-        "(?P<channel>\\w+)",
-        "(?P<z>\\d+)",
-        "(?P<t>\\d+)",
-        "(?P<well>",
-        "(?P<well>.*)",
-        "_",
-        "\\.tif",
-        ".*",
-        "(a+)+",
-        "(",
-        ")",
-        "[",
-        "+",
-        "*",
-        "?",
-        "{2,}",
-        "\\",
-        "(?P<x>a)",
-        "(?P<well>a)(?P<well>b)",
-        "(?i)",
-        "\\1",
-        "|",
-        "$",
-    ]
-)
-user_patterns = st.one_of(
-    st.lists(regex_atoms, max_size=6).map("".join),
-    st.text(max_size=20),
-)
 
 
 @settings(max_examples=40, deadline=None)
@@ -403,35 +320,6 @@ def test_a_runaway_match_ends_even_when_its_caller_died() -> None:
 
 # -- (4) configuration objects ------------------------------------------------------------------
 
-json_scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-(2**70), 2**70),
-    st.floats(),
-    st.text(max_size=8),
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
-    max_leaves=6,
-)
-OPTIONS: dict[str, st.SearchStrategy[Any]] = {
-    "compressor": st.sampled_from(
-        ["blosc-zstd", "BLOSC_LZ4", " zstd ", "zlib", "gzip", "lz4", "none", "rar", ""]
-    ),
-    "level": st.one_of(st.none(), st.integers(-140_000, 70_000), st.sampled_from([3.0, True])),
-    "shuffle": st.sampled_from([None, "none", "byte", "BIT", "bits", 0]),
-    "chunks": st.sampled_from([None, "well", "plane", "sharded", "SHARDED", "tile"]),
-    "ngff_version": st.sampled_from(["0.4", "0.5", 0.5, 0.4, "0.6", 5, None]),
-    "plate": plate_values,
-    "fields": st.sampled_from(["stacked", "per-field", "per_field", "PER-FIELD", "tiles"]),
-    "pyramid_levels": st.one_of(st.integers(-2, 14), st.sampled_from([1.0, True, "2"])),
-    "checksum": st.sampled_from([None, True, False, 0, 1, "yes"]),
-}
-config_kwargs = st.fixed_dictionaries(
-    {}, optional={k: st.one_of(v, json_values) for k, v in OPTIONS.items()}
-)
-
 
 def check_config(made: Any) -> None:
     if ours(made, ConfigError):
@@ -446,7 +334,7 @@ def check_config(made: Any) -> None:
 
 
 @QUICK
-@given(config_kwargs)
+@given(storage_config_kwargs)
 def test_a_storage_config_from_any_options_round_trips_or_is_refused(kwargs: Any) -> None:
     check_config(timed(lambda: StorageConfig(**kwargs)))
 
@@ -454,10 +342,10 @@ def test_a_storage_config_from_any_options_round_trips_or_is_refused(kwargs: Any
 @QUICK
 @given(
     st.one_of(
-        config_kwargs,
-        st.dictionaries(st.text(max_size=12), json_values, max_size=4),
-        config_kwargs.flatmap(
-            lambda d: st.dictionaries(st.text(max_size=6), json_values, max_size=2).map(
+        storage_config_kwargs,
+        st.dictionaries(st.text(max_size=12), loose_json_values, max_size=4),
+        storage_config_kwargs.flatmap(
+            lambda d: st.dictionaries(st.text(max_size=6), loose_json_values, max_size=2).map(
                 lambda extra: {**d, **extra}
             )
         ),
@@ -519,30 +407,6 @@ def _outside(paths: list[str], store: Path) -> list[str]:
     return [p for p in paths if p.startswith(secret + os.sep)]
 
 
-hostile_names = st.one_of(
-    st.sampled_from(
-        [
-            "..",
-            ".",
-            "",
-            "x.tif",
-            "../x.tif",
-            "../../secret/x.tif",
-            "a/b.tif",
-            "a\\b.tif",
-            "a\x00b.tif",
-            "A01_s1_w1.tif",
-            "B02_s1_w2.tif",
-            "zarr.json",
-            ".zattrs",
-            "n" * 300 + ".tif",
-            "/etc/passwd",
-        ]
-    ),
-    st.text(max_size=12),
-)
-
-
 def _all_reads(backend: ZarrStorageBackend, store: Path, probe: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for what, call in {
@@ -581,8 +445,8 @@ def _check_reads(out: dict[str, Any], store: Path, files: dict[str, np.ndarray])
 
 @IO
 @given(
-    st.dictionaries(hostile_names, hostile_names, max_size=5),
-    st.lists(hostile_names, max_size=3),
+    st.dictionaries(hostile_file_names, hostile_file_names, max_size=5),
+    st.lists(hostile_file_names, max_size=3),
 )
 def test_hostile_symlink_files_never_reach_outside_the_store(
     side_plate: tuple[Path, dict[str, np.ndarray]], links: dict[str, str], probe: list[str]
@@ -634,15 +498,11 @@ def _map_file(store: Path) -> Path:
     return store / "B" / "02" / "0" / "0" / "zarr.json"
 
 
-coords = st.one_of(
-    st.tuples(st.integers(0, 1), st.integers(0, 2), st.integers(0, 1)).map(list),
-    st.lists(st.integers(-2, 2**70), min_size=3, max_size=4),
-    json_values,
-)
-
-
 @IO
-@given(st.dictionaries(hostile_names, coords, max_size=4), st.lists(hostile_names, max_size=2))
+@given(
+    st.dictionaries(hostile_file_names, plane_coordinates, max_size=4),
+    st.lists(hostile_file_names, max_size=2),
+)
 def test_hostile_file_name_maps_never_reach_outside_the_store(
     side_plate: tuple[Path, dict[str, np.ndarray]], entries: dict[str, Any], probe: list[str]
 ) -> None:
@@ -679,49 +539,6 @@ def test_a_directory_symlink_cycle_is_listed_once(tmp_path: Path) -> None:
 
 
 # -- round trip: random small plates, written and read back bit for bit -------------------------
-
-DTYPES = ["u1", "u2", "u4", "i2", "i4", "f4", "f8", ">u2"]
-
-
-@st.composite
-def small_plates(draw: st.DrawFn) -> dict[str, Any]:
-    version = draw(st.sampled_from(["0.4", "0.5"]))
-    compressors = ["blosc-zstd", "blosc-lz4", "zstd", "gzip", "none"]
-    if version == "0.4":
-        compressors += ["zlib", "lz4"]
-    compressor = draw(st.sampled_from(compressors))
-    chunks = draw(st.sampled_from(["well", "plane", *(["sharded"] if version == "0.5" else [])]))
-    rows, columns = draw(st.integers(1, 4)), draw(st.integers(1, 5))
-    wells = draw(
-        st.lists(
-            st.tuples(st.integers(0, rows - 1), st.integers(0, columns - 1)),
-            min_size=1,
-            max_size=3,
-            unique=True,
-        )
-    )
-    return {
-        "config": StorageConfig(
-            ngff_version=version,
-            compressor=compressor,
-            chunks=chunks,
-            plate=f"{rows}x{columns}",
-            fields=draw(st.sampled_from(["stacked", "per-field"])),
-            pyramid_levels=draw(st.integers(1, 2)),
-            checksum=draw(st.booleans()),
-        ),
-        "wells": [Well(r, c) for r, c in wells],
-        "shape": (
-            draw(st.integers(1, 3)),
-            draw(st.integers(1, 3)),
-            draw(st.integers(1, 2)),
-            draw(st.integers(1, 9)),
-            draw(st.integers(1, 11)),
-        ),
-        "dtype": draw(st.sampled_from(DTYPES)),
-        "seed": draw(st.integers(0, 2**32 - 1)),
-        "names": draw(st.booleans()),
-    }
 
 
 @pytest.mark.slow
