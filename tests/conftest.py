@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
+from tests.helpers import write_plate
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
@@ -29,34 +31,9 @@ def ngff_version(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def write_plate(
-    path: Path,
-    wells: Mapping[str, np.ndarray] | None = None,
-    config: StorageConfig | None = None,
-    **options: Any,
-) -> Path:
-    """Create a plate at ``path`` with ``PlateStore.create`` and write ``wells`` into it.
-
-    ``config`` is the plate's :class:`StorageConfig`; without it one is built from
-    ``options`` (``ngff_version=``, ``plate=``, ``chunks=``...).  Each well is written
-    with ``write_well(name, data)``.  Returns ``path``.
-    """
-    from napari_wellzarr.storage.config import StorageConfig
-    from napari_wellzarr.storage.store import PlateStore
-
-    if config is None:
-        config = StorageConfig(**options)
-    elif options:
-        raise TypeError(f"give a config or options, not both: {sorted(options)}")
-    with PlateStore.create(path, config) as store:
-        for name, data in (wells or {}).items():
-            store.write_well(name, data)
-    return path
-
-
 @pytest.fixture
 def make_plate(tmp_path: Path) -> Callable[..., Path]:
-    """``make_plate(wells=None, config=None, *, path=None, **options) -> Path``.
+    """``make_plate(wells=None, config=None, *, path=None, write=None, **options) -> Path``.
 
     Writes a plate (see :func:`write_plate`) at ``path``, by default a new
     ``plate.zarr`` (then ``plate-2.zarr``...) under the test's ``tmp_path``.
@@ -68,12 +45,13 @@ def make_plate(tmp_path: Path) -> Callable[..., Path]:
         config: StorageConfig | None = None,
         *,
         path: Path | None = None,
+        write: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> Path:
         if path is None:
             path = tmp_path / ("plate.zarr" if not made else f"plate-{len(made) + 1}.zarr")
         made.append(path)
-        return write_plate(path, wells, config, **options)
+        return write_plate(path, wells, config, write=write, **options)
 
     return make
 

@@ -19,6 +19,7 @@ import pytest
 import zarr
 
 from napari_wellzarr.core import PlateStore, StorageConfig
+from tests.helpers import write_plate
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -56,20 +57,15 @@ def write_sparse_plate(
     wells: tuple[str, ...],
     shape: tuple[int, ...],
 ) -> dict[str, np.ndarray]:
-    written = {}
-    with PlateStore.create(root, cfg) as store:
-        for name in wells:
-            written[name] = pixels(shape)
-            store.write_well(
-                name, written[name], channels=[f"ch{i}" for i in range(shape[-4])], pixel_size=0.5
-            )
+    written = {name: pixels(shape) for name in wells}
+    channels = [f"ch{i}" for i in range(shape[-4])]
+    write_plate(root, written, cfg, write={"channels": channels, "pixel_size": 0.5})
     return written
 
 
 # -- validators -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("fields", FIELDS)
 @pytest.mark.parametrize("pyramid_levels", [1, 3])
 def test_sparse_plate_passes_validators(
@@ -77,19 +73,19 @@ def test_sparse_plate_passes_validators(
     pixels: Callable[..., np.ndarray],
     validate_plate: Callable[[Path], None],
     ome_zarr_models_validate: Callable[[Path], Any],
-    version: str,
+    ngff_version: str,
     fields: str,
     pyramid_levels: int,
 ) -> None:
     root = tmp_path / "sparse.zarr"
     cfg = StorageConfig(
-        ngff_version=version, fields=fields, pyramid_levels=pyramid_levels, plate=96
+        ngff_version=ngff_version, fields=fields, pyramid_levels=pyramid_levels, plate=96
     )
     write_sparse_plate(root, cfg, pixels, ("B02", "B10", "H12"), (2, 2, 2, 16, 24))
     validate_plate(root)
     model = ome_zarr_models_validate(root)
-    assert isinstance(model, hcs_model_class(version))
-    plate = model.attributes.plate if version == "0.4" else model.attributes.ome.plate
+    assert isinstance(model, hcs_model_class(ngff_version))
+    plate = model.attributes.plate if ngff_version == "0.4" else model.attributes.ome.plate
     rows = [r.name for r in plate.rows]
     columns = [c.name for c in plate.columns]
     assert rows == list("ABCDEFGH")
@@ -102,63 +98,58 @@ def test_sparse_plate_passes_validators(
     assert all(f"{rows[w.rowIndex]}/{columns[w.columnIndex]}" == w.path for w in plate.wells)
 
 
-@pytest.mark.parametrize("version", VERSIONS)
 def test_time_series_plate_passes_validators(
-    tmp_path: Path,
+    make_plate: Callable[..., Path],
     pixels: Callable[..., np.ndarray],
     validate_plate: Callable[[Path], None],
-    version: str,
+    ngff_version: str,
 ) -> None:
-    root = tmp_path / "ts.zarr"
-    with PlateStore.create(root, StorageConfig(ngff_version=version, fields="per-field")) as store:
-        store.write_well("C03", pixels((2, 3, 2, 1, 16, 16)))
+    wells = {"C03": pixels((2, 3, 2, 1, 16, 16))}
+    root = make_plate(wells, ngff_version=ngff_version, fields="per-field")
     validate_plate(root)
 
 
-@pytest.mark.parametrize("version", VERSIONS)
 def test_1536_plate_passes_validators(
     tmp_path: Path,
     pixels: Callable[..., np.ndarray],
     validate_plate: Callable[[Path], None],
     ome_zarr_models_validate: Callable[[Path], Any],
-    version: str,
+    ngff_version: str,
 ) -> None:
     root = tmp_path / "p1536.zarr"
     write_sparse_plate(
         root,
-        StorageConfig(ngff_version=version, plate=1536),
+        StorageConfig(ngff_version=ngff_version, plate=1536),
         pixels,
         ("A01", "AF48", "AA07"),
         (1, 1, 1, 8, 8),
     )
     validate_plate(root)
     model = ome_zarr_models_validate(root)
-    plate = model.attributes.plate if version == "0.4" else model.attributes.ome.plate
+    plate = model.attributes.plate if ngff_version == "0.4" else model.attributes.ome.plate
     assert [r.name for r in plate.rows][-6:] == ["AA", "AB", "AC", "AD", "AE", "AF"]
     assert len(plate.rows) == 32
     assert len(plate.columns) == 48
     assert [w.path for w in plate.wells] == ["A/01", "AA/07", "AF/48"]
 
 
-@pytest.mark.parametrize("version", VERSIONS)
 def test_plate_validates_from_its_first_well(
-    tmp_path: Path,
+    make_plate: Callable[..., Path],
     pixels: Callable[..., np.ndarray],
     validate_plate: Callable[[Path], None],
     ome_zarr_models_validate: Callable[[Path], Any],
-    version: str,
+    ngff_version: str,
 ) -> None:
     # An empty plate cannot be a valid OME plate (the schema wants one well or more), so
     # the core writes the plate block with the first well; from then on it must validate.
-    root = tmp_path / "empty.zarr"
-    PlateStore.create(root, StorageConfig(ngff_version=version, plate=24)).close()
+    root = make_plate(ngff_version=ngff_version, plate=24)
     assert PlateStore.open(root).wells() == []
     with PlateStore.open(root, "r+") as store:
         store.write_well("C05", pixels((1, 1, 1, 8, 8)))
     validate_plate(root)
     model = ome_zarr_models_validate(root)
-    assert isinstance(model, hcs_model_class(version))
-    plate = model.attributes.plate if version == "0.4" else model.attributes.ome.plate
+    assert isinstance(model, hcs_model_class(ngff_version))
+    plate = model.attributes.plate if ngff_version == "0.4" else model.attributes.ome.plate
     assert [r.name for r in plate.rows] == list("ABCD")
     assert [c.name for c in plate.columns] == [f"{i:02d}" for i in range(1, 7)]
     assert [(w.path, w.rowIndex, w.columnIndex) for w in plate.wells] == [("C/05", 2, 4)]
@@ -167,17 +158,16 @@ def test_plate_validates_from_its_first_well(
 # -- ome-zarr-py reads our plates ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("fields", FIELDS)
 def test_ome_zarr_py_reader_opens_our_plate(
-    tmp_path: Path, pixels: Callable[..., np.ndarray], version: str, fields: str
+    tmp_path: Path, pixels: Callable[..., np.ndarray], ngff_version: str, fields: str
 ) -> None:
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Plate, Reader
 
     root = tmp_path / "ours.zarr"
     shape = (2, 2, 3, H, W)
-    cfg = StorageConfig(ngff_version=version, fields=fields, plate=24)
+    cfg = StorageConfig(ngff_version=ngff_version, fields=fields, plate=24)
     written = write_sparse_plate(root, cfg, pixels, ("B02", "D06", "A01"), shape)
 
     location = parse_url(str(root))
@@ -280,15 +270,14 @@ def as_well_array(images: list[np.ndarray], axes: str) -> np.ndarray:
     return np.stack(out)
 
 
-@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("axes", list(AXES_VARIANTS))
 def test_ome_zarr_py_plate_reads_in_our_core(
-    tmp_path: Path, rng: np.random.Generator, ome_writer: ModuleType, version: str, axes: str
+    tmp_path: Path, rng: np.random.Generator, ome_writer: ModuleType, ngff_version: str, axes: str
 ) -> None:
     root = tmp_path / "theirs.zarr"
-    images = write_ome_zarr_py_plate(ome_writer, root, version, axes, rng)
+    images = write_ome_zarr_py_plate(ome_writer, root, ngff_version, axes, rng)
     store = PlateStore.open(root)
-    assert store.ngff_version == version
+    assert store.ngff_version == ngff_version
     assert store.wells() == ["B2", "D6"]
     has_t = "t" in axes
     well_axes = ("field", "t", "c", "z", "y", "x") if has_t else ("field", "c", "z", "y", "x")
@@ -328,7 +317,7 @@ def test_ome_zarr_py_plate_reads_in_our_core(
         assert info.level_shapes[1][-2:] == (H // 2, W // 2)
         group = zarr.open_group(str(root / well_path / "0"), mode="r")
         attrs = group.attrs.asdict()
-        multiscales = attrs["ome"]["multiscales"] if version == "0.5" else attrs["multiscales"]
+        multiscales = attrs["ome"]["multiscales"] if ngff_version == "0.5" else attrs["multiscales"]
         level1_path = multiscales[0]["datasets"][1]["path"]
         level1 = np.asarray(
             zarr.open_array(str(root / well_path / "0" / level1_path), mode="r")[...]
@@ -336,7 +325,6 @@ def test_ome_zarr_py_plate_reads_in_our_core(
         assert np.array_equal(store.read_well(name, level=1)[0], as_well_array([level1], axes)[0])
 
 
-@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("axes", list(AXES_VARIANTS))
 def test_adding_a_well_to_an_ome_zarr_py_plate(
     tmp_path: Path,
@@ -344,11 +332,11 @@ def test_adding_a_well_to_an_ome_zarr_py_plate(
     pixels: Callable[..., np.ndarray],
     ome_writer: ModuleType,
     validate_plate: Callable[[Path], None],
-    version: str,
+    ngff_version: str,
     axes: str,
 ) -> None:
     root = tmp_path / "theirs.zarr"
-    images = write_ome_zarr_py_plate(ome_writer, root, version, axes, rng)
+    images = write_ome_zarr_py_plate(ome_writer, root, ngff_version, axes, rng)
     validate_plate(root)
     well_shape = as_well_array(images["B/2"], axes).shape
     new = pixels(well_shape, "uint16")
@@ -364,18 +352,17 @@ def test_adding_a_well_to_an_ome_zarr_py_plate(
         )
 
 
-@pytest.mark.parametrize("version", VERSIONS)
 def test_well_added_to_a_standard_plate_keeps_its_layout(
     tmp_path: Path,
     rng: np.random.Generator,
     pixels: Callable[..., np.ndarray],
     ome_writer: ModuleType,
-    version: str,
+    ngff_version: str,
 ) -> None:
     # A plate written with one image group per field must stay uniform: readers such as
     # ome-zarr-py take the first well's layout for every well.
     root = tmp_path / "theirs.zarr"
-    write_ome_zarr_py_plate(ome_writer, root, version, "czyx", rng)
+    write_ome_zarr_py_plate(ome_writer, root, ngff_version, "czyx", rng)
     with PlateStore.open(root, "r+") as store:
         store.write_well("A1", pixels((N_FIELDS, 2, 3, H, W)))
     info = PlateStore.open(root).well_info("A1")
@@ -383,13 +370,12 @@ def test_well_added_to_a_standard_plate_keeps_its_layout(
     assert info.image_paths == ("0", "1")
 
 
-@pytest.mark.parametrize("version", VERSIONS)
 def test_ome_zarr_py_still_reads_a_plate_we_added_a_well_to(
     tmp_path: Path,
     rng: np.random.Generator,
     pixels: Callable[..., np.ndarray],
     ome_writer: ModuleType,
-    version: str,
+    ngff_version: str,
 ) -> None:
     # ome-zarr-py's plate reader takes the first well's layout (its field paths and its
     # resolution paths, "s0", "s1", ...) for every well: a well we add must match them.
@@ -397,7 +383,7 @@ def test_ome_zarr_py_still_reads_a_plate_we_added_a_well_to(
     from ome_zarr.reader import Plate, Reader
 
     root = tmp_path / "theirs.zarr"
-    images = write_ome_zarr_py_plate(ome_writer, root, version, "czyx", rng)
+    images = write_ome_zarr_py_plate(ome_writer, root, ngff_version, "czyx", rng)
     new = pixels((N_FIELDS, 2, 3, H, W))
     with PlateStore.open(root, "r+") as store:
         store.write_well("A1", new)

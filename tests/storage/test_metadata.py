@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from napari_wellzarr.core import Channel, MetadataError, PlateStore, StorageConfig
+from napari_wellzarr.core import Channel, MetadataError, PlateStore
 from napari_wellzarr.storage.metadata import (
     Axis,
     Dataset,
@@ -151,12 +151,11 @@ def test_find_block_prefers_ome_namespace() -> None:
 # -- well block -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", ["0.4", "0.5"])
-def test_well_block_round_trips(version: str) -> None:
+def test_well_block_round_trips(ngff_version: str) -> None:
     meta = WellMeta(("0", "1", "f2"))
-    parsed, found = parse_well(ome_attrs(version, {"well": meta.to_block()}), "B03")
+    parsed, found = parse_well(ome_attrs(ngff_version, {"well": meta.to_block()}), "B03")
     assert parsed.images == meta.images
-    assert found == version
+    assert found == ngff_version
 
 
 @pytest.mark.parametrize(
@@ -183,16 +182,15 @@ def _image(version: str, n_levels: int = 2) -> ImageMeta:
     return ImageMeta(Multiscale(axes, datasets, f"img {version}"), channels)
 
 
-@pytest.mark.parametrize("version", ["0.4", "0.5"])
-def test_image_block_round_trips(version: str) -> None:
-    meta = _image(version)
-    attrs = json.loads(json.dumps(ome_attrs(version, meta.blocks())))
+def test_image_block_round_trips(ngff_version: str) -> None:
+    meta = _image(ngff_version)
+    attrs = json.loads(json.dumps(ome_attrs(ngff_version, meta.blocks())))
     parsed, found = parse_image(attrs, "B03/0")
-    assert found == version
+    assert found == ngff_version
     assert parsed == meta
     assert parsed.channels[0].color == "0000FF"
     assert parsed.channels[1].color == "00FF00"
-    if version == "0.4":
+    if ngff_version == "0.4":
         assert attrs["multiscales"][0]["version"] == "0.4"
 
 
@@ -278,34 +276,28 @@ def check_plate_layout(
     assert [b["path"] for b in block["wells"]] == wells
 
 
-@pytest.mark.parametrize("version", ["0.4", "0.5"])
 def test_sparse_96_plate_lists_every_row_and_column(
-    tmp_path: Path, version: str, pixels: Callable[..., np.ndarray]
+    make_plate: Callable[..., Path], ngff_version: str, pixels: Callable[..., np.ndarray]
 ) -> None:
-    root = tmp_path / "sparse.zarr"
-    with PlateStore.create(root, StorageConfig(ngff_version=version, plate=96)) as store:
-        for name in ("H12", "B10", "B02"):
-            store.write_well(name, pixels((1, 1, 1, 8, 8)))
+    wells = {name: pixels((1, 1, 1, 8, 8)) for name in ("H12", "B10", "B02")}
+    root = make_plate(wells, ngff_version=ngff_version, plate=96)
     check_plate_layout(
         root,
-        version,
+        ngff_version,
         list("ABCDEFGH"),
         [f"{i:02d}" for i in range(1, 13)],
         ["B/02", "B/10", "H/12"],
     )
 
 
-@pytest.mark.parametrize("version", ["0.4", "0.5"])
 def test_1536_plate_lists_rows_past_z(
-    tmp_path: Path, version: str, pixels: Callable[..., np.ndarray]
+    make_plate: Callable[..., Path], ngff_version: str, pixels: Callable[..., np.ndarray]
 ) -> None:
-    root = tmp_path / "p1536.zarr"
-    with PlateStore.create(root, StorageConfig(ngff_version=version, plate=1536)) as store:
-        for name in ("AF48", "A01", "AA01", "Z48"):
-            store.write_well(name, pixels((1, 1, 1, 4, 4)))
+    wells = {name: pixels((1, 1, 1, 4, 4)) for name in ("AF48", "A01", "AA01", "Z48")}
+    root = make_plate(wells, ngff_version=ngff_version, plate=1536)
     check_plate_layout(
         root,
-        version,
+        ngff_version,
         ROWS_1536,
         [f"{i:02d}" for i in range(1, 49)],
         ["A/01", "Z/48", "AA/01", "AF/48"],
@@ -313,15 +305,13 @@ def test_1536_plate_lists_rows_past_z(
     assert (root / "AF" / "48").is_dir()
 
 
-@pytest.mark.parametrize("version", ["0.4", "0.5"])
 def test_empty_plate_has_no_plate_block_until_its_first_well(
-    tmp_path: Path, version: str, pixels: Callable[..., np.ndarray]
+    make_plate: Callable[..., Path], ngff_version: str, pixels: Callable[..., np.ndarray]
 ) -> None:
     # The plate schema wants "wells" to hold at least one entry, so a plate with no
     # wells yet must not carry an OME plate block at all (an empty one is invalid).
-    root = tmp_path / "empty.zarr"
-    PlateStore.create(root, StorageConfig(ngff_version=version, plate=24)).close()
-    attrs = _doc(root, version)
+    root = make_plate(ngff_version=ngff_version, plate=24)
+    attrs = _doc(root, ngff_version)
     assert "plate" not in attrs
     assert "plate" not in attrs.get("ome", {})
     store = PlateStore.open(root)
@@ -330,16 +320,17 @@ def test_empty_plate_has_no_plate_block_until_its_first_well(
     assert store.wells() == []
     with PlateStore.open(root, "r+") as writer:
         writer.write_well("D06", pixels((1, 1, 1, 4, 4)))
-    check_plate_layout(root, version, list("ABCD"), [f"{i:02d}" for i in range(1, 7)], ["D/06"])
+    check_plate_layout(
+        root, ngff_version, list("ABCD"), [f"{i:02d}" for i in range(1, 7)], ["D/06"]
+    )
 
 
 @pytest.mark.parametrize("fields", ["stacked", "per-field"])
-def test_v05_documents(tmp_path: Path, fields: str, pixels: Callable[..., np.ndarray]) -> None:
-    root = tmp_path / "v5.zarr"
-    with PlateStore.create(
-        root, StorageConfig(ngff_version="0.5", fields=fields, pyramid_levels=2)
-    ) as store:
-        store.write_well("C04", pixels((2, 1, 1, 16, 16)))
+def test_v05_documents(
+    make_plate: Callable[..., Path], fields: str, pixels: Callable[..., np.ndarray]
+) -> None:
+    wells = {"C04": pixels((2, 1, 1, 16, 16))}
+    root = make_plate(wells, ngff_version="0.5", fields=fields, pyramid_levels=2)
     assert not list(root.rglob(".zgroup"))
     assert not list(root.rglob(".zarray"))
     for doc_path in root.rglob("zarr.json"):
@@ -366,12 +357,11 @@ def test_v05_documents(tmp_path: Path, fields: str, pixels: Callable[..., np.nda
 
 
 @pytest.mark.parametrize("fields", ["stacked", "per-field"])
-def test_v04_documents(tmp_path: Path, fields: str, pixels: Callable[..., np.ndarray]) -> None:
-    root = tmp_path / "v4.zarr"
-    with PlateStore.create(
-        root, StorageConfig(ngff_version="0.4", fields=fields, pyramid_levels=2)
-    ) as store:
-        store.write_well("C04", pixels((2, 1, 1, 16, 16)))
+def test_v04_documents(
+    make_plate: Callable[..., Path], fields: str, pixels: Callable[..., np.ndarray]
+) -> None:
+    wells = {"C04": pixels((2, 1, 1, 16, 16))}
+    root = make_plate(wells, ngff_version="0.4", fields=fields, pyramid_levels=2)
     assert not list(root.rglob("zarr.json"))
     assert (root / ".zgroup").is_file()
     assert _plate_block(root, "0.4")["version"] == "0.4"

@@ -18,6 +18,7 @@ from napari_wellzarr.core import PlateStore, StorageConfig
 from napari_wellzarr.errors import CorruptDataError
 from napari_wellzarr.storage.records import LAYOUT_FILE
 from napari_wellzarr.storage.shards import ShardGrid, ShardReader
+from tests.helpers import write_plate
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,7 +35,7 @@ def level0(root: Path, well: str = "B/02") -> Path:
 @pytest.mark.parametrize("checksum", [True, False])
 @pytest.mark.parametrize("dtype", ["u1", ">u2", "i4", "<f4", "f8", "u8"])
 def test_core_shards_are_zarr_shards(
-    tmp_path: Path,
+    make_plate: Callable[..., Path],
     pixels: Callable[..., np.ndarray],
     compressor: str,
     checksum: bool,
@@ -43,11 +44,9 @@ def test_core_shards_are_zarr_shards(
     import zarr
 
     data = pixels(SHAPE, dtype.lstrip("<>")).astype(dtype)  # '>u2': a big-endian source
-    root = tmp_path / "p.zarr"
     config = StorageConfig(compressor=compressor, checksum=checksum, plate=24)
-    with PlateStore.create(root, config) as store:
-        cells = (data[:, 0] % 7).astype("u2")
-        store.write_well("B02", data, labels={"cells": cells})
+    cells = (data[:, 0] % 7).astype("u2")
+    root = make_plate({"B02": data}, config, write={"labels": {"cells": cells}})
     doc = json.loads((level0(root) / "zarr.json").read_text())
     assert ShardGrid.parse(doc) is not None, "the core's own layout must take the direct road"
     # zarr's reader, knowing nothing of the direct road, reads the pixels and the labels
@@ -62,15 +61,12 @@ def test_core_shards_are_zarr_shards(
 
 
 def test_per_field_wells_and_pyramids_take_the_direct_road(
-    tmp_path: Path, pixels: Callable[..., np.ndarray]
+    make_plate: Callable[..., Path], pixels: Callable[..., np.ndarray]
 ) -> None:
     import zarr
 
     data = pixels(SHAPE)
-    root = tmp_path / "p.zarr"
-    config = StorageConfig(fields="per-field", pyramid_levels=3, plate=24)
-    with PlateStore.create(root, config) as store:
-        store.write_well("B02", data)
+    root = make_plate({"B02": data}, fields="per-field", pyramid_levels=3, plate=24)
     store = PlateStore.open(root)
     for level in range(3):
         expected = np.stack(
@@ -173,13 +169,10 @@ def flip_byte(path: Path, at: int) -> None:
 
 
 def test_one_flipped_bit_is_reported_by_the_checksums(
-    tmp_path: Path, pixels: Callable[..., np.ndarray]
+    make_plate: Callable[..., Path], pixels: Callable[..., np.ndarray]
 ) -> None:
-    root = tmp_path / "p.zarr"
     data = pixels(SHAPE)
-    with PlateStore.create(root, StorageConfig(plate=24)) as store:
-        store.write_well("B02", data)
-        store.write_well("B03", data)
+    root = make_plate({"B02": data, "B03": data}, plate=24)
     shard = level0(root) / "c.0.0.0.0.0"
     size = shard.stat().st_size
     flip_byte(shard, 100)  # inside the first plane's compressed bytes
@@ -196,12 +189,10 @@ def test_one_flipped_bit_is_reported_by_the_checksums(
 
 
 def test_a_well_replaced_by_another_writer_is_read_anew(
-    tmp_path: Path, pixels: Callable[..., np.ndarray]
+    make_plate: Callable[..., Path], pixels: Callable[..., np.ndarray]
 ) -> None:
-    root = tmp_path / "p.zarr"
     first, second = pixels(SHAPE), pixels(SHAPE)
-    with PlateStore.create(root, StorageConfig(plate=24)) as store:
-        store.write_well("B02", first)
+    root = make_plate({"B02": first}, plate=24)
     reader = PlateStore.open(root)
     np.testing.assert_array_equal(reader.read_plane("B02", 1, 1, 1), first[1, 1, 1])
     with PlateStore.open(root, "r+") as writer:  # as another process would
@@ -349,10 +340,7 @@ def test_records_and_the_plate_documents(
 ) -> None:
     root, data = recorded
     # The record lives outside the plate's documents: they do not depend on file times.
-    again = tmp_path / "again" / root.name
-    with PlateStore.create(again, StorageConfig(plate=96)) as store:
-        for well in WELLS:
-            store.write_well(well, data[well])
+    again = write_plate(tmp_path / "again" / root.name, {w: data[w] for w in WELLS}, plate=96)
     assert (root / "zarr.json").read_bytes() == (again / "zarr.json").read_bytes()
     # a read-only open never writes it
     (root / LAYOUT_FILE).unlink()
@@ -383,13 +371,14 @@ def test_threads_reading_one_store_get_exact_planes(
 
 
 def test_recovered_wells_get_layout_records(
-    tmp_path: Path, pixels: Callable[..., np.ndarray], monkeypatch: pytest.MonkeyPatch
+    make_plate: Callable[..., Path],
+    pixels: Callable[..., np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Conversion workers (and crashed sessions) never flush: recover() lists their wells,
     # and records their layouts so that they read as fast as the others.
-    root = tmp_path / "p.zarr"
     data = {w: pixels(SHAPE) for w in WELLS}
-    PlateStore.create(root, StorageConfig(plate=96)).close()
+    root = make_plate(plate=96)
     worker = PlateStore.open(root, "r+")
     for well in WELLS:
         worker.write_well(well, data[well])

@@ -28,6 +28,7 @@ from napari_wellzarr.core import (
     WellDataError,
     WellNotFoundError,
 )
+from napari_wellzarr.testing.strategies import ngff_versions
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -235,7 +236,6 @@ def test_round_trip_every_combination(
         assert array.metadata.zarr_format == cfg.zarr_format
 
 
-@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize(
     "dtype",
     [
@@ -252,12 +252,13 @@ def test_round_trip_every_combination(
     ],
 )
 def test_every_supported_dtype_round_trips(
-    tmp_path: Path, pixels: Callable[..., np.ndarray], version: str, dtype: str
+    make_plate: Callable[..., Path],
+    pixels: Callable[..., np.ndarray],
+    ngff_version: str,
+    dtype: str,
 ) -> None:
     data = pixels((1, 2, 1, 16, 24), dtype)
-    root = tmp_path / "p.zarr"
-    with PlateStore.create(root, StorageConfig(ngff_version=version, pyramid_levels=2)) as store:
-        store.write_well("A01", data)
+    root = make_plate({"A01": data}, ngff_version=ngff_version, pyramid_levels=2)
     store = PlateStore.open(root)
     back = store.read_well("A01")
     assert back.dtype == np.dtype(dtype)
@@ -283,47 +284,41 @@ def test_non_native_byte_order_round_trips(
         assert np.array_equal(back, data)
 
 
-@pytest.mark.parametrize("version", VERSIONS)
 def test_strided_and_fortran_arrays_round_trip(
-    tmp_path: Path, pixels: Callable[..., np.ndarray], version: str
+    make_plate: Callable[..., Path], pixels: Callable[..., np.ndarray], ngff_version: str
 ) -> None:
     wide = pixels((2, 2, 3, 8, 32))
     strided = wide[..., ::2]
     fortran = np.asfortranarray(wide)
     transposed = pixels((2, 2, 3, 16, 8)).swapaxes(-1, -2)
-    root = tmp_path / "p.zarr"
-    with PlateStore.create(root, StorageConfig(ngff_version=version)) as store:
-        for well, data in (("A01", strided), ("A02", fortran), ("A03", transposed)):
-            store.write_well(well, data)
-    store = PlateStore.open(root)
+    wells = {"A01": strided, "A02": fortran, "A03": transposed}
+    store = PlateStore.open(make_plate(wells, ngff_version=ngff_version))
     for well, data in (("A01", strided), ("A02", fortran), ("A03", transposed)):
         assert np.array_equal(store.read_well(well), data)
 
 
-@pytest.mark.parametrize("version", VERSIONS)
 def test_float_wells_with_nan_and_inf_round_trip(
-    tmp_path: Path, pixels: Callable[..., np.ndarray], version: str
+    make_plate: Callable[..., Path], pixels: Callable[..., np.ndarray], ngff_version: str
 ) -> None:
     data = pixels((1, 2, 1, 16, 24), "float32")
     data[0, 0, 0, 0, :3] = [np.nan, np.inf, -np.inf]
-    root = tmp_path / "p.zarr"
-    with PlateStore.create(root, StorageConfig(ngff_version=version)) as store:
-        store.write_well("A01", data)
+    root = make_plate({"A01": data}, ngff_version=ngff_version)
     back = PlateStore.open(root).read_well("A01")
     assert np.array_equal(back, data, equal_nan=True)
 
 
-@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("chunks", ["well", "plane"])
 def test_time_series_per_field(
     tmp_path: Path,
     rng: np.random.Generator,
     pixels: Callable[..., np.ndarray],
-    version: str,
+    ngff_version: str,
     chunks: str,
 ) -> None:
     shape = (2, 3, 2, 2, 16, 24)  # field, t, c, z, y, x
-    cfg = StorageConfig(ngff_version=version, chunks=chunks, fields="per-field", pyramid_levels=2)
+    cfg = StorageConfig(
+        ngff_version=ngff_version, chunks=chunks, fields="per-field", pyramid_levels=2
+    )
     series = pixels(shape, "uint16")
     other = pixels(shape, "uint16")
     root = tmp_path / "ts.zarr"
@@ -347,12 +342,11 @@ def test_time_series_per_field(
     assert list(store.well_info("D01").level_shapes) == level_shapes(shape, 2)
 
 
-@pytest.mark.parametrize("version", VERSIONS)
 def test_time_series_refused_when_stacked(
-    tmp_path: Path, pixels: Callable[..., np.ndarray], version: str
+    tmp_path: Path, pixels: Callable[..., np.ndarray], ngff_version: str
 ) -> None:
     root = tmp_path / "ts.zarr"
-    store = PlateStore.create(root, StorageConfig(ngff_version=version, fields="stacked"))
+    store = PlateStore.create(root, StorageConfig(ngff_version=ngff_version, fields="stacked"))
     with pytest.raises(WellDataError) as err:
         store.write_well("D01", pixels((2, 3, 1, 1, 8, 8)))
     assert "D01" in str(err.value)
@@ -367,11 +361,9 @@ def test_time_series_refused_when_stacked(
 
 
 def test_time_plane_in_a_well_without_time_is_refused(
-    tmp_path: Path, pixels: Callable[..., np.ndarray]
+    make_plate: Callable[..., Path], pixels: Callable[..., np.ndarray]
 ) -> None:
-    root = tmp_path / "p.zarr"
-    with PlateStore.create(root) as store:
-        store.write_well("A01", pixels((1, 1, 1, 8, 8)))
+    root = make_plate({"A01": pixels((1, 1, 1, 8, 8))})
     with pytest.raises(WellDataError, match="t=1"):
         PlateStore.open(root).read_plane("A01", 0, 0, 0, t=1)
 
@@ -395,7 +387,7 @@ def test_write_planes_fills_missing_planes_with_zero(
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.sampled_from(VERSIONS),
+    ngff_versions,
     st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3)),
     st.data(),
 )
@@ -437,13 +429,12 @@ def test_session_wells_are_listed_on_flush(
 
 
 def test_reopened_plate_keeps_its_config_for_new_wells(
-    tmp_path: Path, pixels: Callable[..., np.ndarray]
+    make_plate: Callable[..., Path], pixels: Callable[..., np.ndarray]
 ) -> None:
     cfg = StorageConfig(
         ngff_version="0.4", compressor="zlib", level=2, chunks="well", fields="per-field", plate=12
     )
-    root = tmp_path / "p.zarr"
-    PlateStore.create(root, cfg).close()
+    root = make_plate(config=cfg)
     data = pixels((2, 1, 2, 8, 8))
     with PlateStore.open(root, "r+") as store:
         assert store.config == cfg
@@ -457,15 +448,11 @@ def test_reopened_plate_keeps_its_config_for_new_wells(
     assert array.chunks == (1, 2, 8, 8)
 
 
-@pytest.mark.parametrize("version", VERSIONS)
 def test_read_planes_sharing_one_chunk(
-    tmp_path: Path, pixels: Callable[..., np.ndarray], version: str
+    make_plate: Callable[..., Path], pixels: Callable[..., np.ndarray], ngff_version: str
 ) -> None:
     data = pixels((3, 2, 2, 8, 8))
-    root = tmp_path / "p.zarr"
-    with PlateStore.create(root, StorageConfig(ngff_version=version, chunks="well")) as store:
-        store.write_well("A01", data)
-    store = PlateStore.open(root)
+    store = PlateStore.open(make_plate({"A01": data}, ngff_version=ngff_version, chunks="well"))
     keys = [PlaneKey(2, 1, 0), PlaneKey(0, 0, 1), PlaneKey(2, 1, 0)]
     got = store.read_planes("A01", keys)
     assert [np.array_equal(g, data[k.field, k.c, k.z]) for g, k in zip(got, keys, strict=True)] == [
