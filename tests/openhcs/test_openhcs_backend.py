@@ -624,12 +624,11 @@ def test_gpu_like_arrays_are_saved(tmp_path: Path, backend: ZarrStorageBackend, 
 # -- plate metadata --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", ["0.5", "0.4"])
-def test_plate_metadata_lists_wells_in_plate_order(tmp_path: Path, version: str) -> None:
+def test_plate_metadata_lists_wells_in_plate_order(tmp_path: Path, ngff_version: str) -> None:
     from ome_zarr_models import open_ome_zarr
 
     store = tmp_path / "plate"
-    backend = ZarrStorageBackend(StorageConfig(ngff_version=version))
+    backend = ZarrStorageBackend(StorageConfig(ngff_version=ngff_version))
     for i, well in enumerate(["B10", "B02", "A01"]):
         write_well(backend, store, well, [(0, 0, 0), (1, 0, 0)], i)
     backend.save(plane(42), store / "flat.tif")  # a standalone array in a plate of this version
@@ -642,7 +641,7 @@ def test_plate_metadata_lists_wells_in_plate_order(tmp_path: Path, version: str)
     assert len(block["columns"]) == 12
     model = open_ome_zarr(store)
     assert type(model).__name__ == "HCS"
-    assert type(model).__module__.endswith(f"v0{version[-1]}.hcs")
+    assert type(model).__module__.endswith(f"v0{ngff_version[-1]}.hcs")
 
 
 def test_1536_well_plate_rows_beyond_z(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from tests.plugin.helpers import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 
@@ -153,10 +154,9 @@ def test_reads_labels_aligned_with_images(tmp_path: Path) -> None:
 # -- other writers' plates ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", ["0.4", "0.5"])
 @pytest.mark.parametrize("axes", ["czyx", "tczyx"])
-def test_reads_ome_zarr_py_plates(tmp_path: Path, version: str, axes: str) -> None:
-    path = write_ome_zarr_py(tmp_path / "omz", version, axes)
+def test_reads_ome_zarr_py_plates(tmp_path: Path, ngff_version: str, axes: str) -> None:
+    path = write_ome_zarr_py(tmp_path / "omz", ngff_version, axes)
     layers = layers_by_name(path)
     assert list(layers) == ["Channel 0", "Channel 1", "plate map"]
     data, meta, _ = layers["Channel 1"]
@@ -243,16 +243,14 @@ def test_reads_a_single_iohub_well() -> None:
 
 
 @pytest.mark.parametrize("stored_levels", [1, 3])
-def test_big_plate_is_multiscale(tmp_path: Path, stored_levels: int) -> None:
-    config = StorageConfig(plate=384, pyramid_levels=stored_levels)
-    planes = {}
-    with PlateStore.create(tmp_path / "big.zarr", config) as store:
-        for w, name in enumerate(("A01", "H12", "P24")):
-            planes[name] = (
-                np.arange(700 * 700, dtype=np.uint32).reshape(700, 700) * (w + 3) % 60000
-            ).astype("u2")
-            store.write_well(name, planes[name][None, None, None])
-    data, meta, _ = layers_by_name(tmp_path / "big.zarr")["Channel 0"]
+def test_big_plate_is_multiscale(make_plate: Callable[..., Path], stored_levels: int) -> None:
+    ramp = np.arange(700 * 700, dtype=np.uint32).reshape(700, 700)
+    planes = {
+        name: (ramp * (w + 3) % 60000).astype("u2") for w, name in enumerate(("A01", "H12", "P24"))
+    }
+    wells = {name: plane[None, None, None] for name, plane in planes.items()}
+    path = make_plate(wells, plate=384, pyramid_levels=stored_levels)
+    data, meta, _ = layers_by_name(path)["Channel 0"]
     assert meta["multiscale"] is True
     assert isinstance(data, list)
     assert len(data) >= 4
@@ -418,12 +416,11 @@ def read_everything(layers: dict[str, tuple[Any, dict[str, Any], str]]) -> None:
             np.asarray(data)
 
 
-@pytest.mark.parametrize("version", ["0.5", "0.4"])
 @pytest.mark.parametrize("listed", [("A01", "B02"), ()], ids=["some-listed", "none-listed"])
 def test_interrupted_plate_shows_its_unlisted_wells(
-    tmp_path: Path, version: str, listed: tuple[str, ...]
+    tmp_path: Path, ngff_version: str, listed: tuple[str, ...]
 ) -> None:
-    path = interrupted_plate(tmp_path / "p.zarr", version, listed)
+    path = interrupted_plate(tmp_path / "p.zarr", ngff_version, listed)
     unlisted = [w for w in INTERRUPTED if w not in listed]
     store = PlateStore.open(path)
     assert store.wells() == list(listed)
@@ -461,10 +458,9 @@ def test_interrupted_plate_shows_its_unlisted_wells(
         np.testing.assert_array_equal(tile(data, meta, (3, 4), (1, 1)), plane_values(3, 1, 1, 1))
 
 
-@pytest.mark.parametrize("version", ["0.5", "0.4"])
-def test_plate_killed_before_its_first_well_opens_empty(tmp_path: Path, version: str) -> None:
+def test_plate_killed_before_its_first_well_opens_empty(tmp_path: Path, ngff_version: str) -> None:
     path = tmp_path / "p.zarr"
-    killed_writer(path, version, ())
+    killed_writer(path, ngff_version, ())
     assert get_reader(str(path)) is read_plate
     with pytest.warns(UnfinishedPlateWarning, match="no wells yet") as record:
         layers = read_plate(str(path))
@@ -486,9 +482,8 @@ def file_states(root: Path) -> dict[str, tuple[int, int, int]]:
     return out
 
 
-@pytest.mark.parametrize("version", ["0.5", "0.4"])
-def test_opening_an_interrupted_plate_writes_nothing(tmp_path: Path, version: str) -> None:
-    path = interrupted_plate(tmp_path / "p.zarr", version, ("A01",))
+def test_opening_an_interrupted_plate_writes_nothing(tmp_path: Path, ngff_version: str) -> None:
+    path = interrupted_plate(tmp_path / "p.zarr", ngff_version, ("A01",))
     before = file_states(path)
     with pytest.warns(UnfinishedPlateWarning, match="B02, C03, D05"):
         read_everything(layers_by_name(path))
@@ -548,7 +543,6 @@ def assert_rest_of_plate_shown(
                         np.testing.assert_array_equal(got, plane_values(w, f, c, z))
 
 
-@pytest.mark.parametrize("version", ["0.5", "0.4"])
 @pytest.mark.parametrize(
     "damage", [b"\x00\xffnot json{", "truncated", b"[1, 2]"], ids=["garbage", "truncated", "list"]
 )
@@ -560,12 +554,12 @@ def assert_rest_of_plate_shown(
 def test_broken_array_document_blanks_only_its_well(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    version: str,
+    ngff_version: str,
     damage: bytes | str,
     wells: tuple[str, ...],
 ) -> None:
-    path = write_ours(tmp_path / "p.zarr", version=version, wells=wells, plate="4x6")
-    doc = array_doc(path, "B02", version)
+    path = write_ours(tmp_path / "p.zarr", version=ngff_version, wells=wells, plate="4x6")
+    doc = array_doc(path, "B02", ngff_version)
     raw = doc.read_bytes()
     doc.write_bytes(raw[: len(raw) // 2] if damage == "truncated" else damage)
     layers, caught, read = damaged_plate_layers(path, monkeypatch)
@@ -575,15 +569,14 @@ def test_broken_array_document_blanks_only_its_well(
     assert_rest_of_plate_shown(layers, wells, blank="B02")
 
 
-@pytest.mark.parametrize("version", ["0.5", "0.4"])
 @pytest.mark.parametrize("change", ["dtype", "huge plane"])
 def test_first_well_of_another_dtype_or_shape_does_not_set_the_plate(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, change: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ngff_version: str, change: str
 ) -> None:
-    path = write_ours(tmp_path / "p.zarr", version=version, wells=FOUR)
-    doc = array_doc(path, "A01", version)
+    path = write_ours(tmp_path / "p.zarr", version=ngff_version, wells=FOUR)
+    doc = array_doc(path, "A01", ngff_version)
     meta = json.loads(doc.read_text())
-    if change == "dtype" and version == "0.5":
+    if change == "dtype" and ngff_version == "0.5":
         meta["data_type"] = "float64"
     elif change == "dtype":
         meta["dtype"] = "<f8"

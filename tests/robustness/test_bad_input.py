@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-VERSIONS = ("0.4", "0.5")
 GOOD = "A01"
 SHAPE = (2, 2, 2, 16, 24)
 
@@ -84,33 +83,22 @@ def assert_absent(root: Path, well_path: str = "B/02", name: str = "B02") -> Non
     assert not staging.exists() or not any(staging.iterdir())
 
 
-@pytest.fixture(params=VERSIONS)
-def version(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture
 def plate(
-    tmp_path: Path, pixels: Callable[..., np.ndarray], version: str
+    make_plate: Callable[..., Path], pixels: Callable[..., np.ndarray], ngff_version: str
 ) -> tuple[Path, np.ndarray]:
     """A 24-well plate holding one good well, A01."""
-    root = tmp_path / "plate.zarr"
     good = pixels(SHAPE)
-    with PlateStore.create(root, StorageConfig(ngff_version=version, plate=24)) as store:
-        store.write_well(GOOD, good)
-    return root, good
+    return make_plate({GOOD: good}, ngff_version=ngff_version, plate=24), good
 
 
 @pytest.fixture
 def two_wells(
-    tmp_path: Path, pixels: Callable[..., np.ndarray], version: str
+    make_plate: Callable[..., Path], pixels: Callable[..., np.ndarray], ngff_version: str
 ) -> tuple[Path, np.ndarray, np.ndarray]:
     """A plate holding A01 (good) and B02 (to be damaged)."""
-    root = tmp_path / "plate.zarr"
     good, victim = pixels(SHAPE), pixels(SHAPE)
-    with PlateStore.create(root, StorageConfig(ngff_version=version, plate=24)) as store:
-        store.write_well(GOOD, good)
-        store.write_well("B02", victim)
+    root = make_plate({GOOD: good, "B02": victim}, ngff_version=ngff_version, plate=24)
     return root, good, victim
 
 
@@ -434,27 +422,27 @@ def test_opening_what_is_not_a_plate(tmp_path: Path) -> None:
 # -- damaged metadata ---------------------------------------------------------------------
 
 
-def test_plate_metadata_not_json(plate: tuple[Path, np.ndarray], version: str) -> None:
+def test_plate_metadata_not_json(plate: tuple[Path, np.ndarray], ngff_version: str) -> None:
     root, _ = plate
-    doc = meta_file(root, version)
+    doc = meta_file(root, ngff_version)
     doc.write_text('{"attributes": {"ome": ')
     with pytest.raises(CorruptDataError) as err:
         PlateStore.open(root)
     assert str(doc) in str(err.value)
 
 
-def test_plate_metadata_not_an_object(plate: tuple[Path, np.ndarray], version: str) -> None:
+def test_plate_metadata_not_an_object(plate: tuple[Path, np.ndarray], ngff_version: str) -> None:
     root, _ = plate
-    meta_file(root, version).write_text("[1, 2]")
+    meta_file(root, ngff_version).write_text("[1, 2]")
     with pytest.raises((MetadataError, CorruptDataError)) as err:
         PlateStore.open(root)
     assert str(root) in str(err.value)
 
 
-def test_plate_metadata_deleted(plate: tuple[Path, np.ndarray], version: str) -> None:
+def test_plate_metadata_deleted(plate: tuple[Path, np.ndarray], ngff_version: str) -> None:
     root, _ = plate
-    meta_file(root, version).unlink()
-    if version == "0.4":
+    meta_file(root, ngff_version).unlink()
+    if ngff_version == "0.4":
         (root / ".zgroup").unlink()
     with pytest.raises(PlateNotFoundError, match=re.escape(str(root))):
         PlateStore.open(root)
@@ -470,24 +458,24 @@ def test_plate_metadata_deleted(plate: tuple[Path, np.ndarray], version: str) ->
     ],
 )
 def test_bad_wells_entry(
-    plate: tuple[Path, np.ndarray], version: str, entry: dict[str, Any], culprit: str
+    plate: tuple[Path, np.ndarray], ngff_version: str, entry: dict[str, Any], culprit: str
 ) -> None:
     root, _ = plate
-    attrs = read_attrs(root, version)
-    plate_block(attrs, version)["wells"] = [entry]
-    write_attrs(root, version, attrs)
+    attrs = read_attrs(root, ngff_version)
+    plate_block(attrs, ngff_version)["wells"] = [entry]
+    write_attrs(root, ngff_version, attrs)
     with pytest.raises(MetadataError) as err:
         PlateStore.open(root)
     assert culprit in str(err.value)
 
 
 def test_well_metadata_deleted(
-    two_wells: tuple[Path, np.ndarray, np.ndarray], version: str
+    two_wells: tuple[Path, np.ndarray, np.ndarray], ngff_version: str
 ) -> None:
     root, good, _ = two_wells
     well = root / "B" / "02"
-    meta_file(well, version).unlink()
-    if version == "0.4":
+    meta_file(well, ngff_version).unlink()
+    if ngff_version == "0.4":
         (well / ".zgroup").unlink()
     store = PlateStore.open(root)
     with pytest.raises(WellZarrError) as err:
@@ -497,10 +485,10 @@ def test_well_metadata_deleted(
 
 
 def test_well_metadata_not_json(
-    two_wells: tuple[Path, np.ndarray, np.ndarray], version: str
+    two_wells: tuple[Path, np.ndarray, np.ndarray], ngff_version: str
 ) -> None:
     root, good, _ = two_wells
-    doc = meta_file(root / "B" / "02", version)
+    doc = meta_file(root / "B" / "02", ngff_version)
     doc.write_text("{oops")
     with pytest.raises(CorruptDataError) as err:
         PlateStore.open(root).well_info("B02")
@@ -509,26 +497,26 @@ def test_well_metadata_not_json(
 
 
 def test_well_images_list_empty(
-    two_wells: tuple[Path, np.ndarray, np.ndarray], version: str
+    two_wells: tuple[Path, np.ndarray, np.ndarray], ngff_version: str
 ) -> None:
     root, good, _ = two_wells
     well = root / "B" / "02"
-    attrs = read_attrs(well, version)
-    (attrs["ome"] if version == "0.5" else attrs)["well"]["images"] = []
-    write_attrs(well, version, attrs)
+    attrs = read_attrs(well, ngff_version)
+    (attrs["ome"] if ngff_version == "0.5" else attrs)["well"]["images"] = []
+    write_attrs(well, ngff_version, attrs)
     with pytest.raises(MetadataError, match="B02"):
         PlateStore.open(root).read_well("B02")
     assert_good_well_reads(root, good)
 
 
 def test_image_multiscales_missing(
-    two_wells: tuple[Path, np.ndarray, np.ndarray], version: str
+    two_wells: tuple[Path, np.ndarray, np.ndarray], ngff_version: str
 ) -> None:
     root, good, _ = two_wells
     image = root / "B" / "02" / "0"
-    attrs = read_attrs(image, version)
-    (attrs["ome"] if version == "0.5" else attrs).pop("multiscales")
-    write_attrs(image, version, attrs)
+    attrs = read_attrs(image, ngff_version)
+    (attrs["ome"] if ngff_version == "0.5" else attrs).pop("multiscales")
+    write_attrs(image, ngff_version, attrs)
     with pytest.raises(MetadataError) as err:
         PlateStore.open(root).read_well("B02")
     assert "B02/0" in str(err.value)
@@ -537,10 +525,12 @@ def test_image_multiscales_missing(
 
 
 def test_array_metadata_missing_or_garbage(
-    two_wells: tuple[Path, np.ndarray, np.ndarray], version: str
+    two_wells: tuple[Path, np.ndarray, np.ndarray], ngff_version: str
 ) -> None:
     root, good, _ = two_wells
-    array_doc = root / "B" / "02" / "0" / "0" / ("zarr.json" if version == "0.5" else ".zarray")
+    array_doc = (
+        root / "B" / "02" / "0" / "0" / ("zarr.json" if ngff_version == "0.5" else ".zarray")
+    )
     array_doc.write_text("not json at all")
     with pytest.raises(CorruptDataError) as err:
         PlateStore.open(root).read_well("B02")
@@ -611,19 +601,16 @@ CHUNK_CASES = [
 
 @pytest.mark.parametrize(("ngff", "chunks", "compressor", "how"), CHUNK_CASES)
 def test_damaged_chunk_is_corrupt_data_naming_array_and_chunk(
-    tmp_path: Path,
+    make_plate: Callable[..., Path],
     pixels: Callable[..., np.ndarray],
     ngff: str,
     chunks: str,
     compressor: str,
     how: str,
 ) -> None:
-    root = tmp_path / "plate.zarr"
     good, victim = pixels(SHAPE), pixels(SHAPE)
     cfg = StorageConfig(ngff_version=ngff, chunks=chunks, compressor=compressor, plate=24)
-    with PlateStore.create(root, cfg) as store:
-        store.write_well(GOOD, good)
-        store.write_well("B02", victim)
+    root = make_plate({GOOD: good, "B02": victim}, cfg)
     array_dir = root / "B" / "02" / "0" / "0"
     # The plane (field 1, c 1, z 0) lives in its own chunk, or in the well's only chunk/shard.
     target = array_dir / (
@@ -649,17 +636,13 @@ def test_damaged_chunk_is_corrupt_data_naming_array_and_chunk(
     assert_good_well_reads(root, good)
 
 
-@pytest.mark.parametrize("ngff", VERSIONS)
 def test_whole_well_read_names_the_damaged_chunk(
-    tmp_path: Path, pixels: Callable[..., np.ndarray], ngff: str
+    make_plate: Callable[..., Path], pixels: Callable[..., np.ndarray], ngff_version: str
 ) -> None:
-    root = tmp_path / "plate.zarr"
-    with PlateStore.create(
-        root, StorageConfig(ngff_version=ngff, chunks="plane", compressor="zstd")
-    ) as store:
-        store.write_well("B02", pixels(SHAPE))
+    wells = {"B02": pixels(SHAPE)}
+    root = make_plate(wells, ngff_version=ngff_version, chunks="plane", compressor="zstd")
     array_dir = root / "B" / "02" / "0" / "0"
-    target = array_dir / chunk_file(ngff, (1, 1, 0, 0, 0))
+    target = array_dir / chunk_file(ngff_version, (1, 1, 0, 0, 0))
     damage(target, "garbage")
     with pytest.raises(CorruptDataError) as err:
         PlateStore.open(root).read_well("B02")
@@ -668,19 +651,19 @@ def test_whole_well_read_names_the_damaged_chunk(
     )
 
 
-@pytest.mark.parametrize("ngff", VERSIONS)
 @pytest.mark.parametrize("compressor", ["blosc-zstd", "blosc-lz4"])
 def test_truncated_blosc_chunks_never_read_silently(
-    tmp_path: Path, pixels: Callable[..., np.ndarray], ngff: str, compressor: str
+    make_plate: Callable[..., Path],
+    pixels: Callable[..., np.ndarray],
+    ngff_version: str,
+    compressor: str,
 ) -> None:
     # Blosc 1 trusts the compressed size in its header and reads past the end of a short
     # buffer; the damage must still be reported, never returned as pixels.
-    root = tmp_path / "plate.zarr"
     data = pixels(SHAPE)
-    with PlateStore.create(
-        root, StorageConfig(ngff_version=ngff, chunks="plane", compressor=compressor)
-    ) as store:
-        store.write_well("B02", data)
+    root = make_plate(
+        {"B02": data}, ngff_version=ngff_version, chunks="plane", compressor=compressor
+    )
     for path in chunk_files(root / "B" / "02" / "0" / "0"):
         damage(path, "truncate")
     store = PlateStore.open(root)
@@ -695,11 +678,9 @@ def test_truncated_blosc_chunks_never_read_silently(
 
 
 def test_empty_shard_file_is_corrupt_data(
-    tmp_path: Path, pixels: Callable[..., np.ndarray]
+    make_plate: Callable[..., Path], pixels: Callable[..., np.ndarray]
 ) -> None:
-    root = tmp_path / "plate.zarr"
-    with PlateStore.create(root, StorageConfig(ngff_version="0.5", chunks="sharded")) as store:
-        store.write_well("B02", pixels(SHAPE))
+    root = make_plate({"B02": pixels(SHAPE)}, ngff_version="0.5", chunks="sharded")
     (shard,) = chunk_files(root / "B" / "02" / "0" / "0")
     damage(shard, "empty")
     store = PlateStore.open(root)
@@ -758,15 +739,15 @@ def test_crash_while_writing_arrays(
     pixels: Callable[..., np.ndarray],
     validate_plate: Callable[[Path], None],
     monkeypatch: pytest.MonkeyPatch,
-    version: str,
+    ngff_version: str,
     fields: str,
 ) -> None:
     root = tmp_path / "plate.zarr"
     good, victim = pixels(SHAPE), pixels(SHAPE)
-    cfg = StorageConfig(ngff_version=version, fields=fields, pyramid_levels=2, plate=24)
+    cfg = StorageConfig(ngff_version=ngff_version, fields=fields, pyramid_levels=2, plate=24)
     with PlateStore.create(root, cfg) as store:
         store.write_well(GOOD, good)
-        fail_on_array_write(monkeypatch, version, 2)
+        fail_on_array_write(monkeypatch, ngff_version, 2)
         with pytest.raises(OSError, match="simulated crash"):
             store.write_well("B02", victim)
         monkeypatch.undo()
@@ -808,10 +789,10 @@ def test_failed_overwrite_keeps_the_old_well(
     plate: tuple[Path, np.ndarray],
     pixels: Callable[..., np.ndarray],
     monkeypatch: pytest.MonkeyPatch,
-    version: str,
+    ngff_version: str,
 ) -> None:
     root, good = plate
-    fail_on_array_write(monkeypatch, version, 1)
+    fail_on_array_write(monkeypatch, ngff_version, 1)
     with PlateStore.open(root, "r+") as store, pytest.raises(OSError, match="simulated crash"):
         store.write_well(GOOD, pixels(SHAPE), overwrite=True)
     monkeypatch.undo()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from napari_wellzarr.core import PlateStore, StorageConfig
+from napari_wellzarr.core import PlateStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -125,12 +125,13 @@ def run_rounds(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("version", ["0.4", "0.5"])
 def test_four_processes_write_different_wells(
-    tmp_path: Path, validate_plate: Callable[[Path], None], version: str
+    tmp_path: Path,
+    make_plate: Callable[..., Path],
+    validate_plate: Callable[[Path], None],
+    ngff_version: str,
 ) -> None:
-    root = tmp_path / "plate.zarr"
-    PlateStore.create(root, StorageConfig(ngff_version=version, plate=96)).close()
+    root = make_plate(ngff_version=ngff_version, plate=96)
     n_writers, n_rounds, per_round = 4, 20, 1
     rows = "ABCDEFGH"
 
@@ -167,10 +168,9 @@ def test_four_processes_write_different_wells(
 
 @pytest.mark.slow
 def test_two_processes_write_the_same_well(
-    tmp_path: Path, validate_plate: Callable[[Path], None]
+    tmp_path: Path, make_plate: Callable[..., Path], validate_plate: Callable[[Path], None]
 ) -> None:
-    root = tmp_path / "plate.zarr"
-    PlateStore.create(root, StorageConfig(plate=24)).close()
+    root = make_plate(plate=24)
     # Rounds: two fresh wells without overwrite, then the same wells again and again with it.
     rounds = [("B02", False), ("B03", False)] + [("B02", True), ("B03", True)] * 9
     plans = [
@@ -200,7 +200,7 @@ def test_two_processes_write_the_same_well(
 
 
 def test_overwrite_when_another_writer_removed_the_well_first(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_plate: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The race above, made deterministic: between our "the well exists" check and our
     # removal of it, another overwriting process moves the old well away.
@@ -208,10 +208,8 @@ def test_overwrite_when_another_writer_removed_the_well_first(
 
     from napari_wellzarr.storage import fsio
 
-    root = tmp_path / "plate.zarr"
     old, new = pixels_for(1), pixels_for(2)
-    with PlateStore.create(root, StorageConfig(plate=24)) as store:
-        store.write_well("B02", old)
+    root = make_plate({"B02": old}, plate=24)
     real_replace = os.replace
     raced = []
 
@@ -230,16 +228,15 @@ def test_overwrite_when_another_writer_removed_the_well_first(
 
 
 def test_write_returns_even_if_another_writer_replaces_the_well_at_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_plate: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The other half of the overwrite race: our well is in place, and before write_well
     # returns, another overwriting process has moved it away to put its own in.  Our write
     # did succeed; it must not be reported as a damaged well.
     from napari_wellzarr.storage import fsio
 
-    root = tmp_path / "plate.zarr"
     mine = pixels_for(3)
-    PlateStore.create(root, StorageConfig(plate=24)).close()
+    root = make_plate(plate=24)
     real_move = PlateStore._move_into_place
 
     def then_the_other_writer(self: PlateStore, stage: Path, target: Any, overwrite: bool) -> None:

@@ -43,7 +43,7 @@ from tests.robustness._faults_helpers import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 SEED = 20240606
@@ -489,15 +489,18 @@ def _write_full_wells(store: PlateStore, data: dict[str, np.ndarray], names: lis
 )
 @pytest.mark.parametrize("sticky", [False, True], ids=["one-write-fails", "disk-stays-full"])
 def test_enospc_in_write_well_leaves_earlier_wells_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, sticky: bool
+    tmp_path: Path,
+    make_plate: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    target: str,
+    sticky: bool,
 ) -> None:
     rng = np.random.default_rng(SEED + 3)
     data = {
         w: rng.integers(0, 65535, (2, 2, 1, 32, 48), dtype=np.uint16, endpoint=True)
         for w in ("A01", "B01")
     }
-    root = tmp_path / "plate.zarr"
-    PlateStore.create(root, StorageConfig(plate=24)).close()
+    root = make_plate(plate=24)
     with PlateStore.open(root, "r+") as store:
         store.write_well("A01", data["A01"])
 
@@ -659,10 +662,9 @@ def test_a_real_disk_fills_up_under_write_well(tmp_path: Path) -> None:
     ],
 )
 def test_a_failed_write_well_leaves_nothing_in_staging(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: dict[str, Any]
+    make_plate: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, options: dict[str, Any]
 ) -> None:
-    root = tmp_path / "plate.zarr"
-    PlateStore.create(root, StorageConfig(plate=24, **options)).close()
+    root = make_plate(plate=24, **options)
 
     def an_array_document(kind: str, rel: str) -> bool:
         # the first file created in an array's folder (.../<image>/<level>/...)
@@ -691,10 +693,9 @@ def test_a_failed_write_well_leaves_nothing_in_staging(
 
 @pytest.mark.parametrize("target", ["chunk data", "well document"])
 def test_write_well_disk_full_error_names_the_well(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str
+    make_plate: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, target: str
 ) -> None:
-    root = tmp_path / "plate.zarr"
-    PlateStore.create(root, StorageConfig(plate=24)).close()
+    root = make_plate(plate=24)
 
     def chosen(kind: str, rel: str) -> bool:
         if kind != "write" or not rel.startswith(fsio.STAGING_DIR):

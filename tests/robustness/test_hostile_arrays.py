@@ -475,15 +475,12 @@ def test_a_size_that_is_not_a_positive_integer_is_refused(
 
 @pytest.mark.parametrize(("ngff", "chunks"), [SHARDED, PLANE_V3, PLANE_V2])
 def test_another_fields_array_of_another_shape_is_refused(
-    tmp_path: Path, ngff: str, chunks: str
+    make_plate: Callable[..., Path], ngff: str, chunks: str
 ) -> None:
     # Per-field wells: only the first field's array makes well_info; another field's
     # array declaring 8 rows (its chunks as they are) must not read as an (8, 16) plane.
-    root = tmp_path / "plate.zarr"
     config = StorageConfig(plate=24, ngff_version=ngff, chunks=chunks, fields="per-field")
-    with PlateStore.create(root, config) as store:
-        store.write_well("A01", GOOD)
-        store.write_well("B02", VICTIM)
+    root = make_plate({"A01": GOOD, "B02": VICTIM}, config)
     edit_doc(root, ngff, lambda d: d["shape"].__setitem__(-2, 8), array="B/02/1/0")
     store = PlateStore.open(root)
     assert store.well_info("B02").shape == SHAPE

@@ -24,6 +24,7 @@ from napari_wellzarr.testing.strategies import (
     or_json,
     plate_blocks,
 )
+from tests.helpers import write_plate
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -126,12 +127,8 @@ def _plate_with_doc(tmp_path: Any, edit: Any) -> Any:
 
     import numpy as np
 
-    from napari_wellzarr.core import PlateStore, StorageConfig
-
-    root = tmp_path / "plate.zarr"
-    with PlateStore.create(root, StorageConfig(plate=24)) as store:
-        store.write_well("A01", np.ones((2, 1, 1, 16, 16), "u2"))
-        store.write_well("B02", np.full((2, 1, 1, 16, 16), 7, "u2"))
+    wells = {"A01": np.ones((2, 1, 1, 16, 16), "u2"), "B02": np.full((2, 1, 1, 16, 16), 7, "u2")}
+    root = write_plate(tmp_path / "plate.zarr", wells, plate=24)
     doc_path = root / "B" / "02" / "0" / "0" / "zarr.json"
     doc = json.loads(doc_path.read_text())
     edit(doc)

@@ -67,7 +67,7 @@ def digest(value: Any) -> str:
     return repr(value)
 
 
-def make_plate(dest: Path, kind: str) -> tuple[Path, dict[str, str]]:
+def backend_plate(dest: Path, kind: str) -> tuple[Path, dict[str, str]]:
     """A plate under ``dest``; returns its store directory and file name -> expected digest."""
     if kind == "openhcs":
         root = dest / "images"
@@ -237,7 +237,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.mark.parametrize("crashed", [False, True], ids=["clean", "crashed"])
 def test_reads_change_nothing(tmp_path: Path, kind: str, crashed: bool) -> None:
-    root, files = make_plate(tmp_path, kind)
+    root, files = backend_plate(tmp_path, kind)
     leftovers = leave_crash(root) if crashed else []
     before = tree_state(root)
     got = read_all(root)
@@ -251,7 +251,7 @@ def test_reads_change_nothing(tmp_path: Path, kind: str, crashed: bool) -> None:
 
 def test_crash_leftovers_are_what_a_writer_cleans(tmp_path: Path) -> None:
     # The leftovers the read-only tests use are real ones: the next writer removes them.
-    root, _ = make_plate(tmp_path, "0.5")
+    root, _ = backend_plate(tmp_path, "0.5")
     leftovers = leave_crash(root)
     PlateStore.open(root)
     assert all(p.exists() for p in leftovers)
@@ -291,7 +291,7 @@ def read_only_mount(src: Path, dst: Path) -> Iterator[Path]:
 @pytest.mark.parametrize("crashed", [False, True], ids=["clean", "crashed"])
 def test_reads_on_a_read_only_mount(tmp_path: Path, kind: str, crashed: bool) -> None:
     src = tmp_path / "src"
-    root, files = make_plate(src, kind)
+    root, files = backend_plate(src, kind)
     if crashed:
         leave_crash(root)
     before = tree_state(src)
@@ -304,7 +304,7 @@ def test_reads_on_a_read_only_mount(tmp_path: Path, kind: str, crashed: bool) ->
 
 def test_backend_writes_on_a_read_only_mount_are_refused(tmp_path: Path, kind: str) -> None:
     src = tmp_path / "src"
-    root, _ = make_plate(src, kind)
+    root, _ = backend_plate(src, kind)
     leave_crash(root)
     before = tree_state(src)
     with read_only_mount(src, tmp_path / "ro") as ro:
@@ -341,10 +341,11 @@ def write_attempts(store: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
-@pytest.mark.parametrize("version", ["0.4", "0.5"])
-def test_plate_store_write_on_a_read_only_mount_is_our_error(tmp_path: Path, version: str) -> None:
+def test_plate_store_write_on_a_read_only_mount_is_our_error(
+    tmp_path: Path, ngff_version: str
+) -> None:
     src = tmp_path / "src"
-    root, _ = make_plate(src, version)
+    root, _ = backend_plate(src, ngff_version)
     with read_only_mount(src, tmp_path / "ro") as ro:
         plate = ro / root.relative_to(src)
         with pytest.raises(StoreReadOnlyError, match=str(plate)):
@@ -353,7 +354,7 @@ def test_plate_store_write_on_a_read_only_mount_is_our_error(tmp_path: Path, ver
 
 def test_plate_store_open_for_writing_with_leftovers_on_a_read_only_mount(tmp_path: Path) -> None:
     src = tmp_path / "src"
-    root, _ = make_plate(src, "0.5")
+    root, _ = backend_plate(src, "0.5")
     leave_crash(root)
     with read_only_mount(src, tmp_path / "ro") as ro:
         plate = ro / root.relative_to(src)
@@ -428,7 +429,7 @@ def test_unprivileged_user_reads_a_frozen_plate(public_dir: Path, kind: str) -> 
     probe = as_nobody(sys.executable, "-c", "import napari_wellzarr, numpy, zarr")
     if probe.returncode != 0:
         pytest.skip(f"nobody cannot run this interpreter: {probe.stderr.strip()[-200:]}")
-    root, files = make_plate(public_dir, kind)
+    root, files = backend_plate(public_dir, kind)
     leave_crash(root)
     freeze(public_dir)
     before = tree_state(public_dir)
@@ -447,7 +448,7 @@ def test_unprivileged_user_reads_a_frozen_plate(public_dir: Path, kind: str) -> 
 
 @pytest.mark.slow
 def test_unprivileged_plate_store_write_is_our_error(public_dir: Path) -> None:
-    root, _ = make_plate(public_dir, "0.5")
+    root, _ = backend_plate(public_dir, "0.5")
     freeze(public_dir)
     done = as_nobody(sys.executable, "-c", _CHILD, str(TESTS.parent), str(root))
     assert done.returncode == 0, done.stderr[-3000:]
