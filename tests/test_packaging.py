@@ -29,9 +29,9 @@ print(json.dumps(sorted(loaded() - before)))
 """
 
 
-def heavy_imports(*modules: str) -> list[str]:
+def heavy_imports(*modules: str, extra: tuple[str, ...] = ()) -> list[str]:
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, ",".join(HEAVY), *modules],
+        [sys.executable, "-c", PROBE, ",".join(HEAVY + extra), *modules],
         capture_output=True,
         text=True,
         timeout=120,
@@ -46,6 +46,27 @@ def heavy_imports(*modules: str) -> list[str]:
 def test_import_is_cheap(module: str) -> None:
     # napari imports every plugin's manifest at start-up; the package itself must stay light.
     assert heavy_imports(module) == []
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "napari_wellzarr.testing",
+        "napari_wellzarr.plugin._reader",
+        "napari_wellzarr.plugin._writer",
+        "napari_wellzarr.plugin._widget",
+        "napari_wellzarr.plugin._sample_data",
+    ],
+)
+def test_hooks_and_testing_do_not_import_hypothesis(module: str) -> None:
+    # The Hypothesis strategies are for tests: only their own module imports Hypothesis.
+    assert [m for m in heavy_imports(module, extra=("hypothesis",)) if "hypothesis" in m] == []
+
+
+def test_the_strategies_module_imports_hypothesis() -> None:
+    # Guards the test above: the probe sees Hypothesis when something does import it.
+    loaded = heavy_imports("napari_wellzarr.testing.strategies", extra=("hypothesis",))
+    assert "hypothesis" in loaded
 
 
 def test_probe_sees_heavy_imports() -> None:

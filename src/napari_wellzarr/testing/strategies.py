@@ -355,16 +355,17 @@ def small_plates(draw: st.DrawFn) -> dict[str, Any]:
             unique=True,
         )
     )
+    options: dict[str, Any] = {  # the config parses and checks each option
+        "ngff_version": version,
+        "compressor": compressor,
+        "chunks": chunks,
+        "plate": f"{rows}x{columns}",
+        "fields": draw(st.sampled_from(["stacked", "per-field"])),
+        "pyramid_levels": draw(st.integers(1, 2)),
+        "checksum": draw(st.booleans()),
+    }
     return {
-        "config": StorageConfig(
-            ngff_version=version,
-            compressor=compressor,
-            chunks=chunks,
-            plate=f"{rows}x{columns}",
-            fields=draw(st.sampled_from(["stacked", "per-field"])),
-            pyramid_levels=draw(st.integers(1, 2)),
-            checksum=draw(st.booleans()),
-        ),
+        "config": StorageConfig(**options),
         "wells": [Well(r, c) for r, c in wells],
         "shape": (
             draw(st.integers(1, 3)),
