@@ -21,6 +21,12 @@ from napari_wellzarr.convert.naming import (
 )
 from napari_wellzarr.core import PlaneKey, Well, WellNameError
 from napari_wellzarr.storage.geometry import row_letters
+from napari_wellzarr.testing.strategies import (
+    channel_indices,
+    columns_1536,
+    field_indices,
+    rows_1536,
+)
 
 GUID = "EB868A72-19FC-46BB-BDFA-66B8966A817C"
 
@@ -86,10 +92,10 @@ def test_imagexpress_folder_contradicting_the_name_is_refused() -> None:
 
 
 @given(
-    row=st.integers(0, 31),
-    col=st.integers(0, 47),
-    field=st.integers(0, 99),
-    channel=st.integers(0, 8),
+    row=rows_1536,
+    col=columns_1536,
+    field=field_indices,
+    channel=channel_indices,
     z=st.integers(0, 200),
     t=st.integers(0, 50),
     prefix=st.sampled_from(["", "plate_", "HT29_B2_", "My Screen 3_"]),
@@ -105,11 +111,11 @@ def test_imagexpress_round_trip(
 
 
 @given(
-    row=st.integers(0, 31),
-    col=st.integers(0, 47),
-    field=st.integers(0, 99),
+    row=rows_1536,
+    col=columns_1536,
+    field=field_indices,
     z=st.integers(0, 99),
-    channel=st.integers(0, 8),
+    channel=channel_indices,
     t=st.integers(0, 99),
 )
 def test_opera_round_trip(row: int, col: int, field: int, z: int, channel: int, t: int) -> None:

@@ -14,7 +14,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -40,6 +40,9 @@ from napari_wellzarr.core import (
     WellNameError,
 )
 from napari_wellzarr.openhcs.backend import SYMLINKS_FILE, ZarrStorageBackend, split_path
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 DATA = Path(__file__).parents[1] / "data"
 SHAPE = (6, 7)
@@ -838,16 +841,14 @@ def test_malformed_polystore_file_map_names_the_well(
 
 
 def test_plates_without_polystore_maps_read_no_field_array_attrs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_plate: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A per-field well with no openhcs_filename_map: only the first field's level-0
     # array (opened anyway) is looked at for a polystore map, no other field's.
     from napari_wellzarr.storage import reading
 
-    root = tmp_path / "plate.zarr"
     config = StorageConfig(fields=FieldArrangement.PER_FIELD)
-    with PlateStore.create(root, config) as store:
-        store.write_well("B03", np.zeros((3, 1, 1, *SHAPE), np.uint16))
+    root = make_plate({"B03": np.zeros((3, 1, 1, *SHAPE), np.uint16)}, config)
     read: list[Path] = []
     real = reading.fsio.read_attrs
 

@@ -11,6 +11,7 @@ import pytest
 
 from napari_wellzarr.core import Channel, PlateStore, StorageConfig, Well
 from napari_wellzarr.plugin.view import UnfinishedPlateWarning
+from tests.helpers import write_plate
 from tests.plugin.helpers import assert_same_plate
 
 if TYPE_CHECKING:
@@ -35,20 +36,16 @@ def bright_plate(
         Channel("DAPI", "0000FF", (0, 65535, 0, 1000)),
         Channel("GFP", "00FF00", (0, 65535, 0, 1000)),
     ]
-    with PlateStore.create(path, StorageConfig(plate=plate, **config)) as store:
-        for name in wells:
-            data = np.full((2, 2, 1, *shape), 50000, dtype="u2")
-            data[1] = 0  # field 1 is dark: the field slider must switch what is shown
-            cells = np.zeros((2, 1, *shape), dtype="u2")
-            cells[:, :, 8:20, 8:20] = 5
-            store.write_well(
-                name,
-                data,
-                channels=channels,
-                pixel_size=0.5,
-                labels={"cells": cells} if labels else None,
-            )
-    return path
+    data = np.full((2, 2, 1, *shape), 50000, dtype="u2")
+    data[1] = 0  # field 1 is dark: the field slider must switch what is shown
+    cells = np.zeros((2, 1, *shape), dtype="u2")
+    cells[:, :, 8:20, 8:20] = 5
+    write = {
+        "channels": channels,
+        "pixel_size": 0.5,
+        "labels": {"cells": cells} if labels else None,
+    }
+    return write_plate(path, dict.fromkeys(wells, data), plate=plate, write=write, **config)
 
 
 def camera_of(viewer: Any) -> Any:

@@ -22,7 +22,10 @@ __all__ = [
     "array_document_mutations",
     "array_dtype_names",
     "axis_entries",
+    "channel_indices",
+    "columns_1536",
     "extents",
+    "field_indices",
     "file_names",
     "geometry_and_well",
     "hostile_file_names",
@@ -45,6 +48,7 @@ __all__ = [
     "plate_geometries",
     "plate_metas",
     "regex_atoms",
+    "rows_1536",
     "small_ints",
     "small_plates",
     "storage_config_kwargs",
@@ -187,6 +191,14 @@ def plate_metas(draw: st.DrawFn) -> PlateMeta:
 
 # -- plate geometries and well names ----------------------------------------------------------
 
+#: Row indices of a 1536-well plate (0 = ``A`` to 31 = ``AF``).
+rows_1536 = st.integers(0, 31)
+#: Column indices of a 1536-well plate (0 = ``01`` to 47 = ``48``).
+columns_1536 = st.integers(0, 47)
+#: Field indices as instruments number them in file names (0 to 99).
+field_indices = st.integers(0, 99)
+#: Channel indices as instruments number them in file names (0 to 8).
+channel_indices = st.integers(0, 8)
 #: Valid plate geometries: 1 to 702 rows (``A`` to ``ZZ``), 1 to 400 columns.
 plate_geometries = st.builds(PlateGeometry, st.integers(1, 26 * 27), st.integers(1, 400))
 
