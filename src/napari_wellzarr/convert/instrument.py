@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["ChannelInfo", "InstrumentMetadata", "SkippedFile"]
+__all__ = ["ChannelInfo", "InstrumentMetadata", "SkippedFile", "color_for_wavelength"]
 
 
 @dataclass(frozen=True)
@@ -54,3 +54,22 @@ class InstrumentMetadata:
     skipped: tuple[SkippedFile, ...] = ()
     #: Soft problems found while reading the metadata (shown in the conversion report).
     warnings: tuple[str, ...] = ()
+
+
+#: (upper bound in nm, colour): violet-blue, cyan, green, yellow, orange, red, far red.
+_SPECTRUM: tuple[tuple[float, str], ...] = (
+    (470.0, "0000FF"),
+    (500.0, "00FFFF"),
+    (560.0, "00FF00"),
+    (590.0, "FFFF00"),
+    (620.0, "FF8000"),
+    (680.0, "FF0000"),
+    (float("inf"), "FF00FF"),
+)
+
+
+def color_for_wavelength(nm: float | None) -> str | None:
+    """An ``RRGGBB`` display colour for an emission wavelength (``None`` when unknown)."""
+    if nm is None or not 200.0 <= nm <= 2000.0:
+        return None
+    return next(color for upper, color in _SPECTRUM if nm < upper)

@@ -47,6 +47,9 @@ class WellSource:
     name: str
     well: Well
     planes: tuple[SourcePlane, ...]
+    #: Projections (MIP, best focus) of channels that also have z planes; ``key.z`` is 0.
+    #: They are written as the well's projection image, never into its z-stack.
+    projections: tuple[SourcePlane, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,9 +147,12 @@ class ConversionPlan:
         raise WellNameError(f"well {name!r} has no files in {self.source}")
 
     def smallest_plate(self) -> PlateGeometry:
-        """The smallest standard plate (96 or larger) that holds every well."""
+        """The export's plate format, else the smallest standard plate (96+) holding every well."""
         rows = max(w.well.row for w in self.wells) + 1
         columns = max(w.well.column for w in self.wells) + 1
+        known = self.instrument.plate_format if self.instrument is not None else None
+        if known is not None and rows <= known[0] and columns <= known[1]:
+            return PlateGeometry(*known)  # the export's own plate: 384 wells stay 384
         for n_wells in sorted(STANDARD_FORMATS):
             r, c = STANDARD_FORMATS[n_wells]
             if n_wells >= 96 and rows <= r and columns <= c:

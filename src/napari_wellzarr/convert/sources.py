@@ -17,6 +17,7 @@ from napari_wellzarr.convert.plan import (
     WellSource,
 )
 from napari_wellzarr.convert.tiffio import read_header
+from napari_wellzarr.convert.vendors import detect_vendor, vendor_by_name
 from napari_wellzarr.errors import ConfigError, WellDataError, WellNameError
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage.axes import PlaneKey
@@ -51,9 +52,10 @@ def scan_source(
     source
         The folder; searched recursively, hidden files and folders skipped.
     scheme
-        ``auto`` (the registered scheme that recognises the most files), ``pattern``
-        (``pattern`` is required) or the name of a registered scheme (``imagexpress``,
-        ``opera``).
+        ``auto`` (an instrument export recognised from its own index files, see
+        :mod:`.vendors`, else the registered scheme that recognises the most files),
+        ``pattern`` (``pattern`` is required), the name of a vendor (``metaxpress``) or
+        of a registered naming scheme (``imagexpress``, ``opera``).
     pattern
         A regular expression with named groups (see :func:`.naming.user_scheme`),
         matched against each whole base name with a time bound of ``pattern_timeout``
@@ -79,6 +81,16 @@ def scan_source(
         raise ConfigError(f"source {str(root)!r} is not a folder")
     if not pattern_timeout > 0:
         raise ConfigError(f"pattern_timeout={pattern_timeout!r} must be a positive number")
+    vendor = vendor_by_name(scheme) if pattern is None else None
+    if vendor is None and scheme == "auto" and pattern is None:
+        vendor = detect_vendor(root)
+    if vendor is not None:
+        if channel_names is not None:
+            raise ConfigError(
+                f"{root} is a {vendor.NAME} export whose metadata names its channels; "
+                "channel_names applies to plain folders of files"
+            )
+        return vendor.scan(root, progress=progress)
     images, other, sizes = _list_files(root)
     naming = _choose_scheme(scheme, pattern, pattern_timeout)
     if not images:

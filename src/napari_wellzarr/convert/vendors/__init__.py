@@ -1,1 +1,48 @@
 """Instrument exports recognised from their own files (index XML, ``.HTD``, ``.mlf``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from napari_wellzarr.convert.vendors import imagexpress
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from napari_wellzarr.convert.plan import ConversionPlan
+
+__all__ = ["VENDORS", "Vendor", "detect_vendor", "vendor_by_name"]
+
+
+class Vendor(Protocol):
+    """A vendor module: its scheme name, a cheap ``detect`` and a complete ``scan``."""
+
+    NAME: str
+
+    def detect(self, folder: Path) -> bool:
+        """Whether ``folder`` holds this vendor's index files."""
+        ...
+
+    def scan(
+        self, folder: Path, *, progress: Callable[[int, int], None] | None = None
+    ) -> ConversionPlan:
+        """Scan the export into a complete plan (metadata included)."""
+        ...
+
+
+#: Tried in order by ``scheme="auto"``; each also answers to its own ``NAME``.
+VENDORS: tuple[Vendor, ...] = (imagexpress,)  # type: ignore[assignment]
+
+
+def detect_vendor(folder: Path) -> Vendor | None:
+    """The first vendor whose index files are in ``folder``, or ``None``."""
+    for vendor in VENDORS:
+        if vendor.detect(folder):
+            return vendor
+    return None
+
+
+def vendor_by_name(name: str) -> Vendor | None:
+    """The vendor whose scheme is called ``name`` (``metaxpress``), or ``None``."""
+    return next((v for v in VENDORS if v.NAME == name), None)
