@@ -17,6 +17,8 @@ from napari_wellzarr.convert.sources import scan_source
 from napari_wellzarr.convert.welljob import WellJob, WellOutcome, adopt_store, forget_store
 from napari_wellzarr.errors import ConfigError, PlateExistsError, WellDataError
 from napari_wellzarr.storage import fsio
+from napari_wellzarr.storage.acquisition import Acquisition
+from napari_wellzarr.storage.metadata import Channel, default_channels
 from napari_wellzarr.storage.store import PlateStore
 
 if TYPE_CHECKING:
@@ -177,7 +179,8 @@ def convert(
     root = Path(dest).absolute()
     client = None if scheduler is None else connect_dask(scheduler)  # before writing
     try:
-        store = _open_plate(root, config, resume, overwrite)
+        name = plan.instrument.plate_name if plan.instrument is not None else None
+        store = _open_plate(root, config, resume, overwrite, name)
     except BaseException:
         if client is not None:
             client.close()
@@ -283,14 +286,16 @@ def _check_options(
         )
 
 
-def _open_plate(dest: Path, config: StorageConfig, resume: bool, overwrite: bool) -> PlateStore:
+def _open_plate(
+    dest: Path, config: StorageConfig, resume: bool, overwrite: bool, name: str | None = None
+) -> PlateStore:
     if dest.is_dir() and any(dest.iterdir()) and _only_leftovers(dest):
         # Killed before its plate document was written: start again in the same folder.
         fsio.clean_stale_staging(dest)
-        return PlateStore.create(dest, config, exist_ok=True)
+        return PlateStore.create(dest, config, exist_ok=True, name=name)
     occupied = dest.exists() and (dest.is_file() or any(dest.iterdir()))
     if not occupied or overwrite:
-        return PlateStore.create(dest, config, overwrite=overwrite)
+        return PlateStore.create(dest, config, overwrite=overwrite, name=name)
     if not resume:
         raise PlateExistsError(
             f"{dest} already exists; resume to complete an interrupted conversion, or "
@@ -335,7 +340,12 @@ def _jobs(
     pixel_size: float | tuple[float, float] | None,
     z_step: float | None,
 ) -> list[WellJob]:
+    meta = plan.instrument
+    if meta is not None:  # what the export says, unless the caller says otherwise
+        pixel_size = meta.pixel_size_um if pixel_size is None else pixel_size
+        z_step = meta.z_step_um if z_step is None and plan.dims[2] > 1 else z_step
     pair = None if pixel_size is None else _pair(pixel_size)
+    channels = _instrument_channels(plan)
     return [
         WellJob(
             dest=dest,
@@ -350,9 +360,38 @@ def _jobs(
             pixel_size=pair,
             z_step=z_step,
             skip_complete=resume,
+            channels=channels,
+            acquisition=_well_acquisition(plan, w.name),
+            projections=w.projections,
         )
         for w in plan.wells
     ]
+
+
+def _instrument_channels(plan: ConversionPlan) -> tuple[Channel, ...] | None:
+    """The plan's channels with the instrument's colours (``None``: no instrument)."""
+    meta = plan.instrument
+    if meta is None or len(meta.channels) != len(plan.channel_names):
+        return None
+    defaults = default_channels(len(plan.channel_names))
+    return tuple(
+        Channel(name, info.color or default.color)
+        for name, info, default in zip(plan.channel_names, meta.channels, defaults, strict=True)
+    )
+
+
+def _well_acquisition(plan: ConversionPlan, well: str) -> Acquisition | None:
+    """What the instrument recorded about one well, as the plate stores it."""
+    meta = plan.instrument
+    if meta is None:
+        return None
+    positions = {f: pos for (w, f), pos in meta.field_positions_um.items() if w == well}
+    return Acquisition(
+        field_positions=positions,
+        conditions=dict(meta.conditions.get(well, {})),
+        time_interval=meta.time_interval_s if plan.has_time else None,
+        channel_projections=dict(meta.projection_methods),
+    )
 
 
 def _pair(value: float | tuple[float, float]) -> tuple[float, float]:

@@ -52,6 +52,8 @@ class InstrumentMetadata:
     #: ``well label -> {condition name: value}`` (e.g. compound, concentration).
     conditions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     skipped: tuple[SkippedFile, ...] = ()
+    #: ``channel name -> method`` (``Maximum``, ``Best Focus``) for channels with projections.
+    projection_methods: Mapping[str, str] = field(default_factory=dict)
     #: Soft problems found while reading the metadata (shown in the conversion report).
     warnings: tuple[str, ...] = ()
 

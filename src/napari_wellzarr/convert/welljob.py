@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from napari_wellzarr.storage.store import PlateStore
 
 if TYPE_CHECKING:
     from napari_wellzarr.convert.plan import SourcePlane
+    from napari_wellzarr.storage.acquisition import Acquisition
+    from napari_wellzarr.storage.metadata import Channel
 
 __all__ = [
     "WellJob",
@@ -32,6 +35,8 @@ __all__ = [
 ]
 
 Status = Literal["written", "skipped"]
+#: A well's pixels and its projections (``None``: it has none).
+Loaded = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]
 
 # One open plate per process and run: reopened when a new run (run_id) starts.
 _STORES: dict[str, tuple[str, PlateStore]] = {}
@@ -58,6 +63,10 @@ class WellJob:
     pixel_size: tuple[float, float] | None = None
     z_step: float | None = None
     skip_complete: bool = False
+    #: Channels with their colours (else named ``channel_names`` with default colours).
+    channels: tuple[Channel, ...] | None = None
+    acquisition: Acquisition | None = None
+    projections: tuple[SourcePlane, ...] = ()
 
     @property
     def raw_bytes(self) -> int:
@@ -107,26 +116,35 @@ def convert_well(job: WellJob) -> WellOutcome:
     return write_loaded(job, load_well(job), start)
 
 
-def load_well(job: WellJob) -> np.ndarray[Any, Any] | None:
+def load_well(job: WellJob) -> Loaded | None:
     """Read a well's pixels; ``None`` when it is to be skipped (complete, resuming)."""
     if job.skip_complete and _is_complete(_store(job.dest, job.run_id), job):
         return None
-    return assemble(job)
+    projections = None
+    if job.projections:
+        z = len(job.well_shape) - 3
+        shape = (*job.well_shape[:z], 1, *job.well_shape[z + 1 :])
+        projections = assemble(dataclasses.replace(job, planes=job.projections, well_shape=shape))
+    return assemble(job), projections
 
 
-def write_loaded(job: WellJob, array: np.ndarray[Any, Any] | None, start: float) -> WellOutcome:
+def write_loaded(job: WellJob, loaded: Loaded | None, start: float) -> WellOutcome:
     """Write the pixels :func:`load_well` returned (``None``: the well is skipped)."""
-    if array is None:
+    if loaded is None:
         return WellOutcome(job.well, "skipped", job.raw_bytes, time.perf_counter() - start)
+    array, projections = loaded
     store = _store(job.dest, job.run_id)
     store.write_well(
         Well(job.row, job.column),
         array,
-        channels=list(job.channel_names),
+        channels=list(job.channels or job.channel_names),
         pixel_size=job.pixel_size,
         z_step=job.z_step,
         plane_names={p.name: p.key for p in job.planes},
         overwrite=True,
+        acquisition=job.acquisition,
+        projections=projections,
+        projection_names={p.name: p.key for p in job.projections} if projections is not None else None,
     )
     return WellOutcome(job.well, "written", job.raw_bytes, time.perf_counter() - start)
 

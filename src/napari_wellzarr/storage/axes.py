@@ -11,6 +11,7 @@ import numpy as np
 from napari_wellzarr.errors import MetadataError, WellDataError
 from napari_wellzarr.storage.metadata import (
     SPACE_UNIT,
+    TIME_UNIT,
     Axis,
     Channel,
     Dataset,
@@ -174,16 +175,19 @@ def image_meta_for(
     z_step: float | None,
     name: str,
     dataset_paths: Sequence[str] | None = None,
+    time_interval: float | None = None,
+    position: tuple[float, float] | None = None,
 ) -> ImageMeta:
     """Build an image's metadata; ``shapes`` are the resolution levels' array shapes.
 
     ``dataset_paths`` names the levels (default ``0``, ``1``, ...; ome-zarr-py writes
-    ``s0``, ``s1``, ...).
+    ``s0``, ``s1``, ...).  ``time_interval`` (seconds) is the ``t`` scale; ``position``
+    ``(y, x)`` in micrometres becomes each level's ``translation`` (with a pixel size).
     """
     unit = SPACE_UNIT if pixel_size is not None or z_step is not None else None
     axes: list[Axis] = [FIELD_AXIS] if stacked else []
     if has_time:
-        axes.append(Axis("t", "time"))
+        axes.append(Axis("t", "time", TIME_UNIT if time_interval is not None else None))
     axes += [Axis("c", "channel"), Axis("z", "space", unit), Axis("y", "space", unit)]
     axes.append(Axis("x", "space", unit))
     py, px = pixel_size if pixel_size is not None else (1.0, 1.0)
@@ -192,8 +196,13 @@ def image_meta_for(
     for level, shape in enumerate(shapes):
         fy, fx = base_y / shape[-2], base_x / shape[-1]
         lead = (1.0,) * (len(axes) - 3)
+        if has_time and time_interval is not None:
+            lead = (*lead[:-2], float(time_interval), 1.0)  # (t, c)
         path = dataset_paths[level] if dataset_paths else str(level)
-        datasets.append(Dataset(path, (*lead, z_step or 1.0, py * fy, px * fx)))
+        shift = None
+        if position is not None and pixel_size is not None:
+            shift = (*(0.0,) * (len(axes) - 2), float(position[0]), float(position[1]))
+        datasets.append(Dataset(path, (*lead, z_step or 1.0, py * fy, px * fx), shift))
     return ImageMeta(Multiscale(tuple(axes), tuple(datasets), name), tuple(channels))
 
 

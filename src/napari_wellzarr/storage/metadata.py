@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 SPACE_UNIT: Final = "micrometer"
+TIME_UNIT: Final = "second"
 # Spec: row, column and well-image names are alphanumeric.  Dataset paths are a
 # little freer (ome-zarr-py writes "s0"), but may never walk out of their group.
 _NAME = re.compile(r"^[A-Za-z0-9]+$")

@@ -23,6 +23,7 @@ from napari_wellzarr.errors import (
 )
 from napari_wellzarr.storage import fsio, memory
 from napari_wellzarr.storage._spec import WELLZARR_KEY
+from napari_wellzarr.storage.acquisition import Acquisition, parse_acquisition
 from napari_wellzarr.storage.axes import ImageAxes, PlaneKey, WellAxes
 from napari_wellzarr.storage.memory import check_memory, check_size, nbytes
 from napari_wellzarr.storage.metadata import (
@@ -79,6 +80,10 @@ class WellInfo:
     level_shapes: tuple[tuple[int, ...], ...]
     plane_names: Mapping[str, PlaneKey] = field(default_factory=dict)
     labels: tuple[str, ...] = ()
+    #: Field positions, conditions... from the well's ``wellzarr`` block.
+    acquisition: Acquisition = field(default_factory=Acquisition)
+    #: Whether the well has a projection image (its ``projections`` group).
+    has_projections: bool = False
 
     @property
     def n_fields(self) -> int:
@@ -508,6 +513,7 @@ def open_well(root: Path, path: str, name: str, zarr_format: int) -> OpenWell:
     # Wells written here store every chunk: read them strictly (see zstore.py).
     marker = well_attrs.get(WELLZARR_KEY)
     marker = marker if isinstance(marker, dict) else {}
+    acquisition, has_projections = parse_acquisition(marker)
     zstore = read_store(
         root,
         strict=marker.get("all_chunks_written") is True,
@@ -554,6 +560,8 @@ def open_well(root: Path, path: str, name: str, zarr_format: int) -> OpenWell:
         level_shapes=level_shapes,
         plane_names=read_plane_names(well_dir, images, well_attrs, levels[0][2], zarr_format, name),
         labels=_label_names(well_dir / first.path, zarr_format, name),
+        acquisition=acquisition,
+        has_projections=has_projections,
     )
     docs = {(0, level): doc for level, (_, _, _, doc) in enumerate(levels)}
     return OpenWell(root, zstore, info, images, zarr_format, docs=docs)

@@ -24,6 +24,7 @@ from napari_wellzarr.errors import (
 )
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage._spec import WELLZARR_KEY
+from napari_wellzarr.storage.acquisition import PROJECTIONS_PATH, Acquisition
 from napari_wellzarr.storage.axes import PlaneKey
 from napari_wellzarr.storage.config import StorageConfig
 from napari_wellzarr.storage.geometry import Well, row_letters
@@ -300,6 +301,9 @@ class PlateStore:
         plane_names: Mapping[str, PlaneKey | Sequence[int]] | None = None,
         labels: Mapping[str, object] | None = None,
         overwrite: bool = False,
+        acquisition: Acquisition | None = None,
+        projections: object | None = None,
+        projection_names: Mapping[str, PlaneKey | Sequence[int]] | None = None,
     ) -> WellInfo:
         """Write a whole well from a ``(field, c, z, y, x)`` (or ``(field, t, c, z, y, x)``) array.
 
@@ -325,6 +329,14 @@ class PlateStore:
             channel axis: ``(field, [t,] z, y, x)``.
         overwrite
             Replace the well if it is already complete.
+        acquisition
+            Field positions, conditions, time interval and projection methods, stored
+            in the well's ``wellzarr`` block (positions also as each per-field image's
+            ``translation``).
+        projections, projection_names
+            The well's projections (MIP, best focus) as an array of the well's shape
+            with one z plane, and their file names: written as a second image in the
+            well's ``projections`` group, apart from the z-stack.
         """
         config = self._writable_config()
         target = self._target(well)
@@ -337,6 +349,9 @@ class PlateStore:
             z_step=z_step,
             plane_names=plane_names,
             labels=labels,
+            acquisition=acquisition,
+            projections=projections,
+            projection_names=projection_names,
         )
         try:
             return self._write_payload(target, payload, config, overwrite)
@@ -679,6 +694,35 @@ class PlateStore:
     def plane_key(self, well: str | Well, name: str) -> PlaneKey:
         """The coordinate that an original file name maps to in a well."""
         return self._open(well).plane_key(name)
+
+    def field_positions(self, well: str | Well) -> dict[int, tuple[float, float]]:
+        """``field -> (y, x)``: where each field was imaged, in micrometres (empty if unknown).
+
+        The origin is the same for every field of the well (the well centre for
+        MetaXpress and Harmony exports).  Stored in the well's ``wellzarr`` block
+        (``field_positions_um``) and, for per-field images, as their ``translation``.
+        """
+        return dict(self.well_info(well).acquisition.field_positions)
+
+    def acquisition(self, well: str | Well) -> Acquisition:
+        """The instrument metadata of a well: positions, conditions, projection methods."""
+        return self.well_info(well).acquisition
+
+    def projection_info(self, well: str | Well) -> WellInfo | None:
+        """The well's projection image (MIP, best focus; one z plane), or ``None``."""
+        return None if (opened := self._projections(well)) is None else opened.info
+
+    def read_projections(self, well: str | Well, level: int = 0) -> np.ndarray[Any, Any] | None:
+        """The well's projections as a ``(field, [t,] c, 1, y, x)`` array, or ``None``."""
+        opened = self._projections(well)
+        return None if opened is None else opened.read_all(level)
+
+    def _projections(self, well: str | Well) -> OpenWell | None:
+        opened = self._open(well)
+        if not opened.info.has_projections:
+            return None
+        path = f"{opened.info.path}/{PROJECTIONS_PATH}"
+        return open_well(self.root, path, f"{opened.info.name} projections", self.zarr_format)
 
 
 def _subfolders(path: Path) -> list[str]:

@@ -16,6 +16,7 @@ from napari_wellzarr.storage._spec import OPENHCS_DIMENSIONS as PLANE_DIMS
 from napari_wellzarr.storage._spec import OPENHCS_FILENAME_MAP as PLANE_MAP
 from napari_wellzarr.storage._spec import OPENHCS_OUTPUT_PATHS as PLANE_PATHS
 from napari_wellzarr.storage._spec import WELLZARR_KEY
+from napari_wellzarr.storage.acquisition import PROJECTIONS_PATH, Acquisition
 from napari_wellzarr.storage.arrays import to_host
 from napari_wellzarr.storage.axes import (
     ALLOWED_DTYPES,
@@ -59,6 +60,9 @@ class WellPayload:
     plane_names: dict[str, PlaneKey]
     # Label images in well-array shape with a channel axis of length 1.
     labels: dict[str, np.ndarray[Any, Any]]
+    acquisition: Acquisition | None = None
+    # The well's projection image (one z plane), written to its PROJECTIONS_PATH group.
+    projections: WellPayload | None = None
 
 
 def prepare_well(
@@ -71,6 +75,9 @@ def prepare_well(
     z_step: float | None = None,
     plane_names: Mapping[str, PlaneKey | Sequence[int]] | None = None,
     labels: Mapping[str, object] | None = None,
+    acquisition: Acquisition | None = None,
+    projections: object | None = None,
+    projection_names: Mapping[str, PlaneKey | Sequence[int]] | None = None,
 ) -> WellPayload:
     """Check a well's data and metadata; raise :class:`WellDataError` naming the culprit."""
     array = to_host(data, f"well {name}")
@@ -79,6 +86,20 @@ def prepare_well(
     axes = _check_array(name, array, config)
     if z_step is not None and not (isinstance(z_step, int | float) and z_step > 0):
         raise WellDataError(f"well {name}: z_step {z_step!r} is not a positive number")
+    if acquisition is not None:
+        acquisition.check(name, array.shape[0])
+    projected = None
+    if projections is not None:
+        projected = prepare_well(
+            name, projections, config, channels=channels, pixel_size=pixel_size,
+            plane_names=projection_names, acquisition=acquisition,
+        )  # fmt: skip
+        wanted = (*array.shape[: axes.names.index("z")], 1, *array.shape[-2:])
+        if projected.array.shape != wanted:
+            raise WellDataError(
+                f"well {name}: projections have shape {projected.array.shape}; the well "
+                f"needs {wanted} (its shape with one z plane)"
+            )
     return WellPayload(
         name,
         array,
@@ -88,6 +109,8 @@ def prepare_well(
         None if z_step is None else float(z_step),
         _plane_names(name, array.shape, axes, plane_names),
         _labels(name, array.shape, axes, labels),
+        acquisition,
+        projected,
     )
 
 
@@ -355,6 +378,7 @@ def build_well(
     paths = [str(i) for i in range(len(fields))]
     names_attrs = _openhcs_attrs(payload.plane_names, payload.array.shape)
     pending: list[tuple[Path, EncodedShards]] = []
+    acquisition = payload.acquisition or Acquisition()
     try:
         for path, f in zip(paths, fields, strict=True):
             meta = image_meta_for(
@@ -366,6 +390,8 @@ def build_well(
                 z_step=payload.z_step,
                 name=payload.name if stacked else f"{payload.name} field {path}",
                 dataset_paths=dataset_paths,
+                time_interval=acquisition.time_interval,
+                position=None if stacked else acquisition.field_positions.get(int(path)),
             )
             first_attrs = names_attrs if stacked else None
             _write_levels(
@@ -378,12 +404,11 @@ def build_well(
             fsio.write_group(
                 stage / path, ome_attrs(version, meta.blocks()), config.zarr_format, staged=True
             )
-        fsio.write_group(
-            stage,
-            _well_attrs(paths, names_attrs, config, version),
-            config.zarr_format,
-            staged=True,
-        )
+        if payload.projections is not None:
+            build_well(stage / PROJECTIONS_PATH, payload.projections, config, version)
+        attrs = _well_attrs(paths, names_attrs, config, version)
+        attrs[WELLZARR_KEY].update(acquisition.to_block(payload.projections is not None))
+        fsio.write_group(stage, attrs, config.zarr_format, staged=True)
         for target, shards in pending:
             shards.write(target)
     finally:  # after a failure, chunks still queued need no encoding any more

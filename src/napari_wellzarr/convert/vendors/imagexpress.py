@@ -73,13 +73,21 @@ def detect(folder: Path) -> bool:
                     if entry.is_dir(follow_symlinks=False):
                         if depth < 3:
                             todo.append((Path(entry.path), depth + 1))
-                    elif name.lower().endswith(".htd") and depth <= 1:
+                    elif name.lower().endswith(".htd") and depth <= 1 and _is_htd(entry.path):
                         return True
                     elif name.lower().endswith(_SUFFIXES) and _is_native(name):
                         return True
         except OSError:
             continue
     return False
+
+
+def _is_htd(path: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return b'"HTSInfoFile"' in handle.read(64)
+    except OSError:
+        return False
 
 
 def _is_native(name: str) -> bool:
@@ -397,6 +405,11 @@ def _plan(
         z_step_um=_z_step(files),
         time_interval_s=_time_interval(files, times),
         field_positions_um=_positions(files, sites),
+        projection_methods={
+            channels[waves.index(f.wave)].name: f.projection
+            for f in files
+            if f.projection is not None
+        },
         skipped=tuple(skipped),
         warnings=tuple(warnings),
     )
@@ -520,7 +533,8 @@ def _positions(files: Sequence[_File], sites: Sequence[int]) -> dict[tuple[str, 
         mine = [s for s in sites if (well, s) in stage]
         if all((well, s) in offset for s in mine):
             for s in mine:
-                out[well.label, sites.index(s)] = offset[well, s]
+                oy, ox = offset[well, s]
+                out[well.label, sites.index(s)] = (round(oy, 3), round(ox, 3))
             continue
         # No offsets from the well centre: centre the fields on their mean position.
         cy = statistics.fmean(stage[well, s][0] for s in mine)
