@@ -164,6 +164,21 @@ def _print_plan(plan: ConversionPlan, out: TextIO) -> None:
         print(f"  not matched: {item.path} ({item.reason})", file=out)
     if len(plan.unmatched) > _SHOW:
         print(f"  ... and {len(plan.unmatched) - _SHOW} more not matched", file=out)
+    meta = s["instrument"]
+    if meta is not None:
+        size = meta["pixel_size_um"]
+        print(
+            f"{meta['vendor']} export, plate {meta['plate_name']!r}"
+            f"{' (%dx%d wells)' % tuple(meta['plate_format']) if meta['plate_format'] else ''}: "
+            f"pixel size {'unknown' if size is None else f'{size[1]} x {size[0]} um'}, "
+            f"z step {meta['z_step_um'] or '-'} um, {meta['fields_with_positions']} field "
+            f"position(s), {meta['projections']} projection(s) {meta['projection_methods']}",
+            file=out,
+        )
+        for warning in meta["warnings"]:
+            print(f"  warning: {warning}", file=out)
+        for item in meta["skipped"]:  # every file left out of the plate, with its reason
+            print(f"  not in the plate: {item['path']} ({item['reason']})", file=out)
     if plan.missing:
         print(f"{len(plan.missing)} plane(s) have no file:", file=out)
         for miss in plan.missing[:_SHOW]:

@@ -1,4 +1,4 @@
-"""MetaXpress exports (exported and native layouts) in, with their metadata, every file accounted for."""
+"""MetaXpress exports (exported and native layouts) in, with metadata, every file accounted."""
 
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ def _check_bit_exact(plan: ConversionPlan, store: PlateStore) -> int:
             continue
         info = store.projection_info(well.name)
         projections = store.read_projections(well.name)
-        assert info is not None and projections is not None
+        assert info is not None
+        assert projections is not None
         assert projections.shape[2] == 1  # one z plane: projections never join the stack
         for plane in well.projections:
             key = info.plane_names[plane.name]
@@ -117,8 +118,12 @@ def test_exported_layout_metadata_from_htd_and_tags() -> None:
     assert meta.plate_format == (8, 12)  # HTD YWells x XWells
     assert meta.plate_name == "9987_Plate_3434"
     # z step from the two DAPI planes' z-position tags
-    z1 = float(_tags(EXPORTED / "9987_Plate_3434/TimePoint_1/ZStep_1/9987_B02_s1_w1.TIF")["z-position"])
-    z2 = float(_tags(EXPORTED / "9987_Plate_3434/TimePoint_1/ZStep_2/9987_B02_s1_w1.TIF")["z-position"])
+    z1 = float(
+        _tags(EXPORTED / "9987_Plate_3434/TimePoint_1/ZStep_1/9987_B02_s1_w1.TIF")["z-position"]
+    )
+    z2 = float(
+        _tags(EXPORTED / "9987_Plate_3434/TimePoint_1/ZStep_2/9987_B02_s1_w1.TIF")["z-position"]
+    )
     assert meta.z_step_um == pytest.approx(abs(z2 - z1), abs=1e-3)
     assert meta.field_positions_um[("B02", 0)] == (
         float(tags["OffsetFromWellCenterUmY"]),
@@ -241,7 +246,11 @@ def _one_site_export(tmp_path: Path, htd: str | bytes | None, name: str = "9987_
 
 
 def test_one_site_one_wave_name_in_a_384_well_export(tmp_path: Path) -> None:
-    htd = HTD_HEAD + '"XWells", 24\r\n"YWells", 16\r\n"NWavelengths", 1\r\n"WaveName1", "TxRed"\r\n"EndFile"\r\n'
+    htd = (
+        HTD_HEAD
+        + '"XWells", 24\r\n"YWells", 16\r\n"NWavelengths", 1\r\n'
+        + '"WaveName1", "TxRed"\r\n"EndFile"\r\n'
+    )
     root = _one_site_export(tmp_path, htd)
     plan = scan_source(root)
     assert plan.scheme == imagexpress.NAME
@@ -285,7 +294,10 @@ def test_files_without_metaseries_tags_fall_back_to_names(tmp_path: Path) -> Non
     root.mkdir()
     data = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
     for site in (1, 2):
-        tifffile.imwrite(root / f"P_A01_s{site}_w1{'7F1C0A1E-0000-4000-8000-00000000000' + str(site)}.tif", data + site)
+        tifffile.imwrite(
+            root / f"P_A01_s{site}_w1{'7F1C0A1E-0000-4000-8000-00000000000' + str(site)}.tif",
+            data + site,
+        )
     plan = scan_source(root)
     assert plan.scheme == imagexpress.NAME
     assert plan.channel_names == ("w1",)
@@ -297,7 +309,7 @@ def test_files_without_metaseries_tags_fall_back_to_names(tmp_path: Path) -> Non
 def test_damaged_tiff_is_named(tmp_path: Path) -> None:
     root = _one_site_export(tmp_path, HTD_HEAD + '"EndFile"\r\n')
     (root / "9987_B03.TIF").write_bytes(b"II*\x00garbage")
-    with pytest.raises(WellDataError, match="9987_B03.TIF"):
+    with pytest.raises(WellDataError, match=r"9987_B03\.TIF"):
         scan_source(root)
 
 
@@ -310,3 +322,26 @@ def test_vendor_scheme_by_name_and_options(tmp_path: Path) -> None:
     assert scan_source(EXPORTED, scheme="metaxpress").scheme == "metaxpress"
     with pytest.raises(ConfigError, match="channel_names"):
         scan_source(EXPORTED, channel_names=["a", "b", "c"])
+
+
+def test_cli_report_names_every_file_left_out(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "napari_wellzarr.cli", "convert", NATIVE, tmp_path / "p.zarr"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    plan = scan_source(NATIVE)
+    assert plan.instrument is not None
+    assert plan.instrument.skipped  # the thumbnail
+    for item in plan.instrument.skipped:
+        assert f"not in the plate: {item.path} ({item.reason})" in done.stderr
+    assert "MetaXpress export, plate 'Projection-Mix'" in done.stderr
+    assert "pixel size 1.3668 x 1.3668 um" in done.stderr
+    store = PlateStore.open(tmp_path / "p.zarr")
+    assert store.well_info("E07").channels[1].label == "FITC_05-2"

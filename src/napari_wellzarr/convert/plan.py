@@ -203,6 +203,29 @@ class ConversionPlan:
             "raw_bytes": self.raw_bytes,
             "source_bytes": self.source_bytes,
             "missing_planes": len(self.missing),
+            "instrument": None if self.instrument is None else self._instrument_summary(),
+        }
+
+    def _instrument_summary(self) -> dict[str, Any]:
+        meta = self.instrument
+        assert meta is not None
+        return {
+            "vendor": meta.vendor,
+            "plate_name": meta.plate_name,
+            "plate_format": None if meta.plate_format is None else list(meta.plate_format),
+            "channels": [
+                {"name": c.name, "emission_nm": c.emission_nm, "color": c.color}
+                for c in meta.channels
+            ],
+            "pixel_size_um": None if meta.pixel_size_um is None else list(meta.pixel_size_um),
+            "z_step_um": meta.z_step_um,
+            "time_interval_s": meta.time_interval_s,
+            "fields_with_positions": len(meta.field_positions_um),
+            "projections": sum(len(w.projections) for w in self.wells),
+            "projection_methods": dict(meta.projection_methods),
+            "wells_with_conditions": len(meta.conditions),
+            "skipped": [{"path": f.path, "reason": f.reason} for f in meta.skipped],
+            "warnings": list(meta.warnings),
         }
 
 

@@ -144,7 +144,9 @@ def write_loaded(job: WellJob, loaded: Loaded | None, start: float) -> WellOutco
         overwrite=True,
         acquisition=job.acquisition,
         projections=projections,
-        projection_names={p.name: p.key for p in job.projections} if projections is not None else None,
+        projection_names={p.name: p.key for p in job.projections}
+        if projections is not None
+        else None,
     )
     return WellOutcome(job.well, "written", job.raw_bytes, time.perf_counter() - start)
 

@@ -1,4 +1,4 @@
-"""What the instrument recorded about a well beside its pixels: positions, conditions, projections."""
+"""What the instrument recorded about a well beside its pixels: positions, conditions..."""
 
 from __future__ import annotations
 
@@ -53,7 +53,9 @@ class Acquisition:
                     f"well {well}: field position given for field {f!r}; the well has "
                     f"{n_fields} field(s)"
                 )
-            if len(pos) != 2 or not all(isinstance(v, int | float) and math.isfinite(v) for v in pos):
+            if len(pos) != 2 or not all(
+                isinstance(v, int | float) and math.isfinite(v) for v in pos
+            ):
                 raise WellDataError(f"well {well}: field {f} position {pos!r} is not (y, x)")
         for key, value in [*self.conditions.items(), *self.channel_projections.items()]:
             if not isinstance(key, str) or not isinstance(value, str) or len(value) > _MAX_TEXT:

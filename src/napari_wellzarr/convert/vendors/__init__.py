@@ -32,7 +32,7 @@ class Vendor(Protocol):
 
 
 #: Tried in order by ``scheme="auto"``; each also answers to its own ``NAME``.
-VENDORS: tuple[Vendor, ...] = (imagexpress,)  # type: ignore[assignment]
+VENDORS: tuple[Vendor, ...] = (imagexpress,)
 
 
 def detect_vendor(folder: Path) -> Vendor | None:

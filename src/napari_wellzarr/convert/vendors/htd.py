@@ -67,7 +67,10 @@ def read_htd(path: Path, shown: str) -> HtdInfo:
     if not ended:
         warnings.append(f"{shown} is truncated (no EndFile line): read what it holds")
     plate_format = None
-    rows, columns = _count(values, "YWells", shown, warnings), _count(values, "XWells", shown, warnings)
+    rows, columns = (
+        _count(values, "YWells", shown, warnings),
+        _count(values, "XWells", shown, warnings),
+    )
     if rows and columns:
         if rows <= _MAX_WELLS_SIDE[0] and columns <= _MAX_WELLS_SIDE[1]:
             plate_format = (rows, columns)

@@ -10,6 +10,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -191,7 +192,9 @@ def _read_htd(root: Path, htd: Path | None, rel: str, warnings: list[str]) -> Ht
     return info
 
 
-def _match(root: Path, tiffs: Sequence[str]) -> tuple[list[_File], list[UnmatchedFile], list[SkippedFile]]:
+def _match(
+    root: Path, tiffs: Sequence[str]
+) -> tuple[list[_File], list[UnmatchedFile], list[SkippedFile]]:
     files: list[_File] = []
     unmatched: list[UnmatchedFile] = []
     skipped: list[SkippedFile] = []
@@ -370,8 +373,9 @@ def _plan(
             if as_projection:
                 skipped.append(
                     SkippedFile(
-                        f.rel, f"a second projection ({f.projection}) of the channel; the plate "
-                        f"keeps one per channel: {other_file.rel} ({other_file.projection})"
+                        f.rel,
+                        f"a second projection ({f.projection}) of the channel; the plate "
+                        f"keeps one per channel: {other_file.rel} ({other_file.projection})",
                     )
                 )
                 continue
@@ -471,7 +475,10 @@ def _channels(
 def _pixel_size(files: Sequence[_File], warnings: list[str]) -> tuple[float, float] | None:
     sizes: Counter[tuple[float, float]] = Counter()
     for f in files:
-        y, x = _number(f.props.get("spatial-calibration-y")), _number(f.props.get("spatial-calibration-x"))
+        y, x = (
+            _number(f.props.get("spatial-calibration-y")),
+            _number(f.props.get("spatial-calibration-x")),
+        )
         unit = f.props.get("spatial-calibration-units", "um").strip()
         factor = _UNITS.get(unit)
         if y is None or x is None or factor is None or not (0 < y < 1e4 and 0 < x < 1e4):
@@ -480,7 +487,9 @@ def _pixel_size(files: Sequence[_File], warnings: list[str]) -> tuple[float, flo
     if not sizes:
         return None
     if len(sizes) > 1:
-        warnings.append(f"the TIFF tags give several pixel sizes {sorted(sizes)}; the most common is used")
+        warnings.append(
+            f"the TIFF tags give several pixel sizes {sorted(sizes)}; the most common is used"
+        )
     return sizes.most_common(1)[0][0]
 
 
@@ -493,7 +502,7 @@ def _z_step(files: Sequence[_File]) -> float | None:
     steps = []
     for stack in stacks.values():
         stack.sort()
-        steps += [abs(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(stack, stack[1:]) if b[0] > a[0]]
+        steps += [abs(b[1] - a[1]) / (b[0] - a[0]) for a, b in pairwise(stack) if b[0] > a[0]]
     step = round(statistics.median(steps), 4) if steps else 0.0
     return step if step > 0 else None
 
@@ -512,11 +521,13 @@ def _time_interval(files: Sequence[_File], times: Sequence[int]) -> float | None
         if t not in starts or when < starts[t]:
             starts[t] = when
     ordered = [starts[t] for t in times if t in starts]
-    gaps = [(b - a).total_seconds() for a, b in zip(ordered, ordered[1:])]
+    gaps = [(b - a).total_seconds() for a, b in pairwise(ordered)]
     return round(statistics.median(gaps), 3) if gaps else None
 
 
-def _positions(files: Sequence[_File], sites: Sequence[int]) -> dict[tuple[str, int], tuple[float, float]]:
+def _positions(
+    files: Sequence[_File], sites: Sequence[int]
+) -> dict[tuple[str, int], tuple[float, float]]:
     stage: dict[tuple[Well, int], tuple[float, float]] = {}
     offset: dict[tuple[Well, int], tuple[float, float]] = {}
     for f in files:
