@@ -166,10 +166,10 @@ def _print_plan(plan: ConversionPlan, out: TextIO) -> None:
         print(f"  ... and {len(plan.unmatched) - _SHOW} more not matched", file=out)
     meta = s["instrument"]
     if meta is not None:
-        size = meta["pixel_size_um"]
+        size, fmt = meta["pixel_size_um"], meta["plate_format"]
         print(
             f"{meta['vendor']} export, plate {meta['plate_name']!r}"
-            f"{' (%dx%d wells)' % tuple(meta['plate_format']) if meta['plate_format'] else ''}: "
+            f"{f' ({fmt[0]}x{fmt[1]} wells)' if fmt else ''}: "
             f"pixel size {'unknown' if size is None else f'{size[1]} x {size[0]} um'}, "
             f"z step {meta['z_step_um'] or '-'} um, {meta['fields_with_positions']} field "
             f"position(s), {meta['projections']} projection(s) {meta['projection_methods']}",
