@@ -34,7 +34,8 @@ def read_plate(path: str | os.PathLike[str] | list[str]) -> LayerData:
     points layer with the well outlines and names.  A plate whose writer was
     interrupted shows its complete wells, listed or not yet (a plate with none: the
     plate map alone), with an ``UnfinishedPlateWarning``; a damaged well shows blank
-    with a ``DamagedWellWarning``.
+    with a ``DamagedWellWarning``.  Wells whose fields have stage positions show them
+    placed where they were imaged (the "Plate fields" widget switches to a slider).
     """
     from napari_wellzarr.plugin.view import open_view
 

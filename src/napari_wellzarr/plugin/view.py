@@ -12,6 +12,7 @@ import numpy as np
 from napari_wellzarr.errors import PlateNotFoundError, WellNameError
 from napari_wellzarr.plugin import mosaic
 from napari_wellzarr.plugin.census import reference_well
+from napari_wellzarr.plugin.placed import FieldLayout, PlacedSource
 from napari_wellzarr.storage._spec import WELLZARR_KEY
 from napari_wellzarr.storage.geometry import Well, column_number, row_index, row_letters
 from napari_wellzarr.storage.kinds import classify
@@ -84,6 +85,8 @@ class PlateView:
     ngff_version: str
     reader: mosaic.TileReader
     kind: str = "plate"
+    #: The fields placed at their stage positions (one canvas per well), not on a slider.
+    placed: bool = False
 
     @property
     def lead_axes(self) -> tuple[str, ...]:
@@ -119,6 +122,7 @@ class PlateView:
             "axes": [*self.lead_axes, "y", "x"],
             "config": self.config.to_dict() if self.config else None,
             "ngff_version": self.ngff_version,
+            "fields": "placed" if self.placed else "slider",
         }
 
     def layers(self) -> list[LayerTuple]:
@@ -298,8 +302,12 @@ def _parsed(parse: Callable[[str], int], name: str) -> int | None:
 # -- opening ----------------------------------------------------------------------------
 
 
-def open_view(path: str | Path) -> PlateView | EmptyPlateView:
+def open_view(path: str | Path, *, placed: bool = True) -> PlateView | EmptyPlateView:
     """Open a plate or a single well folder for display (metadata only).
+
+    With ``placed`` (default), a plate whose wells know their fields' stage positions
+    shows each well's fields where they were imaged (later fields on top where they
+    overlap); otherwise, and for wells without positions, fields are on a slider.
 
     Raises
     ------
@@ -311,22 +319,39 @@ def open_view(path: str | Path) -> PlateView | EmptyPlateView:
     root = Path(path)
     kind = classify(root)
     if kind == "well":
-        return _well_view(root)
+        return _well_view(root, placed)
     if kind == "plate":
-        return _plate_view(root)
+        return _plate_view(root, placed)
     raise PlateNotFoundError(f"{root} is not an OME-Zarr HCS plate or well")
 
 
-def _well_view(root: Path) -> PlateView:
+def _well_view(root: Path, placed: bool) -> PlateView:
     from napari_wellzarr.storage.reading import open_well_dir
 
     well = open_well_dir(root)
     version = "0.5" if (root / "zarr.json").is_file() else "0.4"
     layout = ((root.parent.name,), (root.name,), {well.info.name: (0, 0)})
-    return _view(root, layout, well.info, _WellSource(well), (None, version, "well"), {})
+    source, info = _placed(
+        _WellSource(well), well.info, lambda _: well.info.acquisition.field_positions, placed
+    )
+    return _view(root, layout, info, source, (None, version, "well"), {})
 
 
-def _plate_view(root: Path) -> PlateView | EmptyPlateView:
+def _placed(
+    source: mosaic.PlaneSource,
+    info: WellInfo,
+    positions: Callable[[str], Any],
+    placed: bool,
+) -> tuple[mosaic.PlaneSource, WellInfo]:
+    """The source and reference well with fields placed, when asked for and known."""
+    layout = FieldLayout.from_reference(info, dict(info.acquisition.field_positions))
+    if not placed or layout is None:
+        return source, info
+    wrapped = PlacedSource(source, layout, positions)
+    return wrapped, wrapped.placed_info(info)
+
+
+def _plate_view(root: Path, placed: bool) -> PlateView | EmptyPlateView:
     store = PlateStore.open(root)
     listed = store.wells()
     # Only plates written here are scanned: their wells are listed once per session.
@@ -345,7 +370,8 @@ def _plate_view(root: Path) -> PlateView | EmptyPlateView:
     failed: dict[str, str] = {}
     info = reference_well(store, list(wells), failed)
     what = (store.config, store.ngff_version, "plate")
-    return _view(root, (rows, columns, wells), info, _StoreSource(store), what, failed)
+    source, info = _placed(_StoreSource(store), info, store.field_positions, placed)
+    return _view(root, (rows, columns, wells), info, source, what, failed)
 
 
 def _named(wells: Sequence[str]) -> str:
@@ -384,7 +410,10 @@ def _view(
     for name, why in failed.items():
         reader.fail(name, why, reported=True)
     config, version, kind = what
-    return PlateView(root, tuple(rows), tuple(columns), wells, info, config, version, reader, kind)
+    placed = isinstance(source, PlacedSource)
+    return PlateView(
+        root, tuple(rows), tuple(columns), wells, info, config, version, reader, kind, placed
+    )
 
 
 def _label_dtype(source: mosaic.PlaneSource, info: WellInfo, level: int) -> np.dtype[Any]:
