@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
+from napari_wellzarr.convert.vendors import vendor_names
 from napari_wellzarr.errors import WellZarrError
 from napari_wellzarr.storage.config import (
     ChunkStrategy,
@@ -79,8 +80,9 @@ def _convert_parser(sub: Any) -> None:
     names.add_argument(
         "--scheme",
         default="auto",
-        choices=["auto", "imagexpress", "opera", "pattern"],
-        help="naming scheme (default: auto, the one that matches the most files)",
+        choices=["auto", *vendor_names(), "imagexpress", "opera", "pattern"],
+        help="an instrument export (metaxpress...) or a naming scheme (default: auto, an "
+        "export recognised by its index files, else the scheme matching the most files)",
     )
     names.add_argument(
         "--pattern",

@@ -21,6 +21,7 @@ from napari_wellzarr.convert.engine import (
     scan_source,
 )
 from napari_wellzarr.convert.naming import registered_schemes
+from napari_wellzarr.convert.vendors import vendor_names
 from napari_wellzarr.errors import ConfigError, WellZarrError
 from napari_wellzarr.storage.config import (
     ChunkStrategy,
@@ -76,8 +77,9 @@ _FIELDS: Final = _labelled(list(FieldArrangement))
 
 
 def naming_choices(_widget: object = None) -> list[str]:
-    """``auto``, every registered naming scheme, and ``pattern`` (a user's regex)."""
-    return [AUTO, *(scheme.name for scheme in registered_schemes()), PATTERN]
+    """``auto``, every instrument export, every naming scheme, and ``pattern`` (a regex)."""
+    schemes = (scheme.name for scheme in registered_schemes())
+    return [AUTO, *vendor_names(), *schemes, PATTERN]
 
 
 class ScanKey(NamedTuple):

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from napari_wellzarr.convert.plan import ConversionPlan
 
-__all__ = ["VENDORS", "Vendor", "detect_vendor", "vendor_by_name"]
+__all__ = ["VENDORS", "Vendor", "detect_vendor", "vendor_by_name", "vendor_names"]
 
 
 class Vendor(Protocol):
@@ -46,3 +46,8 @@ def detect_vendor(folder: Path) -> Vendor | None:
 def vendor_by_name(name: str) -> Vendor | None:
     """The vendor whose scheme is called ``name`` (``metaxpress``), or ``None``."""
     return next((v for v in VENDORS if v.NAME == name), None)
+
+
+def vendor_names() -> list[str]:
+    """The scheme names of the vendors (``metaxpress``...), in registry order."""
+    return [v.NAME for v in VENDORS]
