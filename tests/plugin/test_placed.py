@@ -103,3 +103,23 @@ def test_real_export_opens_placed_and_toggles_to_the_slider(
     widget.placed.value = True
     assert viewer.layers[plan.channel_names[2]].metadata["wellzarr"]["fields"] == "placed"
     assert len(viewer.layers) == len(layers)
+
+
+def test_conditions_show_on_the_plate_map(tmp_path: Path, rng: np.random.Generator) -> None:
+    doses = {"B02": {"compound": "DMSO", "dose": "0"}, "C03": {"compound": "taxol", "dose": "5"}}
+    with PlateStore.create(tmp_path / "p.zarr", StorageConfig(plate=96)) as store:
+        for well, values in doses.items():
+            data = rng.integers(0, 9, (1, 1, 1, 16, 16), dtype="u2")
+            store.write_well(well, data, acquisition=Acquisition(conditions=values))
+    assert PlateStore.open(tmp_path / "p.zarr").acquisition("C03").conditions == doses["C03"]
+    view = open_view(tmp_path / "p.zarr")
+    assert isinstance(view, PlateView)
+    layers = view.layers()
+    points = layers[-1]
+    features = points[1]["features"]
+    at = {w: c for w, c in zip(features["well"], features["condition"], strict=True)}
+    assert at["B02"] == "compound: DMSO; dose: 0"
+    assert at["C03"] == "compound: taxol; dose: 5"
+    assert at["A01"] == ""
+    assert "{condition}" in points[1]["text"]["string"]
+    assert layers[0][1]["metadata"]["wellzarr"]["conditions"]["C03"] == at["C03"]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from napari_wellzarr.errors import PlateNotFoundError, WellNameError
+from napari_wellzarr.errors import PlateNotFoundError, WellNameError, WellZarrError
 from napari_wellzarr.plugin import mosaic
 from napari_wellzarr.plugin.census import reference_well
 from napari_wellzarr.plugin.placed import FieldLayout, PlacedSource
@@ -87,6 +87,8 @@ class PlateView:
     kind: str = "plate"
     #: The fields placed at their stage positions (one canvas per well), not on a slider.
     placed: bool = False
+    #: ``well -> "name: value; ..."``: the wells' conditions (compound, dose...), if any.
+    conditions: dict[str, str] | None = None
 
     @property
     def lead_axes(self) -> tuple[str, ...]:
@@ -123,6 +125,7 @@ class PlateView:
             "config": self.config.to_dict() if self.config else None,
             "ngff_version": self.ngff_version,
             "fields": "placed" if self.placed else "slider",
+            "conditions": self.conditions,
         }
 
     def layers(self) -> list[LayerTuple]:
@@ -173,7 +176,14 @@ class PlateView:
         scale, units = common["scale"][-2:], common["units"][-2:]
         geometry = self.reader.geometry
         return plate_map(
-            self.path, self.rows, self.columns, set(self.wells), geometry, scale, units
+            self.path,
+            self.rows,
+            self.columns,
+            set(self.wells),
+            geometry,
+            scale,
+            units,
+            self.conditions,
         )
 
 
@@ -200,8 +210,13 @@ def plate_map(
     geometry: mosaic.MosaicGeometry,
     scale: list[float],
     units: list[str],
+    conditions: dict[str, str] | None = None,
 ) -> LayerTuple:
-    """The "plate map" points layer: every well's outline and name, ``present`` ones bright."""
+    """The "plate map" points layer: every well's outline and name, ``present`` ones bright.
+
+    With ``conditions`` (well -> text), each well's conditions are written under its name
+    and are a ``condition`` feature (shown when hovering).
+    """
     h, w = geometry.tile
     names, centres, here = [], [], []
     for r, row in enumerate(rows):
@@ -218,9 +233,13 @@ def plate_map(
         "face_color": "transparent",
         "border_color": colours,
         "border_width": 0.02,
-        "features": {"well": names, "present": here},
+        "features": {
+            "well": names,
+            "present": here,
+            **({"condition": [conditions.get(n, "") for n in names]} if conditions else {}),
+        },
         "text": {
-            "string": "{well}",
+            "string": "{well}\n{condition}" if conditions else "{well}",
             "anchor": "center",
             "translation": [-0.38 * h, 0],
             "size": 8 if len(names) <= 96 else 6,
@@ -371,7 +390,32 @@ def _plate_view(root: Path, placed: bool) -> PlateView | EmptyPlateView:
     info = reference_well(store, list(wells), failed)
     what = (store.config, store.ngff_version, "plate")
     source, info = _placed(_StoreSource(store), info, store.field_positions, placed)
-    return _view(root, (rows, columns, wells), info, source, what, failed)
+    view = _view(root, (rows, columns, wells), info, source, what, failed)
+    view.conditions = _conditions(store, list(wells), failed) if _has_conditions(info) else None
+    return view
+
+
+def _has_conditions(info: WellInfo) -> bool:
+    return bool(info.acquisition.conditions)
+
+
+def _conditions(store: PlateStore, wells: Sequence[str], failed: dict[str, str]) -> dict[str, str]:
+    """Each well's conditions as one line of text (each well's metadata is read once).
+
+    Only plates whose reference well has conditions pay for it; wells that do not read
+    are left out (they are shown blank and reported by the mosaic).
+    """
+    out = {}
+    for well in wells:
+        if well in failed:
+            continue
+        try:
+            values = store.acquisition(well).conditions
+        except (WellZarrError, OSError):
+            continue
+        if values:
+            out[well] = "; ".join(f"{k}: {v}" for k, v in values.items())
+    return out
 
 
 def _named(wells: Sequence[str]) -> str:
