@@ -117,7 +117,7 @@ def test_conditions_show_on_the_plate_map(tmp_path: Path, rng: np.random.Generat
     layers = view.layers()
     points = layers[-1]
     features = points[1]["features"]
-    at = {w: c for w, c in zip(features["well"], features["condition"], strict=True)}
+    at = dict(zip(features["well"], features["condition"], strict=True))
     assert at["B02"] == "compound: DMSO; dose: 0"
     assert at["C03"] == "compound: taxol; dose: 5"
     assert at["A01"] == ""
