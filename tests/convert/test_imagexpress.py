@@ -345,3 +345,39 @@ def test_cli_report_names_every_file_left_out(tmp_path: Path) -> None:
     assert "pixel size 1.3668 x 1.3668 um" in done.stderr
     store = PlateStore.open(tmp_path / "p.zarr")
     assert store.well_info("E07").channels[1].label == "FITC_05-2"
+
+
+def test_timepoints_give_the_time_interval(tmp_path: Path) -> None:
+    import re
+
+    template = EXPORTED / "9987_Plate_3434/TimePoint_1/ZStep_1/9987_B02_s1_w3.TIF"
+    with tifffile.TiffFile(template) as tif:
+        description = tif.pages.first.description
+    root = tmp_path / "series"
+    rng = np.random.default_rng(7)
+    written = {}
+    for t, clock in ((1, "10:00:00.000"), (2, "10:00:30.000"), (3, "10:01:00.500")):
+        folder = root / f"TimePoint_{t}"
+        folder.mkdir(parents=True)
+        tags = re.sub(
+            r'(id="acquisition-time-local" type="[^"]*" value=")[^"]*"',
+            rf'\g<1>20240709 {clock}"',
+            description,
+        )
+        data = rng.integers(0, 4000, (32, 32), dtype=np.uint16)
+        tifffile.imwrite(folder / "P_C04_s1_w1.TIF", data, description=tags, metadata=None)
+        written[f"P_C04_s1_w1_t{t:03d}.TIF"] = data
+    (root / "P.HTD").write_text(HTD_HEAD + '"TimePoints", 3\r\n"EndFile"\r\n')
+    plan = scan_source(root)
+    assert plan.dims == (1, 1, 1, 3)
+    assert plan.instrument is not None
+    assert plan.instrument.time_interval_s == pytest.approx(30.25)  # the median step
+    dest = tmp_path / "t.zarr"
+    convert(plan, dest, StorageConfig(plate=plan.smallest_plate(), fields="per-field"))
+    store = PlateStore.open(dest)
+    info = store.well_info("C04")
+    assert info.axes[1] == "t"
+    assert info.scale[1] == pytest.approx(30.25)
+    assert store.acquisition("C04").time_interval == pytest.approx(30.25)
+    for name, data in written.items():
+        assert np.array_equal(store.read_plane("C04", *store.plane_key("C04", name)), data)
