@@ -123,3 +123,16 @@ def test_conditions_show_on_the_plate_map(tmp_path: Path, rng: np.random.Generat
     assert at["A01"] == ""
     assert "{condition}" in points[1]["text"]["string"]
     assert layers[0][1]["metadata"]["wellzarr"]["conditions"]["C03"] == at["C03"]
+
+
+def test_placed_layers_are_not_saved_as_wells(tmp_path: Path, rng: np.random.Generator) -> None:
+    from napari_wellzarr.core import WellDataError
+    from napari_wellzarr.plugin.layer_wells import map_layers
+
+    _plate(tmp_path / "p.zarr", rng)
+    view = open_view(tmp_path / "p.zarr")
+    with pytest.raises(WellDataError, match="field slider"):
+        map_layers(view.layers())
+    slider = open_view(tmp_path / "p.zarr", placed=False)
+    mapping = map_layers(slider.layers())  # the slider view saves as before
+    assert mapping is not None

@@ -187,6 +187,14 @@ def map_layers(layers: Sequence[LayerTuple]) -> LayerMapping:
             problems.add(meta, layer_type, "only image and labels layers can be saved as a plate")
         elif meta.get("rgb"):
             problems.add(meta, layer_type, "RGB images cannot be stored as plate channels")
+        elif _wz(meta).get("fields") == "placed":
+            problems.add(
+                meta,
+                layer_type,
+                "its wells show their fields placed at their positions (one canvas per "
+                "well); switch Plugins > WellZarr > Plate fields to the field slider to save "
+                "the fields as fields",
+            )
         else:
             kept.append((_level0(data, meta), meta, layer_type))
     if not any(t == "image" for _, _, t in kept) and not problems:
