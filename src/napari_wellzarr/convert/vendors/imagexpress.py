@@ -72,7 +72,7 @@ def detect(folder: Path) -> bool:
                     if name.startswith("."):
                         continue
                     if entry.is_dir(follow_symlinks=False):
-                        if depth < 3:
+                        if depth < 5:  # <plate>/<date>/<id>/TimePoint_t/ZStep_z
                             todo.append((Path(entry.path), depth + 1))
                     elif name.lower().endswith(".htd") and depth <= 1 and _is_htd(entry.path):
                         return True
