@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Final
 
@@ -19,6 +17,8 @@ from napari_wellzarr.convert.vendors.listing import (
     build_plan,
     dense_rank,
     image_files,
+    median_interval,
+    median_step,
 )
 from napari_wellzarr.convert.vendors.xmlread import (
     local_name,
@@ -123,8 +123,7 @@ def read_index(folder: Path) -> HarmonyIndex:
     index = find_index(folder)
     if index is None:
         raise MetadataError(
-            f"no Harmony index (Index.idx.xml or Index.xml) in {str(folder)!r} or its "
-            "Images folder"
+            f"no Harmony index (Index.idx.xml or Index.xml) in {str(folder)!r} or its Images folder"
         )
     root = parse_xml(index)
     ns = namespace(root.tag)
@@ -151,14 +150,24 @@ def read_index(folder: Path) -> HarmonyIndex:
         plate_format=plate_format,
         channels=tuple(_channel_info(ch) for ch in channels),
         pixel_size_um=_pixel_size(index, channels, warnings),
-        z_step_um=_z_step(raw, images),
-        time_interval_s=_time_interval(raw, images),
+        z_step_um=median_step(
+            ((im.well, im.key.field, im.key.c, im.key.t), im.key.z, _um(r.get("PositionZ")))
+            for r, im in zip(raw, images, strict=True)
+        ),
+        time_interval_s=median_interval(
+            (im.key.t, r.get("AbsTime", "")) for r, im in zip(raw, images, strict=True)
+        ),
         field_positions_um=_positions(index, raw, images, warnings),
         conditions=_conditions(index.parent, warnings),
         warnings=tuple(warnings),
     )
     names = tuple(ch.get("ChannelName") or f"ch{i + 1}" for i, ch in enumerate(channels))
     return HarmonyIndex(index, index.parent, tuple(images), names, instrument)
+
+
+def _um(metres: str | None) -> float | None:
+    value = to_float(metres)
+    return None if value is None else value * 1e6
 
 
 def _children(folder: Path, name: str) -> list[Path]:
@@ -207,7 +216,7 @@ def _images(
     index: Path, raw: list[dict[str, str]]
 ) -> tuple[list[ListedImage], list[dict[str, str]]]:
     """The listed images with 0-based dense coordinates, and one field dict per channel."""
-    ids: list[tuple[str, int, int, int, int, int, int]] = []
+    ids: list[tuple[str, int, int, int, int, int, int]] = []  # name, row, col, f, c, z, t
     for n, fields in enumerate(raw):
         where = f"{index} image {fields.get('id') or n + 1}"
         lacking = [k for k in _REQUIRED if not fields.get(k)]
@@ -229,7 +238,7 @@ def _images(
             )
         )
     # IDs count from 1 (timepoints from 0 in V5): the plate's axes are their ranks
-    ranks = [dense_rank(i[k] for i in ids) for k in range(3, 7)]
+    ranks = [dense_rank(int(i[k]) for i in ids) for k in range(3, 7)]
     images = [
         ListedImage(
             Well(row - 1, col - 1),
@@ -258,8 +267,8 @@ def _plate(
         return name, None
     fmt = (int(rows), int(cols))
     need = (max(im.well.row for im in images) + 1, max(im.well.column for im in images) + 1)
-    ok = rows == fmt[0] and cols == fmt[1] and 1 <= fmt[0] <= MAX_ROWS and 1 <= fmt[1] <= MAX_COLUMNS
-    if not ok or fmt[0] < need[0] or fmt[1] < need[1]:
+    whole = rows == fmt[0] and cols == fmt[1]
+    if not (whole and need[0] <= fmt[0] <= MAX_ROWS and need[1] <= fmt[1] <= MAX_COLUMNS):
         warnings.append(
             f"{index.name} gives a plate of {fields.get('PlateRows')}x"
             f"{fields.get('PlateColumns')} wells, which cannot hold its wells: ignored"
@@ -306,43 +315,6 @@ def _pixel_size(
             "the first channel's is used"
         )
     return sizes[0]
-
-
-def _z_step(raw: list[dict[str, str]], images: list[ListedImage]) -> float | None:
-    """The median step of PositionZ between successive planes of one field and channel."""
-    stacks: dict[tuple[Well, int, int, int], dict[int, float]] = {}
-    for fields, im in zip(raw, images, strict=True):
-        z = to_float(fields.get("PositionZ"))
-        if z is not None:
-            key = (im.well, im.key.field, im.key.c, im.key.t)
-            stacks.setdefault(key, {})[im.key.z] = z
-    steps = [
-        abs(b[1] - a[1]) * 1e6
-        for planes in stacks.values()
-        for a, b in zip(sorted(planes.items()), sorted(planes.items())[1:], strict=False)
-        if b[0] == a[0] + 1
-    ]
-    return statistics.median(steps) if steps else None
-
-
-def _time_interval(raw: list[dict[str, str]], images: list[ListedImage]) -> float | None:
-    """The median time between the starts of successive timepoints (AbsTime)."""
-    starts: dict[int, datetime] = {}
-    for fields, im in zip(raw, images, strict=True):
-        try:
-            when = datetime.fromisoformat(fields.get("AbsTime", ""))
-        except ValueError:
-            continue
-        t = im.key.t
-        if t not in starts or when < starts[t]:
-            starts[t] = when
-    order = sorted(starts)
-    gaps = [
-        (starts[b] - starts[a]).total_seconds()
-        for a, b in zip(order, order[1:], strict=False)
-        if b == a + 1
-    ]
-    return statistics.median(gaps) if gaps else None
 
 
 def _positions(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
+import statistics
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -15,13 +18,20 @@ from napari_wellzarr.errors import MetadataError, WellDataError
 from napari_wellzarr.storage.axes import PlaneKey
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 
     from napari_wellzarr.convert.instrument import InstrumentMetadata, SkippedFile
     from napari_wellzarr.convert.tiffio import TiffHeader
     from napari_wellzarr.storage.geometry import Well
 
-__all__ = ["ListedImage", "build_plan", "dense_rank", "image_files"]
+__all__ = [
+    "ListedImage",
+    "build_plan",
+    "dense_rank",
+    "image_files",
+    "median_interval",
+    "median_step",
+]
 
 _THREADS: Final = 8
 _SHOW: Final = 5
@@ -42,9 +52,50 @@ def dense_rank(values: Iterable[int]) -> dict[int, int]:
     return {v: i for i, v in enumerate(sorted(set(values)))}
 
 
+def median_step(planes: Iterable[tuple[Hashable, int, float | None]]) -> float | None:
+    """The median step between successive z planes of one stack.
+
+    ``planes`` gives ``(stack, z index, position)``; steps are taken between planes ``z``
+    and ``z + 1`` of the same stack (a field, channel and timepoint). ``None`` when no
+    stack has two successive planes with positions.
+    """
+    stacks: dict[Hashable, dict[int, float]] = {}
+    for stack, z, position in planes:
+        if position is not None:
+            stacks.setdefault(stack, {})[z] = position
+    steps: list[float] = []
+    for found in stacks.values():
+        order = sorted(found.items())
+        steps += [abs(b - a) for (i, a), (j, b) in itertools.pairwise(order) if j == i + 1]
+    return statistics.median(steps) if steps else None
+
+
+def median_interval(times: Iterable[tuple[int, str]]) -> float | None:
+    """The median time in seconds between the starts of successive timepoints.
+
+    ``times`` gives ``(t index, ISO 8601 time)`` per image; a timepoint starts at its
+    earliest image. Unparsable times are skipped; ``None`` for fewer than two timepoints.
+    """
+    starts: dict[int, datetime] = {}
+    for t, text in times:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            continue
+        if t not in starts or when < starts[t]:
+            starts[t] = when
+    order = sorted(starts)
+    gaps = [
+        (starts[b] - starts[a]).total_seconds() for a, b in itertools.pairwise(order) if b == a + 1
+    ]
+    return statistics.median(gaps) if gaps else None
+
+
 def image_files(root: Path) -> tuple[list[str], int]:
-    """TIFF files under ``root`` (relative posix paths, hidden ones skipped) and the
-    number of other files."""
+    """TIFF files under ``root`` (relative posix paths, hidden ones skipped).
+
+    Returns the TIFFs and the number of other files.
+    """
     images: list[str] = []
     other = 0
     for dirpath, dirnames, filenames in os.walk(root):
@@ -71,11 +122,14 @@ def build_plan(
     n_files: int,
     other_files: int,
     progress: Callable[[int, int], None] | None = None,
+    gaps: Mapping[tuple[str, int, int], str] | None = None,
 ) -> ConversionPlan:
     """Check the ``listed`` images against the disk and build the plan.
 
     Listed files that do not exist become missing planes (named by file) and a warning;
-    wells with no file at all are left out (and named in the warning).
+    wells with no file at all are left out (and named in the warning). Planes the index
+    does not list are missing too, described by ``gaps[(well, field, t)]`` when given
+    (an autofocus failure) or as "not acquired".
 
     Raises
     ------
@@ -107,7 +161,7 @@ def build_plan(
         WellSource(w.label, w, tuple(sorted(by_well[w], key=lambda p: p.key)))
         for w in sorted(by_well)
     )
-    missing = _missing(wells, absent, dims, channel_names)
+    missing = _missing(wells, absent, dims, channel_names, gaps or {})
     warnings = list(instrument.warnings)
     if absent:
         lost = sorted({im.well.label for im in absent} - {w.name for w in wells})
@@ -117,9 +171,7 @@ def build_plan(
             + (" ..." if len(absent) > _SHOW else "")
             + (f"; wells with no file at all are left out: {', '.join(lost)}" if lost else "")
         )
-    instrument = dataclasses.replace(
-        instrument, skipped=tuple(skipped), warnings=tuple(warnings)
-    )
+    instrument = dataclasses.replace(instrument, skipped=tuple(skipped), warnings=tuple(warnings))
     f, c, z, t = dims
     return ConversionPlan(
         source=root,
@@ -192,6 +244,7 @@ def _missing(
     absent: Sequence[ListedImage],
     dims: tuple[int, ...],
     channel_names: Sequence[str],
+    gaps: Mapping[tuple[str, int, int], str],
 ) -> tuple[MissingPlane, ...]:
     named = {(im.well.label, im.key): Path(im.path).name for im in absent}
     f, c, z, t = dims
@@ -207,7 +260,8 @@ def _missing(
                             continue
                         name = named.get((source.name, key)) or (
                             f"well {source.name} field {fi + 1} channel {channel_names[ci]} "
-                            f"z {zi + 1} t {ti + 1} (not acquired)"
+                            f"z {zi + 1} t {ti + 1} "
+                            f"({gaps.get((source.name, fi, ti), 'not acquired')})"
                         )
                         out.append(MissingPlane(source.name, key, name))
     return tuple(out)

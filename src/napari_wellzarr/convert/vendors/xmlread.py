@@ -27,9 +27,10 @@ def parse_xml(path: Path) -> Element:
         entities (an "entity bomb" is refused before any expansion); the message names
         the file.
     """
+    from xml.etree.ElementTree import ParseError
+
     import defusedxml.ElementTree as safe_et
     from defusedxml import DefusedXmlException
-    from xml.etree.ElementTree import ParseError
 
     try:
         size = path.stat().st_size
@@ -37,8 +38,7 @@ def parse_xml(path: Path) -> Element:
         raise MetadataError(f"cannot read {str(path)!r}: {err.strerror or err}") from err
     if size > MAX_XML_BYTES:
         raise MetadataError(
-            f"{str(path)!r} is {size} bytes, more than the {MAX_XML_BYTES} a metadata "
-            "file may have"
+            f"{str(path)!r} is {size} bytes, more than the {MAX_XML_BYTES} a metadata file may have"
         )
     try:
         tree = safe_et.parse(str(path), forbid_dtd=False, forbid_entities=True)
@@ -53,7 +53,10 @@ def parse_xml(path: Path) -> Element:
         ) from err
     except OSError as err:
         raise MetadataError(f"cannot read {str(path)!r}: {err.strerror or err}") from err
-    return tree.getroot()
+    root = tree.getroot()
+    if root is None:
+        raise MetadataError(f"{str(path)!r} holds no XML element")
+    return root
 
 
 def local_name(tag: str) -> str:
