@@ -174,7 +174,12 @@ def read_measurement(folder: Path) -> Measurement:
         time_interval_s=median_interval(
             (im.key.t, r.get("Time", "")) for r, im in zip(raw, images, strict=True)
         ),
-        field_positions_um=_positions(raw, images, warnings),
+        # a field whose autofocus failed still has its position in the ERR record
+        field_positions_um=_positions(
+            [*raw, *(a for *_, a in failed)],
+            [*images, *(ListedImage(w, PlaneKey(f, 0, 0, t), "") for w, f, t, _ in failed)],
+            warnings,
+        ),
         warnings=tuple(warnings),
     )
     gaps = _gaps(failed)
@@ -195,7 +200,9 @@ def _attrs(element: Element) -> dict[str, str]:
 
 def _records(
     mlf: Path, root: Element, ns: str
-) -> tuple[list[ListedImage], list[dict[str, str]], list[str], list[tuple[Well, int, int]]]:
+) -> tuple[
+    list[ListedImage], list[dict[str, str]], list[str], list[tuple[Well, int, int, dict[str, str]]]
+]:
     """Image records, their attributes, ERR texts and the fields ERR records name.
 
     The channel index of the records is still 0: it is set from the channel list.
@@ -203,7 +210,7 @@ def _records(
     images: list[ListedImage] = []
     raw: list[dict[str, str]] = []
     errors: list[str] = []
-    failed: list[tuple[Well, int, int]] = []
+    failed: list[tuple[Well, int, int, dict[str, str]]] = []
     ids: list[tuple[int, int, int, int, int]] = []
     tag = f"{{{ns}}}MeasurementRecord" if ns else "MeasurementRecord"
     for n, record in enumerate(root.iter(tag)):
@@ -225,6 +232,7 @@ def _records(
                         ),
                         to_int(a.get("FieldIndex"), "FieldIndex", where),
                         to_int(a.get("TimePoint") or a.get("TimePointIndex"), "TimePoint", where),
+                        a,
                     )
                 )
             except MetadataError:
@@ -261,13 +269,13 @@ def _records(
     ]
     # an ERR field/timepoint is placed where the IMG records put the same IDs
     failed = [
-        (w, ranks[0][f], ranks[2][t]) for w, f, t in failed if f in ranks[0] and t in ranks[2]
+        (w, ranks[0][f], ranks[2][t], a) for w, f, t, a in failed if f in ranks[0] and t in ranks[2]
     ]
     return images, raw, errors, failed
 
 
-def _gaps(failed: list[tuple[Well, int, int]]) -> dict[tuple[str, int, int], str]:
-    return {(w.label, f, t): "autofocus failure (ERR record)" for w, f, t in failed}
+def _gaps(failed: list[tuple[Well, int, int, dict[str, str]]]) -> dict[tuple[str, int, int], str]:
+    return {(w.label, f, t): "autofocus failure (ERR record)" for w, f, t, _ in failed}
 
 
 def _channel_ids(raw: list[dict[str, str]]) -> dict[tuple[str, str], int]:

@@ -134,8 +134,8 @@ def build_plan(
     Raises
     ------
     MetadataError
-        Two listed images claim the same plane, or none of the listed files exists
-        (the message names the index and some of the files).
+        Two listed images claim the same plane, one file is listed twice, or none of
+        the listed files exists (the message names the index and some of the files).
     WellDataError
         A file cannot be read, is a multi-page stack, or the planes differ in shape or
         dtype (the message names the files).
@@ -192,7 +192,10 @@ def build_plan(
 
 def _check_unique(index: Path, listed: Sequence[ListedImage]) -> None:
     owner: dict[tuple[Well, PlaneKey], str] = {}
+    planes: dict[str, tuple[Well, PlaneKey]] = {}
     for im in listed:
+        if planes.setdefault(im.path, (im.well, im.key)) != (im.well, im.key):
+            raise MetadataError(f"{str(index)!r} lists {im.path!r} for two planes")
         other = owner.setdefault((im.well, im.key), im.path)
         if other != im.path:
             k = im.key
