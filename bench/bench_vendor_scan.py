@@ -197,8 +197,8 @@ def main() -> None:
             "cellvoyager": make_cellvoyager(base / "cellvoyager", args.wells, args.side),
         }
         print(
-            f"{args.wells} wells x {FIELDS} fields x {CHANNELS} channels of {args.side}x{args.side} "
-            f"uint16, best of {args.repeats}\n"
+            f"{args.wells} wells x {FIELDS} fields x {CHANNELS} channels of "
+            f"{args.side}x{args.side} uint16, best of {args.repeats}\n"
         )
         print("| export | step | seconds | share of convert |\n|---|---|---|---|")
         for name, folder in exports.items():
@@ -210,7 +210,7 @@ def main() -> None:
             dest = base / f"{name}.zarr"
 
             def run_convert() -> None:
-                shutil.rmtree(dest, ignore_errors=True)
+                shutil.rmtree(dest, ignore_errors=True)  # noqa: B023
                 convert(plan, dest, config)  # noqa: B023
 
             steps = {
