@@ -363,3 +363,25 @@ def test_wavelength_colors() -> None:
     assert wavelength_color(706.0) == "FF0000"  # far red stays visible
     for nothing in (None, 0.0, -5.0, float("nan"), 5000.0):
         assert wavelength_color(nothing) is None
+
+
+def test_index_with_bytes_that_are_not_utf8(tmp_path: Path) -> None:
+    export = _copy_operetta(tmp_path)
+    index = export / "Images" / "Index.idx.xml"
+    raw = index.read_bytes().replace(b"Fluorescein (FITC)", b"Fluorescein \xff\xfe", 1)
+    index.write_bytes(raw)
+    with pytest.raises(MetadataError, match=rf"{re.escape(str(index))}.*not well-formed"):
+        harmony.scan(export)
+
+
+def test_huge_index_is_refused_before_reading(tmp_path: Path) -> None:
+    from napari_wellzarr.convert.vendors.xmlread import MAX_XML_BYTES
+
+    export = _copy_operetta(tmp_path)
+    index = export / "Images" / "Index.idx.xml"
+    with index.open("r+b") as f:
+        f.truncate(MAX_XML_BYTES + 1)  # sparse: no disk space used
+    start = time.monotonic()
+    with pytest.raises(MetadataError, match=r"Index\.idx\.xml' is 1073741825 bytes, more than"):
+        harmony.scan(export)
+    assert time.monotonic() - start < 5
