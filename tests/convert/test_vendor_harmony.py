@@ -385,3 +385,20 @@ def test_huge_index_is_refused_before_reading(tmp_path: Path) -> None:
     with pytest.raises(MetadataError, match=r"Index\.idx\.xml' is 1073741825 bytes, more than"):
         harmony.scan(export)
     assert time.monotonic() - start < 5
+
+
+def test_entity_bomb_in_utf16_and_a_harmless_doctype(tmp_path: Path) -> None:
+    export = _copy_operetta(tmp_path)
+    index = export / "Images" / "Index.idx.xml"
+    v5 = index.read_bytes().decode("utf-8-sig")
+    lol = "".join(
+        f'<!ENTITY l{i} "{("&l" + str(i - 1) + ";") * 10 if i else "lol"}">' for i in range(10)
+    )
+    bomb = f'<?xml version="1.0" encoding="utf-16"?><!DOCTYPE E [{lol}]><E>&l9;</E>'
+    index.write_bytes(bomb.encode("utf-16"))
+    with pytest.raises(MetadataError, match="declares XML entities"):
+        harmony.scan(export)
+    # a DOCTYPE without entities is harmless: read (by defusedxml) like any index
+    body = v5.split("?>", 1)[1]
+    index.write_text(f'<?xml version="1.0"?><!DOCTYPE EvaluationInputData>{body}', "utf-8")
+    assert harmony.scan(export).dims == (2, 1, 1, 1)

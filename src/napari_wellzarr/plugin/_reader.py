@@ -29,6 +29,8 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], LayerData] 
         return None
     if classify(path):
         return read_plate
+    if not _export_names(os.fspath(path)):
+        return None  # cheap: names only, nothing imported
     from napari_wellzarr.plugin.rawview import detect_export
 
     return read_export if detect_export(path) is not None else None
@@ -48,6 +50,29 @@ def read_plate(path: str | os.PathLike[str] | list[str]) -> LayerData:
 
     target = path[0] if isinstance(path, list) else path
     return open_view(os.fspath(target)).layers()
+
+
+_INDEX_NAMES = frozenset({"index.idx.xml", "index.xml", "measurementdata.mlf"})
+_MAX_SUBFOLDERS = 64
+
+
+def _export_names(path: str) -> bool:
+    """Whether ``path`` or a sub-folder holds an export's index file (by name only)."""
+    try:
+        with os.scandir(path) as entries:
+            found = [e for e in entries if e.name.lower() in _INDEX_NAMES or e.is_dir()]
+    except OSError:
+        return False
+    if any(e.name.lower() in _INDEX_NAMES for e in found):
+        return True
+    for entry in found[:_MAX_SUBFOLDERS]:  # a huge folder is not an export's run folder
+        try:
+            with os.scandir(entry.path) as inner:
+                if any(e.name.lower() in _INDEX_NAMES for e in inner):
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def read_export(path: str | os.PathLike[str] | list[str]) -> LayerData:

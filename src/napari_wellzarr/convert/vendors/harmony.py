@@ -105,7 +105,7 @@ def scan(folder: Path, *, progress: Callable[[int, int], None] | None = None) ->
         parsed.channel_names,
         parsed.instrument,
         skipped,
-        n_files=len(files),
+        on_disk=files,
         other_files=other,
         progress=progress,
     )

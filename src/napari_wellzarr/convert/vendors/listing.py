@@ -91,23 +91,24 @@ def median_interval(times: Iterable[tuple[int, str]]) -> float | None:
     return statistics.median(gaps) if gaps else None
 
 
-def image_files(root: Path) -> tuple[list[str], int]:
-    """TIFF files under ``root`` (relative posix paths, hidden ones skipped).
+def image_files(root: Path) -> tuple[dict[str, int], int]:
+    """TIFF files under ``root``, hidden ones skipped.
 
-    Returns the TIFFs and the number of other files.
+    Returns ``{relative posix path: size in bytes}`` and the number of other files.
     """
-    images: list[str] = []
+    images: dict[str, int] = {}
     other = 0
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, _ in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel = Path(dirpath).relative_to(root)
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            if name.lower().endswith(TIFF_SUFFIXES):
-                images.append((rel / name).as_posix())
-            else:
-                other += 1
+        with os.scandir(dirpath) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                if entry.name.startswith(".") or not entry.is_file():
+                    continue
+                if entry.name.lower().endswith(TIFF_SUFFIXES):
+                    images[(rel / entry.name).as_posix()] = entry.stat().st_size
+                else:
+                    other += 1
     return images, other
 
 
@@ -119,7 +120,7 @@ def build_plan(
     instrument: InstrumentMetadata,
     skipped: Sequence[SkippedFile],
     *,
-    n_files: int,
+    on_disk: Mapping[str, int],
     other_files: int,
     progress: Callable[[int, int], None] | None = None,
     gaps: Mapping[tuple[str, int, int], str] | None = None,
@@ -141,8 +142,8 @@ def build_plan(
         dtype (the message names the files).
     """
     _check_unique(index, listed)
-    present = [im for im in listed if (root / im.path).is_file()]
-    absent = [im for im in listed if not (root / im.path).is_file()]
+    present = [im for im in listed if im.path in on_disk]
+    absent = [im for im in listed if im.path not in on_disk]
     if not present:
         names = ", ".join(im.path for im in listed[:_SHOW])
         raise MetadataError(
@@ -184,8 +185,8 @@ def build_plan(
         channel_names=tuple(channel_names),
         other_files=other_files,
         missing=missing,
-        source_bytes=sum((root / im.path).stat().st_size for im in present),
-        n_files=n_files,
+        source_bytes=sum(on_disk[im.path] for im in present),
+        n_files=len(on_disk),
         instrument=instrument,
     )
 
