@@ -185,10 +185,10 @@ def _all(root: Element, ns: str, parent: str, child: str) -> list[Element]:
 
 def _text(element: Element) -> dict[str, str]:
     """``{local name: text}`` of an element's children (the first of each name)."""
-    out: dict[str, str] = {}
-    for child in element:
-        out.setdefault(local_name(child.tag), (child.text or "").strip())
-    return out
+    # reversed: the first child of a name is written last and wins
+    return {
+        c.tag[c.tag.rfind("}") + 1 :]: c.text.strip() if c.text else "" for c in reversed(element)
+    }
 
 
 def _channel_maps(root: Element, ns: str) -> dict[str, dict[str, str]]:
