@@ -121,6 +121,11 @@ def test_cv8000_layout_converts_bit_exact(tmp_path: Path, rng: np.random.Generat
     plan = cellvoyager.scan(folder)
     assert plan.dims == (4, 2, 4, 1)
     assert plan.plane_shape == (8, 12)
+    assert plan.instrument is not None
+    assert plan.instrument.warnings[-1] == (
+        "MeasurementDetail.mrf gives images of 2000 x 2000 pixels, the TIFFs hold 8 x 12: "
+        "the TIFFs' size is used"
+    )
     convert(plan, tmp_path / "p.zarr", StorageConfig(plate=PlateGeometry(8, 12)), pixel_size=0.325)
     store = PlateStore.open(tmp_path / "p.zarr")
     assert sorted(store.wells()) == ["D08", "E03", "F08"]

@@ -323,6 +323,11 @@ def test_absurd_image_size_in_the_index_does_not_allocate(tmp_path: Path) -> Non
     _edit_index(export, lambda t: t.replace("<ImageSizeX>1080", "<ImageSizeX>99999999999"))
     plan = harmony.scan(export)  # the TIFFs' own headers give the plane shape
     assert plan.plane_shape == (1080, 1080)
+    assert plan.instrument is not None
+    assert plan.instrument.warnings == (
+        "Index.idx.xml gives images of 1080 x 1e+11 pixels, the TIFFs hold 1080 x 1080: "
+        "the TIFFs' size is used",
+    )
 
 
 def test_url_cannot_leave_the_index_folder(tmp_path: Path) -> None:

@@ -62,6 +62,8 @@ class Measurement:
     errors: tuple[str, ...]
     #: ``(well, field, t) -> why`` for the fields an ERR record says have no image.
     gaps: Mapping[tuple[str, int, int], str]
+    #: ``(.mrf name, VerticalPixels, HorizontalPixels)`` of the first channel.
+    index_shape: tuple[str, float, float] | None = None
 
 
 def find_measurement(folder: Path) -> Path | None:
@@ -109,6 +111,7 @@ def scan(folder: Path, *, progress: Callable[[int, int], None] | None = None) ->
         other_files=other,
         progress=progress,
         gaps=measurement.gaps,
+        index_shape=measurement.index_shape,
     )
 
 
@@ -183,7 +186,11 @@ def read_measurement(folder: Path) -> Measurement:
         warnings=tuple(warnings),
     )
     gaps = _gaps(failed)
-    return Measurement(place, tuple(images), names, instrument, tuple(errors), gaps)
+    first = min(channels, key=lambda p: channels[p])[1]
+    sizes = detail.get("channels", {}).get(first, {})
+    y, x = (to_float(sizes.get(k)) for k in ("VerticalPixels", "HorizontalPixels"))
+    shape = (DETAIL_FILE, y, x) if y is not None and x is not None else None
+    return Measurement(place, tuple(images), names, instrument, tuple(errors), gaps, shape)
 
 
 def _skip_reason(path: str) -> str:

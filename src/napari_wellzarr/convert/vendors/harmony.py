@@ -57,6 +57,8 @@ class HarmonyIndex:
     images: tuple[ListedImage, ...]
     channel_names: tuple[str, ...]
     instrument: InstrumentMetadata
+    #: ``(index name, ImageSizeY, ImageSizeX)`` of the first channel, when given.
+    index_shape: tuple[str, float, float] | None = None
 
 
 def find_index(folder: Path) -> Path | None:
@@ -108,6 +110,7 @@ def scan(folder: Path, *, progress: Callable[[int, int], None] | None = None) ->
         on_disk=files,
         other_files=other,
         progress=progress,
+        index_shape=parsed.index_shape,
     )
 
 
@@ -162,7 +165,9 @@ def read_index(folder: Path) -> HarmonyIndex:
         warnings=tuple(warnings),
     )
     names = tuple(ch.get("ChannelName") or f"ch{i + 1}" for i, ch in enumerate(channels))
-    return HarmonyIndex(index, index.parent, tuple(images), names, instrument)
+    y, x = (to_float(channels[0].get(k)) for k in ("ImageSizeY", "ImageSizeX"))
+    shape = (index.name, y, x) if y is not None and x is not None else None
+    return HarmonyIndex(index, index.parent, tuple(images), names, instrument, shape)
 
 
 def _um(metres: str | None) -> float | None:

@@ -124,13 +124,16 @@ def build_plan(
     other_files: int,
     progress: Callable[[int, int], None] | None = None,
     gaps: Mapping[tuple[str, int, int], str] | None = None,
+    index_shape: tuple[str, float, float] | None = None,
 ) -> ConversionPlan:
     """Check the ``listed`` images against the disk and build the plan.
 
     Listed files that do not exist become missing planes (named by file) and a warning;
     wells with no file at all are left out (and named in the warning). Planes the index
     does not list are missing too, described by ``gaps[(well, field, t)]`` when given
-    (an autofocus failure) or as "not acquired".
+    (an autofocus failure) or as "not acquired". The TIFFs' own plane shape is used;
+    an ``index_shape`` ``(file, y, x)`` (what a metadata file says) that differs is a
+    warning.
 
     Raises
     ------
@@ -164,6 +167,12 @@ def build_plan(
     )
     missing = _missing(wells, absent, dims, channel_names, gaps or {})
     warnings = list(instrument.warnings)
+    if index_shape is not None and index_shape[1:] != plane_shape:
+        said, y, x = index_shape
+        warnings.append(
+            f"{said} gives images of {y:g} x {x:g} pixels, "
+            f"the TIFFs hold {plane_shape[0]} x {plane_shape[1]}: the TIFFs' size is used"
+        )
     if absent:
         lost = sorted({im.well.label for im in absent} - {w.name for w in wells})
         warnings.append(
