@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from napari_wellzarr.convert.instrument import (
@@ -228,7 +228,7 @@ def _images(
         if lacking:
             raise MetadataError(f"{where} has no {', '.join(lacking)}")
         url = fields["URL"].replace("\\", "/")
-        name = PurePosixPath(url).name  # file names only: never outside the index folder
+        name = url.rstrip("/").rpartition("/")[2]  # a file name only: never outside the folder
         if not name or name in {".", ".."}:
             raise MetadataError(f"{where}: URL {fields['URL']!r} names no file")
         ids.append(
