@@ -11,6 +11,7 @@ import pytest
 import tifffile
 
 from napari_wellzarr.convert.engine import convert, scan_source
+from napari_wellzarr.convert.instrument import wavelength_color
 from napari_wellzarr.convert.vendors import detect_vendor, imagexpress
 from napari_wellzarr.core import ConfigError, PlateStore, StorageConfig, WellDataError
 from napari_wellzarr.storage.validation import check_plate
@@ -111,7 +112,9 @@ def test_exported_layout_metadata_from_htd_and_tags() -> None:
     assert meta is not None
     assert plan.channel_names == ("DAPI", "FITC", "Texas Red")
     assert [c.emission_nm for c in meta.channels] == [452.0, 520.0, 624.0]
-    assert [c.color for c in meta.channels] == ["0000FF", "00FF00", "FF0000"]
+    colors = [c.color for c in meta.channels]
+    assert colors == [wavelength_color(nm) for nm in (452.0, 520.0, 624.0)]
+    assert len(set(colors)) == 3
     tags = _tags(EXPORTED / "9987_Plate_3434/TimePoint_1/ZStep_1/9987_B02_s1_w1.TIF")
     calibration = float(tags["spatial-calibration-x"])
     assert meta.pixel_size_um == (calibration, calibration) == (1.3672, 1.3672)
@@ -148,9 +151,9 @@ def test_exported_layout_converts_bit_exact_with_metadata(
     assert (len(store.rows), len(store.columns)) == (8, 12)
     info = store.well_info("B02")
     assert [(c.label, c.color) for c in info.channels] == [
-        ("DAPI", "0000FF"),
-        ("FITC", "00FF00"),
-        ("Texas Red", "FF0000"),
+        ("DAPI", wavelength_color(452.0)),
+        ("FITC", wavelength_color(520.0)),
+        ("Texas Red", wavelength_color(624.0)),
     ]
     assert info.scale[-2:] == (1.3672, 1.3672)
     assert info.unit == "micrometer"

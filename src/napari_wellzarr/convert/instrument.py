@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["ChannelInfo", "InstrumentMetadata", "SkippedFile", "color_for_wavelength"]
+__all__ = ["ChannelInfo", "InstrumentMetadata", "SkippedFile", "wavelength_color"]
 
 
 @dataclass(frozen=True)
@@ -58,20 +58,39 @@ class InstrumentMetadata:
     warnings: tuple[str, ...] = ()
 
 
-#: (upper bound in nm, colour): violet-blue, cyan, green, yellow, orange, red, far red.
-_SPECTRUM: tuple[tuple[float, str], ...] = (
-    (470.0, "0000FF"),
-    (500.0, "00FFFF"),
-    (560.0, "00FF00"),
-    (590.0, "FFFF00"),
-    (620.0, "FF8000"),
-    (680.0, "FF0000"),
-    (float("inf"), "FF00FF"),
-)
+def wavelength_color(nm: float | None) -> str | None:
+    """The ``RRGGBB`` colour of light of wavelength ``nm`` (emission), for a channel.
 
+    Visible light (380-780 nm) maps to its hue (a piecewise-linear spectrum, dimmed at
+    both ends); near-UV and near-IR emission are clamped to violet and deep red, so a
+    far-red dye stays visible. ``None`` when the wavelength is unknown, not positive or
+    outside 300-1000 nm (brightfield channels report 0).
 
-def color_for_wavelength(nm: float | None) -> str | None:
-    """An ``RRGGBB`` display colour for an emission wavelength (``None`` when unknown)."""
-    if nm is None or not 200.0 <= nm <= 2000.0:
+    Parameters
+    ----------
+    nm
+        The wavelength in nanometres.
+
+    Returns
+    -------
+    str or None
+        Six upper-case hex digits, as OME-NGFF ``omero`` channels store them.
+    """
+    if nm is None or not 300.0 <= nm <= 1000.0:  # NaN fails too
         return None
-    return next(color for upper, color in _SPECTRUM if nm < upper)
+    w = min(max(nm, 380.0), 700.0)
+    if w < 440:
+        r, g, b = (440 - w) / 60, 0.0, 1.0
+    elif w < 490:
+        r, g, b = 0.0, (w - 440) / 50, 1.0
+    elif w < 510:
+        r, g, b = 0.0, 1.0, (510 - w) / 20
+    elif w < 580:
+        r, g, b = (w - 510) / 70, 1.0, 0.0
+    elif w < 645:
+        r, g, b = 1.0, (645 - w) / 65, 0.0
+    else:
+        r, g, b = 1.0, 0.0, 0.0
+    # dim the ends of the visible range a little, never to black
+    fade = 0.6 + 0.4 * (w - 380) / 40 if w < 420 else 1.0
+    return "".join(f"{round(255 * v * fade):02X}" for v in (r, g, b))

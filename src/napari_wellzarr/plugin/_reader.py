@@ -12,18 +12,28 @@ if TYPE_CHECKING:
 
     LayerData = list[tuple[Any, dict[str, Any], str]]
 
-__all__ = ["get_reader", "read_plate"]
+__all__ = ["get_reader", "read_export", "read_plate"]
 
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], LayerData] | None:
-    """Return :func:`read_plate` for an OME-Zarr plate or well folder, else ``None``."""
+    """The reader of ``path``: :func:`read_plate` or :func:`read_export`, or ``None``.
+
+    :func:`read_plate` takes an OME-Zarr plate or well folder, :func:`read_export` a
+    raw Harmony or CellVoyager export.
+    """
     if isinstance(path, list):
         if len(path) != 1:
             return None
         path = path[0]
     if not isinstance(path, str | os.PathLike) or not os.path.isdir(path):
         return None
-    return read_plate if classify(path) else None
+    if classify(path):
+        return read_plate
+    if not _export_names(os.fspath(path)):
+        return None  # cheap: names only, nothing imported
+    from napari_wellzarr.plugin.rawview import detect_export
+
+    return read_export if detect_export(path) is not None else None
 
 
 def read_plate(path: str | os.PathLike[str] | list[str]) -> LayerData:
@@ -41,3 +51,44 @@ def read_plate(path: str | os.PathLike[str] | list[str]) -> LayerData:
 
     target = path[0] if isinstance(path, list) else path
     return open_view(os.fspath(target)).layers()
+
+
+_INDEX_NAMES = frozenset({"index.idx.xml", "index.xml", "measurementdata.mlf"})
+_MAX_SUBFOLDERS = 64
+
+
+def _export_names(path: str) -> bool:
+    """Whether ``path`` or a sub-folder holds an export's index file (by name only)."""
+    try:
+        with os.scandir(path) as entries:
+            found = [e for e in entries if _is_index(e.name) or e.is_dir()]
+    except OSError:
+        return False
+    if any(_is_index(e.name) for e in found):
+        return True
+    for entry in found[:_MAX_SUBFOLDERS]:  # a huge folder is not an export's run folder
+        try:
+            with os.scandir(entry.path) as inner:
+                if any(_is_index(e.name) for e in inner):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def read_export(path: str | os.PathLike[str] | list[str]) -> LayerData:
+    """Open a raw instrument export (Harmony, CellVoyager) lazily, without converting it.
+
+    The layers are those of a converted plate (one mosaic per channel, the plate map);
+    planes are read from the export's own TIFFs as they are shown.
+    """
+    from napari_wellzarr.plugin.rawview import open_export_view
+
+    target = path[0] if isinstance(path, list) else path
+    return open_export_view(os.fspath(target)).layers()
+
+
+def _is_index(name: str) -> bool:
+    """Whether a file name is an export's index (Harmony, CellVoyager, MetaXpress ``.HTD``)."""
+    lower = name.lower()
+    return lower in _INDEX_NAMES or lower.endswith(".htd")

@@ -25,7 +25,14 @@ if TYPE_CHECKING:
     from napari_wellzarr.storage.config import StorageConfig
     from napari_wellzarr.storage.reading import OpenWell, WellInfo
 
-__all__ = ["EmptyPlateView", "PlateView", "UnfinishedPlateWarning", "open_view", "plate_map"]
+__all__ = [
+    "EmptyPlateView",
+    "PlateView",
+    "UnfinishedPlateWarning",
+    "export_view",
+    "open_view",
+    "plate_map",
+]
 
 META_KEY: Final = WELLZARR_KEY
 LayerTuple = tuple[Any, dict[str, Any], str]
@@ -463,3 +470,13 @@ def _view(
 def _label_dtype(source: mosaic.PlaneSource, info: WellInfo, level: int) -> np.dtype[Any]:
     # WellInfo does not carry label dtypes: read the reference well's coarsest labels once.
     return np.dtype(source.read_labels(info.name, info.labels[0], level).dtype)
+
+
+def export_view(
+    root: Path,
+    layout: tuple[Sequence[str], Sequence[str], dict[str, tuple[int, int]]],
+    info: WellInfo,
+    source: mosaic.PlaneSource,
+) -> PlateView:
+    """The view of a raw instrument export (``source`` reads its files), like a plate's."""
+    return _view(root, layout, info, source, (None, "", "export"), {})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from napari_wellzarr.convert.vendors import imagexpress
+from napari_wellzarr.convert.vendors import cellvoyager, harmony, imagexpress
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -32,7 +32,7 @@ class Vendor(Protocol):
 
 
 #: Tried in order by ``scheme="auto"``; each also answers to its own ``NAME``.
-VENDORS: tuple[Vendor, ...] = (imagexpress,)
+VENDORS: tuple[Vendor, ...] = (harmony, cellvoyager, imagexpress)
 
 
 def detect_vendor(folder: Path) -> Vendor | None:

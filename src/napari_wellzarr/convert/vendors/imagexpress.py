@@ -20,7 +20,7 @@ from napari_wellzarr.convert.instrument import (
     ChannelInfo,
     InstrumentMetadata,
     SkippedFile,
-    color_for_wavelength,
+    wavelength_color,
 )
 from napari_wellzarr.convert.plan import (
     ConversionPlan,
@@ -464,7 +464,7 @@ def _channels(
     for w in waves:
         name = htd_names.get(w) or names.get(w) or f"w{w}"
         nm = _number(first[w].get("wavelength"))
-        out.append(ChannelInfo(name, emission_nm=nm, color=color_for_wavelength(nm)))
+        out.append(ChannelInfo(name, emission_nm=nm, color=wavelength_color(nm)))
     labels = [c.name for c in out]
     if len(set(labels)) != len(labels):  # names must tell channels apart
         out = [ChannelInfo(f"{c.name} (w{w})", c.excitation_nm, c.emission_nm, c.color)
