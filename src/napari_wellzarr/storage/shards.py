@@ -14,6 +14,7 @@ import numpy as np
 
 from napari_wellzarr.errors import CorruptDataError
 from napari_wellzarr.storage import fsio
+from napari_wellzarr.storage.locations import RemoteLocation
 from napari_wellzarr.storage.zstore import blosc_decoded_size, gunzip_into, zstd_content_size
 
 if TYPE_CHECKING:
@@ -345,7 +346,7 @@ class ShardReader:
 
     def __init__(
         self,
-        directory: Path,
+        directory: Path | RemoteLocation,
         layout: ShardGrid,
         label: str,
         expect: tuple[int, ...] | None = None,
@@ -372,6 +373,8 @@ class ShardReader:
     def _read_shard(
         self, key: str, members: list[tuple[int, tuple[int, ...]]], out: np.ndarray[Any, Any]
     ) -> bool:
+        if isinstance(self.directory, RemoteLocation):
+            return self._read_remote(key, members, out)
         path = self.directory / key
         where = f"{self.label} chunk {key}"
         try:
@@ -400,6 +403,84 @@ class ShardReader:
                 blobs = [os.pread(fd, b, o) for _, _, o, b in spans]
         finally:
             os.close(fd)
+        self._decode_all(blobs, spans, where, out)
+        return True
+
+    def _spans(
+        self,
+        index: np.ndarray[Any, Any],
+        size: int,
+        members: list[tuple[int, tuple[int, ...]]],
+        where: str,
+    ) -> list[tuple[int, tuple[int, ...], int, int]] | None:
+        """``(n, chunk, offset, nbytes)`` of each member, None when a chunk is not stored."""
+        spans = []
+        for n, chunk in members:
+            offset, nbytes = (int(v) for v in index[chunk])
+            if offset == _EMPTY and nbytes == _EMPTY:
+                return None
+            if offset + nbytes > size:
+                raise CorruptDataError(
+                    f"{where}: chunk {chunk} lies at {offset}+{nbytes}, beyond the {size}-byte file"
+                )
+            spans.append((n, chunk, offset, nbytes))
+        return spans
+
+    def _read_remote(
+        self, key: str, members: list[tuple[int, tuple[int, ...]]], out: np.ndarray[Any, Any]
+    ) -> bool:
+        """:meth:`_read_shard` of a remote shard: its chunks fetched as concurrent byte ranges."""
+        assert isinstance(self.directory, RemoteLocation)
+        where = f"{self.label} chunk {key}"
+        location = self.directory / key
+        found = self._remote_index(location, key, where)
+        if found is None:
+            return False
+        spans = self._spans(*found, members, where)
+        if spans is None:
+            return False
+        blobs = location.read_ranges([(o, b) for _, _, o, b in spans], found[1])
+        self._decode_all(blobs, spans, where, out)
+        return True
+
+    def _remote_index(
+        self, location: RemoteLocation, key: str, where: str
+    ) -> tuple[np.ndarray[Any, Any], int] | None:
+        """The index and size of a remote shard (recorded, cached or read), None if missing."""
+        cached = self._indexes.get(key)
+        if cached is not None:
+            return cached[1], cached[0][1]
+        if self.expect is not None:
+            recorded = self._recorded_index(self.expect[0])
+            if recorded is not None:  # its size is checked by each range read
+                self._indexes[key] = ((0, self.expect[0], 0), recorded)
+                return recorded, self.expect[0]
+        n = self.layout._index_bytes()
+        tail = n + (_CRC if self.layout.index_checksum else 0)
+        got = location.read_tail(tail)
+        if got is None:
+            return None
+        raw, size = got
+        if self.expect is not None and size != self.expect[0]:
+            raise StaleFileError(f"{where}: the object changed since the plate recorded it")
+        if size < tail or len(raw) != tail:
+            raise CorruptDataError(
+                f"{where}: the object holds {size} bytes, less than its "
+                f"{tail}-byte shard index (truncated)"
+            )
+        if self.layout.index_checksum and _crc32c(raw[:n]) != raw[n:]:
+            raise CorruptDataError(f"{where}: shard index crc32c checksum mismatch")
+        index = np.frombuffer(raw[:n], "<u8").reshape(*self.layout.chunks_per_shard, 2)
+        self._indexes[key] = ((0, size, 0), index)
+        return index, size
+
+    def _decode_all(
+        self,
+        blobs: list[bytes],
+        spans: list[tuple[int, tuple[int, ...], int, int]],
+        where: str,
+        out: np.ndarray[Any, Any],
+    ) -> None:
         for blob, (_, _, _, nbytes) in zip(blobs, spans, strict=True):
             if len(blob) != nbytes:
                 raise CorruptDataError(f"{where}: the file is shorter than its index says")
@@ -413,7 +494,6 @@ class ShardReader:
             list(encode_pool().map(decode, items))
         else:
             decode(items[0])
-        return True
 
     def identity(self) -> tuple[int, ...] | None:
         """The array's single shard file as ``(size, mtime_ns, *chunk sizes)``, else None.
@@ -425,6 +505,8 @@ class ShardReader:
         if any(s < n for s, n in zip(self.layout.shard_shape, self.layout.shape, strict=True)):
             return None
         key = self.layout.shard_key((0,) * len(self.layout.shape))
+        if isinstance(self.directory, RemoteLocation):
+            return None  # recorded by the writer, on a local plate
         try:
             fd = os.open(self.directory / key, os.O_RDONLY)
         except OSError:
