@@ -17,6 +17,7 @@ from napari_wellzarr.convert.sources import scan_source
 from napari_wellzarr.convert.welljob import WellJob, WellOutcome, adopt_store, forget_store
 from napari_wellzarr.errors import ConfigError, PlateExistsError, WellDataError
 from napari_wellzarr.storage import fsio
+from napari_wellzarr.storage.locations import refuse_url
 from napari_wellzarr.storage.store import PlateStore
 
 if TYPE_CHECKING:
@@ -174,6 +175,7 @@ def convert(
     _check_options(plan, config, strict, workers, scheduler, resume, overwrite)
     start = time.perf_counter()
     # Absolute paths: worker processes and dask workers may run elsewhere.
+    refuse_url(dest, "a plate")  # Path() would make a folder "s3:" of s3://bucket/x
     root = Path(dest).absolute()
     client = None if scheduler is None else connect_dask(scheduler)  # before writing
     try:

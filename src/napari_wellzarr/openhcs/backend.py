@@ -44,6 +44,7 @@ from napari_wellzarr.openhcs.paths import (
 )
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage.arrays import to_host
+from napari_wellzarr.storage.locations import refuse_url
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -146,6 +147,8 @@ class ZarrStorageBackend(PlateIndex):
             Mismatched lengths, planes of different wells, duplicate coordinates,
             unparseable names, a coordinate beyond ``n_*``; the message names the file.
         """
+        for path in output_paths:
+            refuse_url(path, "an OpenHCS file")
         if len(data_list) != len(output_paths) or (
             coords is not None and len(coords) != len(data_list)
         ):
@@ -220,6 +223,7 @@ class ZarrStorageBackend(PlateIndex):
         made a plate if needed).  Plain files: ``str`` is written as UTF-8 text, ``bytes``
         as is, and for ``.json`` any other object as JSON.
         """
+        refuse_url(output_path, "an OpenHCS file")
         path = Path(os.path.abspath(output_path))
         if is_passthrough(path):
             require_writable(path.parent, path)
@@ -314,6 +318,7 @@ class ZarrStorageBackend(PlateIndex):
 
     def ensure_directory(self, directory: PathLike) -> Path:
         """Create ``directory`` (and parents) if missing; return it."""
+        refuse_url(directory, "a directory")
         Path(directory).mkdir(parents=True, exist_ok=True)
         return Path(directory)
 
@@ -324,6 +329,7 @@ class ZarrStorageBackend(PlateIndex):
         A plane inside a well cannot be deleted alone (:class:`StoreReadOnlyError`); a
         non-empty directory raises ``IsADirectoryError`` (use :meth:`delete_all`).
         """
+        refuse_url(path, "(delete) a file")
         p = Path(os.path.abspath(path))
         require_writable(p.parent, p)
         if p.is_dir() and (is_passthrough(p) or is_dir_path(p)):
@@ -342,6 +348,7 @@ class ZarrStorageBackend(PlateIndex):
     @locked
     def delete_all(self, path: PathLike) -> None:
         """Delete a directory tree (a whole plate included), or one file as :meth:`delete`."""
+        refuse_url(path, "(delete) a tree")
         p = Path(os.path.abspath(path))
         require_writable(p.parent, p)
         if not (p.is_dir() and (is_passthrough(p) or is_dir_path(p))):
@@ -357,6 +364,7 @@ class ZarrStorageBackend(PlateIndex):
 
         A virtual file (symlinks followed) is written at ``dst`` as a standalone array.
         """
+        refuse_url(dst, "a copy")
         s, d = Path(os.path.abspath(src)), Path(os.path.abspath(dst))
         require_writable(d.parent, d)
         if is_dir_path(s):
@@ -375,6 +383,8 @@ class ZarrStorageBackend(PlateIndex):
 
         A plane inside a well cannot be moved (:class:`StoreReadOnlyError`; copy it).
         """
+        refuse_url(src, "(move) a file")
+        refuse_url(dst, "(move) a file")
         s, d = Path(os.path.abspath(src)), Path(os.path.abspath(dst))
         require_writable(s.parent, s)
         require_writable(d.parent, d)
@@ -410,6 +420,7 @@ class ZarrStorageBackend(PlateIndex):
         Raises :class:`WellNameError` (a ``ValueError``) across stores and
         :class:`SymlinkCycleError` if the link would close a cycle.
         """
+        refuse_url(link_name, "a symlink")
         sroot, sname = split_path(source)
         lroot, lname = split_path(link_name)
         if not sname or not lname or is_passthrough(sname) or is_passthrough(lname):

@@ -1,4 +1,4 @@
-"""Where a plate lives: URLs told apart from local paths, and remote folders read through obstore."""
+"""Where a plate lives: URLs told from local paths, and remote folders read through obstore."""
 
 from __future__ import annotations
 
