@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +13,11 @@ import numpy as np
 from napari_wellzarr.errors import PlateNotFoundError, WellNameError
 from napari_wellzarr.plugin import mosaic
 from napari_wellzarr.plugin.census import reference_well
+from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage._spec import WELLZARR_KEY
 from napari_wellzarr.storage.geometry import Well, column_number, row_index, row_letters
 from napari_wellzarr.storage.kinds import classify
+from napari_wellzarr.storage.locations import RemoteLocation, is_url, open_location, redact
 from napari_wellzarr.storage.store import PlateStore
 
 if TYPE_CHECKING:
@@ -75,7 +78,7 @@ class _WellSource:
 class PlateView:
     """An opened plate (or single well) and the shared tile reader of its layers."""
 
-    path: Path
+    path: Path | RemoteLocation
     rows: tuple[str, ...]
     columns: tuple[str, ...]
     wells: dict[str, tuple[int, int]]
@@ -177,7 +180,7 @@ class PlateView:
 class EmptyPlateView:
     """A plate with no well yet: its plate map alone, drawn on a nominal tile."""
 
-    path: Path
+    path: Path | RemoteLocation
     rows: tuple[str, ...]
     columns: tuple[str, ...]
 
@@ -189,7 +192,7 @@ class EmptyPlateView:
 
 
 def plate_map(
-    path: Path,
+    path: Path | RemoteLocation,
     rows: Sequence[str],
     columns: Sequence[str],
     present: set[str],
@@ -308,26 +311,29 @@ def open_view(path: str | Path) -> PlateView | EmptyPlateView:
     MetadataError
         When the plate has wells but none of them can be read.
     """
-    root = Path(path)
+    remote = is_url(path)
+    root: Path | str = os.fspath(path) if remote else Path(path)
     kind = classify(root)
     if kind == "well":
-        return _well_view(root)
+        return _well_view(open_location(str(root), fresh=True) if remote else Path(root))
     if kind == "plate":
         return _plate_view(root)
-    raise PlateNotFoundError(f"{root} is not an OME-Zarr HCS plate or well")
+    where = redact(str(root)) if remote else root
+    raise PlateNotFoundError(f"{where} is not an OME-Zarr HCS plate or well")
 
 
-def _well_view(root: Path) -> PlateView:
+def _well_view(root: Path | RemoteLocation) -> PlateView:
     from napari_wellzarr.storage.reading import open_well_dir
 
     well = open_well_dir(root)
-    version = "0.5" if (root / "zarr.json").is_file() else "0.4"
+    version = "0.5" if fsio.is_file(root / "zarr.json") else "0.4"
     layout = ((root.parent.name,), (root.name,), {well.info.name: (0, 0)})
     return _view(root, layout, well.info, _WellSource(well), (None, version, "well"), {})
 
 
-def _plate_view(root: Path) -> PlateView | EmptyPlateView:
-    store = PlateStore.open(root)
+def _plate_view(path: Path | str) -> PlateView | EmptyPlateView:
+    store = PlateStore.open(path)
+    root = store.location
     listed = store.wells()
     # Only plates written here are scanned: their wells are listed once per session.
     unlisted = store.unlisted_wells() if store.config is not None else []
@@ -365,7 +371,7 @@ def _warn_unfinished(message: str, *, ours: bool = True) -> None:
 
 
 def _view(
-    root: Path,
+    root: Path | RemoteLocation,
     layout: tuple[Sequence[str], Sequence[str], dict[str, tuple[int, int]]],
     info: WellInfo,
     source: mosaic.PlaneSource,

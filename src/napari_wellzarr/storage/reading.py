@@ -621,13 +621,17 @@ def _is_extent(shape: object) -> TypeGuard[list[int]]:
     )
 
 
-def open_well_dir(path: str | os.PathLike[str]) -> OpenWell:
+def open_well_dir(path: str | os.PathLike[str] | RemoteLocation) -> OpenWell:
     """Open a well folder on its own (e.g. ``plate.zarr/B/03``), read-only.
 
     Raises :class:`WellNotFoundError` when ``path`` is not an OME-Zarr well group.
     """
-    text = os.fspath(path)
-    well_dir: Path | RemoteLocation = open_location(text) if is_url(text) else Path(text)
+    well_dir: Path | RemoteLocation
+    if isinstance(path, RemoteLocation):
+        well_dir = path
+    else:
+        text = os.fspath(path)
+        well_dir = open_location(text) if is_url(text) else Path(text)
     zarr_format = fsio.detect_zarr_format(well_dir)
     if zarr_format is None or find_block(fsio.read_attrs(well_dir, zarr_format), "well")[0] is None:
         raise WellNotFoundError(f"{well_dir} is not an OME-Zarr well group")
