@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pytest
 
 from tests.remote.servers import RangeServer, free_port
@@ -13,6 +12,8 @@ from tests.remote.servers import RangeServer, free_port
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
+
+    import numpy as np
 
 DATA = __import__("pathlib").Path(__file__).parents[1] / "data"
 FOREIGN = ("iohub_plate_v04", "iohub_plate_v05", "openhcs_plate", "openhcs_seed_plate")
@@ -87,13 +88,14 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         server.stop()
 
 
-def upload(endpoint: str, bucket: str, folder: Path, prefix: str) -> None:
-    """Put every file under ``folder`` into ``s3://bucket/prefix/...``."""
+def upload(endpoint: str, bucket: str, folder: Path, prefix: str, *, public: bool = False) -> None:
+    """Put every file under ``folder`` into ``s3://bucket/prefix/...`` (world-readable?)."""
     import boto3
 
     client = boto3.client("s3", endpoint_url=endpoint)
-    client.create_bucket(Bucket=bucket)
+    acl: dict[str, str] = {"ACL": "public-read"} if public else {}
+    client.create_bucket(Bucket=bucket, **acl)
     for path in sorted(folder.rglob("*")):
         if path.is_file():
             key = f"{prefix}/{path.relative_to(folder).as_posix()}"
-            client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+            client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), **acl)

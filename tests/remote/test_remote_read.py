@@ -33,13 +33,15 @@ def test_our_plate_over_http_exact_pixels(
 ) -> None:
     pixels = make_plate(served.root / "p.ome.zarr", 5)
     store = PlateStore.open(f"{served.url}/p.ome.zarr")
-    assert store.is_remote and store.read_only
+    assert store.is_remote
+    assert store.read_only
     assert store.wells() == list(pixels)
     for name, data in pixels.items():
         assert np.array_equal(store.read_plane(name, 1, 1, 0), data[1, 1, 0])
         assert np.array_equal(store.read_well(name), data)
     info = store.well_info("A02")
-    assert info.shape == pixels["A02"].shape and info.n_levels == 2
+    assert info.shape == pixels["A02"].shape
+    assert info.n_levels == 2
     # the second level is read too (through the same range road)
     assert store.read_plane("A01", 0, 0, 0, level=1).shape == (48, 40)
 
@@ -62,14 +64,15 @@ def test_requests_to_open_and_read_a_plane_per_well_are_flat_in_metadata(
             counts[n] = (len(metadata), server.requests - len(metadata))
     # documents: the same few whatever the number of wells; pixels: one range per well
     assert counts[4][0] == counts[24][0] <= 8, counts
-    assert counts[4][1] == 4 and counts[24][1] == 24, counts
+    assert (counts[4][1], counts[24][1]) == (4, 24), counts
 
 
 @pytest.mark.parametrize("kind", FOREIGN)
 def test_foreign_plates_over_http(served: RangeServer, kind: str) -> None:
     local = PlateStore.open(copy_foreign(kind, served.root))
     remote = PlateStore.open(f"{served.url}/{kind}")
-    assert remote.wells() == local.wells() and remote.wells()
+    assert remote.wells() == local.wells()
+    assert remote.wells()
     for name in local.wells():
         info = local.well_info(name)
         assert remote.well_info(name).shape == info.shape
@@ -91,22 +94,54 @@ def test_our_plate_and_a_foreign_one_on_s3(
         assert np.array_equal(remote.read_well(name), local.read_well(name))
 
 
-def test_s3_wrong_credentials_never_show_the_secret(
+def test_s3_credentials_from_the_standard_places(
     s3: str,
     tmp_path: Path,
     make_plate: Callable[..., dict[str, np.ndarray]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    pixels = make_plate(tmp_path / "p.ome.zarr", 1)
+    upload(s3, "bucket", tmp_path / "p.ome.zarr", "p.ome.zarr")
+    plane = pixels["A01"][0, 0, 0]
+    # 1. the AWS_* variables (the fixture's)
+    assert np.array_equal(PlateStore.open("s3://bucket/p.ome.zarr").read_plane("A01"), plane)
+    # 2. no variables, an AWS credentials file
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    credentials = tmp_path / "aws-credentials"
+    credentials.write_text(
+        "[default]\naws_access_key_id = file-key\naws_secret_access_key = file-secret-xyz\n"
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    assert np.array_equal(PlateStore.open("s3://bucket/p.ome.zarr").read_plane("A01"), plane)
+    # 3. no credentials anywhere: anonymous, which a private bucket refuses (so 1 and 2
+    # were signed) and a public one serves
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    with pytest.raises(RemoteReadError, match="403"):
+        PlateStore.open("s3://bucket/p.ome.zarr")
+    upload(s3, "public", tmp_path / "p.ome.zarr", "p.ome.zarr", public=True)
+    assert np.array_equal(PlateStore.open("s3://public/p.ome.zarr").read_plane("A01"), plane)
+
+
+def test_s3_denied_names_the_url_never_the_secret(
+    s3: str,
+    tmp_path: Path,
+    make_plate: Callable[..., dict[str, np.ndarray]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import moto.settings
+
     make_plate(tmp_path / "p.ome.zarr", 1)
     upload(s3, "locked", tmp_path / "p.ome.zarr", "p.ome.zarr")
-    store = PlateStore.open("s3://locked/p.ome.zarr")  # right credentials: opens
-    assert store.wells() == ["A1"] or store.wells()
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "a-wrong-secret-xyz")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "unknown-key-id")
-    # moto accepts any credentials unless told otherwise: the denial is the server's
-    # (403 injected on the HTTP server below); here the secret must not leak anywhere.
-    text = repr(PlateStore.open("s3://locked/p.ome.zarr")) + str(store.location)
-    assert "a-wrong-secret-xyz" not in text and "testing-secret" not in text
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # enforce IAM
+    start = time.perf_counter()
+    with pytest.raises(RemoteReadError) as caught:
+        PlateStore.open("s3://locked/p.ome.zarr")
+    assert time.perf_counter() - start < 15
+    message = str(caught.value)
+    assert "s3://locked/p.ome.zarr/zarr.json" in message, message
+    assert "testing-secret-do-not-leak" not in message
 
 
 def test_missing_plate_and_object(served: RangeServer) -> None:
