@@ -172,10 +172,10 @@ def convert(
     WellNameError
         A well lies outside the configured plate format.
     """
+    refuse_url(dest, "a plate")  # Path() would make a folder "s3:" of s3://bucket/x
     _check_options(plan, config, strict, workers, scheduler, resume, overwrite)
     start = time.perf_counter()
     # Absolute paths: worker processes and dask workers may run elsewhere.
-    refuse_url(dest, "a plate")  # Path() would make a folder "s3:" of s3://bucket/x
     root = Path(dest).absolute()
     client = None if scheduler is None else connect_dask(scheduler)  # before writing
     try:
