@@ -386,7 +386,15 @@ def _view(
     )
     tiles = mosaic.level_tiles([(h, w) for h, w in stored], geometry.n_levels)
     label_dtype = _label_dtype(source, info, tiles[-1].source) if info.labels else None
-    reader = mosaic.TileReader(source, wells, geometry, tiles, info.dtype, label_dtype=label_dtype)
+    reader = mosaic.TileReader(
+        source,
+        wells,
+        geometry,
+        tiles,
+        info.dtype,
+        label_dtype=label_dtype,
+        remote=isinstance(root, RemoteLocation),
+    )
     for name, why in failed.items():
         reader.fail(name, why, reported=True)
     config, version, kind = what

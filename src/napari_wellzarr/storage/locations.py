@@ -143,6 +143,7 @@ class _Remote:
         self.store = from_url(base, **self.options)
         self._lock = threading.Lock()
         self._docs: OrderedDict[str, bytes | None] = OrderedDict()
+        self.inflight: dict[str, threading.Event] = {}
         self._doc_bytes = 0
 
     def remember(self, key: str, value: bytes | None) -> None:
@@ -253,6 +254,27 @@ class RemoteLocation:
         hit, value = self._remote.recall(self.key)
         if hit:
             return value
+        # One request per document however many threads ask for it at once (tiles of
+        # many wells open one template well's documents together).
+        with self._remote._lock:
+            pending = self._remote.inflight.get(self.key)
+            leader = pending is None
+            if pending is None:
+                pending = self._remote.inflight[self.key] = threading.Event()
+        if not leader:
+            pending.wait(_timeout() * 3)
+            hit, value = self._remote.recall(self.key)
+            if hit:
+                return value
+            return self._fetch(limit)  # the first request failed: try on our own
+        try:
+            return self._fetch(limit)
+        finally:
+            with self._remote._lock:
+                self._remote.inflight.pop(self.key, None)
+            pending.set()
+
+    def _fetch(self, limit: int) -> bytes | None:
         import obstore
         from obstore.exceptions import NotFoundError
 
