@@ -183,11 +183,14 @@ def test_a_document_that_fails_is_not_taken_for_missing(
 def test_garbage_is_reported_as_damage(
     served: RangeServer, make_plate: Callable[..., dict[str, np.ndarray]]
 ) -> None:
-    make_plate(served.root / "p.ome.zarr", 2)
+    pixels = make_plate(served.root / "p.ome.zarr", 2)
     store = PlateStore.open(f"{served.url}/p.ome.zarr")
     served.faults.modes["A/01/0/0/c"] = "garbage"
     with pytest.raises(CorruptDataError, match=r"A/01/0/0"):
         store.read_plane("A01", 0, 0, 0)
+    served.faults.modes.clear()  # nothing the garbage brought was kept
+    for c in (0, 1):
+        assert np.array_equal(store.read_plane("A01", 0, c, 0), pixels["A01"][0, c, 0])
     served.faults.modes = {"p.ome.zarr/zarr.json": "garbage"}
     with pytest.raises(WellZarrError, match=r"p\.ome\.zarr/zarr\.json"):
         PlateStore.open(f"{served.url}/p.ome.zarr")

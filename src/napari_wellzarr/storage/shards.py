@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import product
@@ -47,6 +48,50 @@ def _forget_pool() -> None:  # a forked child does not inherit the parent's thre
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
+
+
+#: Chunks of a remote shard fetched along with a requested one (see ShardReader).
+READ_AHEAD_BYTES: Final = 1 << 20
+READ_AHEAD_CHUNKS: Final = 8
+
+
+_Key = tuple[str, int, int, int]
+
+
+class _ChunkCache:
+    """Stored chunks fetched ahead of need, by (URL, object size, offset, length); bounded."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._bytes = 0
+        self._items: OrderedDict[tuple[str, int, int, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int, int, int]) -> bytes | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def drop(self, keys: list[_Key]) -> None:
+        with self._lock:
+            for key in keys:
+                dropped = self._items.pop(key, None)
+                self._bytes -= len(dropped or b"")
+
+    def put(self, key: tuple[str, int, int, int], data: bytes) -> None:
+        with self._lock:
+            if key in self._items or len(data) > self._limit:
+                return
+            self._items[key] = data
+            self._bytes += len(data)
+            while self._bytes > self._limit:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= len(dropped)
+
+
+_READ_AHEAD = _ChunkCache(256 * 2**20)
 
 
 class StaleFileError(CorruptDataError):
@@ -436,12 +481,76 @@ class ShardReader:
         found = self._remote_index(location, key, where)
         if found is None:
             return False
-        spans = self._spans(*found, members, where)
-        if spans is None:
-            return False
-        blobs = location.read_ranges([(o, b) for _, _, o, b in spans], found[1])
-        self._decode_all(blobs, spans, where, out)
+        used: list[_Key] = []
+        try:
+            spans = self._spans(*found, members, where)
+            if spans is None:
+                return False
+            blobs, ahead, used = self._remote_blobs(location, found, spans)
+            self._decode_all(blobs, spans, where, out)
+        except CorruptDataError:
+            _READ_AHEAD.drop(used)  # what a damaged answer brought is never kept
+            self._indexes.pop(key, None)
+            raise
+        for key_, piece in ahead:  # kept once the answer they came with decoded
+            _READ_AHEAD.put(key_, piece)
         return True
+
+    def _remote_blobs(
+        self,
+        location: RemoteLocation,
+        found: tuple[np.ndarray[Any, Any], int],
+        spans: list[tuple[int, tuple[int, ...], int, int]],
+    ) -> tuple[list[bytes], list[tuple[_Key, bytes]], list[_Key]]:
+        """The stored chunks of ``spans``: from the read-ahead cache, else fetched.
+
+        A lone chunk is fetched with the chunks stored right after it (the next planes:
+        the other channels, the next field), up to ``READ_AHEAD_BYTES``, in one request;
+        those are returned to be kept for the reads that follow (the other channels'
+        layers), with the cache keys this read used.
+        """
+        index, size = found
+        url = location.url
+        blobs: dict[tuple[int, int], bytes] = {}
+        missing = []
+        ahead: list[tuple[_Key, bytes]] = []
+        used: list[_Key] = []
+        for _, _, offset, nbytes in spans:
+            hit = _READ_AHEAD.get((url, size, offset, nbytes))
+            if hit is not None:
+                used.append((url, size, offset, nbytes))
+                blobs[(offset, nbytes)] = hit
+            elif (offset, nbytes) not in missing:
+                missing.append((offset, nbytes))
+        if len(missing) == 1:
+            offset, nbytes = missing[0]
+            chunk = next(c for _, c, o, b in spans if (o, b) == (offset, nbytes))
+            following = self._following(index, chunk, offset + nbytes)
+            end = following[-1][0] + following[-1][1] if following else offset + nbytes
+            data = location.read_ranges([(offset, end - offset)], size)[0]
+            blobs[(offset, nbytes)] = data[:nbytes]
+            for o, b in following:
+                piece = data[o - offset : o - offset + b]
+                if len(piece) == b:
+                    ahead.append(((url, size, o, b), piece))
+        elif missing:
+            blobs.update(zip(missing, location.read_ranges(missing, size), strict=True))
+        return [blobs[(o, b)] for _, _, o, b in spans], ahead, used
+
+    def _following(
+        self, index: np.ndarray[Any, Any], chunk: tuple[int, ...], end: int
+    ) -> list[tuple[int, int]]:
+        """``(offset, nbytes)`` of the chunks stored back to back after ``chunk`` (bounded)."""
+        flat = index.reshape(-1, 2)
+        slot = int(np.ravel_multi_index(chunk, self.layout.chunks_per_shard))
+        start, out = end, []
+        for offset, nbytes in flat[slot + 1 : slot + READ_AHEAD_CHUNKS]:
+            o, b = int(offset), int(nbytes)
+            if o != end or end + b - start > READ_AHEAD_BYTES:
+                break
+            out.append((o, b))
+            end = o + b
+        return out
 
     def _remote_index(
         self, location: RemoteLocation, key: str, where: str
