@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,7 +20,6 @@ from tests.plugin.test_viewer import PLUGIN, assert_wells_shown, bright_plate
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
     from tests.remote.servers import RangeServer
 
@@ -93,6 +93,7 @@ def test_every_write_destination_refuses_urls(
     from napari_wellzarr.convert.engine import convert
     from napari_wellzarr.openhcs.backend import ZarrStorageBackend
     from napari_wellzarr.plugin._writer import write_image
+    from napari_wellzarr.plugin.conversion import ConversionOptions
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(RemoteWriteError, match="writing to a URL is not supported"):
@@ -105,6 +106,9 @@ def test_every_write_destination_refuses_urls(
         backend.save(np.zeros((8, 8), "u2"), f"{url}/A01.tif")
     with pytest.raises((RemoteWriteError, StoreReadOnlyError)):
         PlateStore.open(url, "r+")
+    # the converter widget's options: Run stays disabled, with the reason
+    with pytest.raises(RemoteWriteError):
+        ConversionOptions(output=Path(url)).storage_config()
     assert list(tmp_path.iterdir()) == []  # no folder "s3:", "https:"...
 
 
