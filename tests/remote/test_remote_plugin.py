@@ -113,8 +113,11 @@ def test_every_write_destination_refuses_urls(
 
 
 def test_cli_convert_to_a_url_fails_and_writes_nothing(tmp_path: Path) -> None:
-    (tmp_path / "src").mkdir()
-    done = _cli("convert", tmp_path / "src", "s3://bucket/x.ome.zarr", cwd=tmp_path)
+    import tifffile
+
+    (tmp_path / "src").mkdir()  # a real source: main converted it into a folder "s3:"
+    tifffile.imwrite(tmp_path / "src" / "screen_A01_s1_w1.tif", np.ones((16, 16), "u2"))
+    done = _cli("convert", "-q", tmp_path / "src", "s3://bucket/x.ome.zarr", cwd=tmp_path)
     assert done.returncode != 0
     assert "s3://bucket/x.ome.zarr" in done.stderr
     assert "not supported" in done.stderr
