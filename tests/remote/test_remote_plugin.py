@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from napari_wellzarr.errors import RemoteWriteError, StoreReadOnlyError
+from napari_wellzarr.errors import RemoteReadError, RemoteWriteError, StoreReadOnlyError
 from napari_wellzarr.plugin._reader import get_reader
 from napari_wellzarr.storage.config import StorageConfig
 from napari_wellzarr.storage.store import PlateStore
@@ -102,8 +102,12 @@ def test_every_write_destination_refuses_urls(
         write_image(url, np.zeros((1, 8, 8), "u2"), {"name": "x"})
     with pytest.raises(RemoteWriteError):
         convert(None, url, StorageConfig())  # type: ignore[arg-type]  # refused first
-    with ZarrStorageBackend() as backend, pytest.raises(RemoteWriteError):
-        backend.save(np.zeros((8, 8), "u2"), f"{url}/A01.tif")
+    with ZarrStorageBackend() as backend:
+        with pytest.raises(RemoteWriteError):
+            backend.save(np.zeros((8, 8), "u2"), f"{url}/A01.tif")
+        for read in (backend.load, backend.exists, backend.list_dir, backend.is_symlink):
+            with pytest.raises(RemoteReadError, match="local plates only"):
+                read(f"{url}/A01.tif")
     with pytest.raises((RemoteWriteError, StoreReadOnlyError)):
         PlateStore.open(url, "r+")
     # the converter widget's options: Run stays disabled, with the reason

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from napari_wellzarr.openhcs.paths import (
     is_dir_path,
     is_passthrough,
     load_plain,
+    local_path,
     plain_bytes,
     read_array,
     read_links,
@@ -224,7 +224,7 @@ class ZarrStorageBackend(PlateIndex):
         as is, and for ``.json`` any other object as JSON.
         """
         refuse_url(output_path, "an OpenHCS file")
-        path = Path(os.path.abspath(output_path))
+        path = local_path(output_path)
         if is_passthrough(path):
             require_writable(path.parent, path)
             write_new(path, encode_plain(data, path))
@@ -264,7 +264,7 @@ class ZarrStorageBackend(PlateIndex):
         Keys: ``type`` (file/directory/symlink/missing), ``key``, ``store``, ``exists``,
         and ``target`` (symlinks) or ``well`` / ``plane`` (planes of a well).
         """
-        p = Path(os.path.abspath(path))
+        p = local_path(path)
         if not safe_name(p.name) and p.parent != p:  # NUL, or too long for a file system
             return {"type": "missing", "key": p.name, "store": str(p.parent), "exists": False}
         if is_passthrough(p) or is_dir_path(p):
@@ -330,7 +330,7 @@ class ZarrStorageBackend(PlateIndex):
         non-empty directory raises ``IsADirectoryError`` (use :meth:`delete_all`).
         """
         refuse_url(path, "(delete) a file")
-        p = Path(os.path.abspath(path))
+        p = local_path(path)
         require_writable(p.parent, p)
         if p.is_dir() and (is_passthrough(p) or is_dir_path(p)):
             self._refuse_inside_plate(p, "delete")
@@ -349,7 +349,7 @@ class ZarrStorageBackend(PlateIndex):
     def delete_all(self, path: PathLike) -> None:
         """Delete a directory tree (a whole plate included), or one file as :meth:`delete`."""
         refuse_url(path, "(delete) a tree")
-        p = Path(os.path.abspath(path))
+        p = local_path(path)
         require_writable(p.parent, p)
         if not (p.is_dir() and (is_passthrough(p) or is_dir_path(p))):
             self.delete(p)
@@ -365,7 +365,7 @@ class ZarrStorageBackend(PlateIndex):
         A virtual file (symlinks followed) is written at ``dst`` as a standalone array.
         """
         refuse_url(dst, "a copy")
-        s, d = Path(os.path.abspath(src)), Path(os.path.abspath(dst))
+        s, d = local_path(src), local_path(dst)
         require_writable(d.parent, d)
         if is_dir_path(s):
             self._check_tree_move(s, d)
@@ -385,7 +385,7 @@ class ZarrStorageBackend(PlateIndex):
         """
         refuse_url(src, "(move) a file")
         refuse_url(dst, "(move) a file")
-        s, d = Path(os.path.abspath(src)), Path(os.path.abspath(dst))
+        s, d = local_path(src), local_path(dst)
         require_writable(s.parent, s)
         require_writable(d.parent, d)
         if is_dir_path(s):
