@@ -34,7 +34,7 @@ def served(tmp_path: Path) -> Iterator[RangeServer]:
 
 
 @pytest.fixture
-def make_plate(
+def make_remote_plate(
     rng: np.random.Generator,
 ) -> Callable[..., dict[str, np.ndarray]]:
     """Write one of our plates with ``wells`` wells at ``path``; return its pixels by well."""

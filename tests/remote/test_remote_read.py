@@ -29,9 +29,9 @@ def _metadata_requests(server: RangeServer) -> list[str]:
 
 
 def test_our_plate_over_http_exact_pixels(
-    served: RangeServer, make_plate: Callable[..., dict[str, np.ndarray]]
+    served: RangeServer, make_remote_plate: Callable[..., dict[str, np.ndarray]]
 ) -> None:
-    pixels = make_plate(served.root / "p.ome.zarr", 5)
+    pixels = make_remote_plate(served.root / "p.ome.zarr", 5)
     store = PlateStore.open(f"{served.url}/p.ome.zarr")
     assert store.is_remote
     assert store.read_only
@@ -47,7 +47,7 @@ def test_our_plate_over_http_exact_pixels(
 
 
 def test_requests_to_open_and_read_a_plane_per_well_are_flat_in_metadata(
-    tmp_path: Path, make_plate: Callable[..., dict[str, np.ndarray]]
+    tmp_path: Path, make_remote_plate: Callable[..., dict[str, np.ndarray]]
 ) -> None:
     from tests.remote.servers import RangeServer
 
@@ -55,7 +55,7 @@ def test_requests_to_open_and_read_a_plane_per_well_are_flat_in_metadata(
     for n in (4, 24):
         root = tmp_path / f"www{n}"
         root.mkdir()
-        make_plate(root / "p.ome.zarr", n, shape=(1, 1, 1, 32, 32))
+        make_remote_plate(root / "p.ome.zarr", n, shape=(1, 1, 1, 32, 32))
         with RangeServer(root) as server:
             store = PlateStore.open(f"{server.url}/p.ome.zarr")
             for name in store.wells():
@@ -80,9 +80,9 @@ def test_foreign_plates_over_http(served: RangeServer, kind: str) -> None:
 
 
 def test_our_plate_and_a_foreign_one_on_s3(
-    s3: str, tmp_path: Path, make_plate: Callable[..., dict[str, np.ndarray]]
+    s3: str, tmp_path: Path, make_remote_plate: Callable[..., dict[str, np.ndarray]]
 ) -> None:
-    pixels = make_plate(tmp_path / "p.ome.zarr", 3)
+    pixels = make_remote_plate(tmp_path / "p.ome.zarr", 3)
     upload(s3, "plates", tmp_path / "p.ome.zarr", "screens/p.ome.zarr")
     store = PlateStore.open("s3://plates/screens/p.ome.zarr")
     for name, data in pixels.items():
@@ -97,10 +97,10 @@ def test_our_plate_and_a_foreign_one_on_s3(
 def test_s3_credentials_from_the_standard_places(
     s3: str,
     tmp_path: Path,
-    make_plate: Callable[..., dict[str, np.ndarray]],
+    make_remote_plate: Callable[..., dict[str, np.ndarray]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    pixels = make_plate(tmp_path / "p.ome.zarr", 1)
+    pixels = make_remote_plate(tmp_path / "p.ome.zarr", 1)
     upload(s3, "bucket", tmp_path / "p.ome.zarr", "p.ome.zarr")
     plane = pixels["A01"][0, 0, 0]
     # 1. the AWS_* variables (the fixture's)
@@ -127,12 +127,12 @@ def test_s3_credentials_from_the_standard_places(
 def test_s3_denied_names_the_url_never_the_secret(
     s3: str,
     tmp_path: Path,
-    make_plate: Callable[..., dict[str, np.ndarray]],
+    make_remote_plate: Callable[..., dict[str, np.ndarray]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import moto.settings
 
-    make_plate(tmp_path / "p.ome.zarr", 1)
+    make_remote_plate(tmp_path / "p.ome.zarr", 1)
     upload(s3, "locked", tmp_path / "p.ome.zarr", "p.ome.zarr")
     monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # enforce IAM
     start = time.perf_counter()
@@ -152,10 +152,10 @@ def test_missing_plate_and_object(served: RangeServer) -> None:
 @pytest.mark.parametrize("mode", ["403", "500", "stall"])
 def test_server_faults_on_a_shard_are_clear_bounded_and_not_cached(
     served: RangeServer,
-    make_plate: Callable[..., dict[str, np.ndarray]],
+    make_remote_plate: Callable[..., dict[str, np.ndarray]],
     mode: str,
 ) -> None:
-    pixels = make_plate(served.root / "p.ome.zarr", 2)
+    pixels = make_remote_plate(served.root / "p.ome.zarr", 2)
     store = PlateStore.open(f"{served.url}/p.ome.zarr")
     served.faults.modes["A/02/0/0/c"] = mode
     start = time.perf_counter()
@@ -170,9 +170,9 @@ def test_server_faults_on_a_shard_are_clear_bounded_and_not_cached(
 
 
 def test_a_document_that_fails_is_not_taken_for_missing(
-    served: RangeServer, make_plate: Callable[..., dict[str, np.ndarray]]
+    served: RangeServer, make_remote_plate: Callable[..., dict[str, np.ndarray]]
 ) -> None:
-    make_plate(served.root / "p.ome.zarr", 1)
+    make_remote_plate(served.root / "p.ome.zarr", 1)
     served.faults.modes["p.ome.zarr/zarr.json"] = "500"
     with pytest.raises(RemoteReadError, match=r"p\.ome\.zarr/zarr\.json"):
         PlateStore.open(f"{served.url}/p.ome.zarr")
@@ -181,9 +181,9 @@ def test_a_document_that_fails_is_not_taken_for_missing(
 
 
 def test_garbage_is_reported_as_damage(
-    served: RangeServer, make_plate: Callable[..., dict[str, np.ndarray]]
+    served: RangeServer, make_remote_plate: Callable[..., dict[str, np.ndarray]]
 ) -> None:
-    pixels = make_plate(served.root / "p.ome.zarr", 2)
+    pixels = make_remote_plate(served.root / "p.ome.zarr", 2)
     store = PlateStore.open(f"{served.url}/p.ome.zarr")
     served.faults.modes["A/01/0/0/c"] = "garbage"
     with pytest.raises(CorruptDataError, match=r"A/01/0/0"):
