@@ -63,10 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _convert_parser(sub)
     info = sub.add_parser("info", help="describe a plate: layout, wells, sizes, codecs, chunks")
-    info.add_argument("plate", type=Path)
+    info.add_argument("plate", type=_path_or_url, help="a plate folder or URL")
     info.add_argument("--json", action="store_true", help="print JSON")
     validate = sub.add_parser("validate", help="check a plate (OME-NGFF + consistency)")
-    validate.add_argument("plate", type=Path)
+    validate.add_argument("plate", type=_path_or_url, help="a plate folder or URL")
     validate.add_argument("--deep", action="store_true", help="also decode every chunk")
     validate.add_argument("--json", action="store_true", help="print JSON")
     return parser
@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 def _convert_parser(sub: Any) -> None:
     conv = sub.add_parser("convert", help="convert a folder of TIFF files into a plate")
     conv.add_argument("source", type=Path, help="folder of microscope images (searched deeply)")
-    conv.add_argument("dest", type=Path, help="the plate to write, e.g. screen.ome.zarr")
+    conv.add_argument("dest", type=_local_dest, help="the plate to write, e.g. screen.ome.zarr")
     names = conv.add_argument_group("file names")
     names.add_argument(
         "--scheme",
@@ -367,6 +367,9 @@ def _info(args: argparse.Namespace) -> int:
         print(f"codecs    {' + '.join(codecs) or 'none'}  {doc['compressors']}")
         print(f"files     {doc['mapped_files']} source file name(s) mapped")
     ratio = doc["compression_ratio"]
+    if doc["disk_bytes"] is None:  # a remote plate: its objects are not listed
+        print(f"size      {_mb(doc['raw_bytes'])} raw (remote: stored size not measured)")
+        return EXIT_OK
     print(
         f"size      {_mb(doc['raw_bytes'])} raw, {_mb(doc['disk_bytes'])} on disk in "
         f"{doc['files']} file(s)" + (f", ratio {ratio}" if ratio else "")
@@ -377,7 +380,7 @@ def _info(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from napari_wellzarr.storage.validation import check_plate
 
-    if not args.plate.exists():
+    if isinstance(args.plate, Path) and not args.plate.exists():
         raise _UsageError(f"{args.plate} does not exist")
     check = check_plate(args.plate, deep=args.deep)
     if args.json:
@@ -404,6 +407,25 @@ def _validate(args: argparse.Namespace) -> int:
 
 class _UsageError(Exception):
     """A command-line mistake found after parsing."""
+
+
+def _path_or_url(text: str) -> Path | str:
+    """A plate to read: a URL is kept as written (``Path`` would turn ``s3://`` into ``s3:/``)."""
+    from napari_wellzarr.storage.locations import is_url
+
+    return text if is_url(text) else Path(text)
+
+
+def _local_dest(text: str) -> Path:
+    """A plate to write: a local folder; a URL is refused (remote writing is not supported)."""
+    from napari_wellzarr.errors import RemoteWriteError
+    from napari_wellzarr.storage.locations import refuse_url
+
+    try:
+        refuse_url(text, "a plate")
+    except RemoteWriteError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return Path(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,8 @@ __all__ = [
     "PlaneNotFoundError",
     "PlateExistsError",
     "PlateNotFoundError",
+    "RemoteReadError",
+    "RemoteWriteError",
     "StoreReadOnlyError",
     "SymlinkCycleError",
     "WellDataError",
@@ -76,3 +78,11 @@ class StoreReadOnlyError(WellZarrError, PermissionError):
 
 class SymlinkCycleError(WellZarrError, OSError):
     """A chain of zarr-native symlinks that loops back on itself."""
+
+
+class RemoteReadError(WellZarrError, OSError):
+    """A remote object (URL) that cannot be read: denied, server error, timeout, bad URL."""
+
+
+class RemoteWriteError(WellZarrError, ValueError):
+    """A URL given where something would be written: remote writing is not supported yet."""

@@ -18,6 +18,7 @@ from napari_wellzarr.convert.welljob import WellJob, WellOutcome, adopt_store, f
 from napari_wellzarr.errors import ConfigError, PlateExistsError, WellDataError
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage.acquisition import Acquisition
+from napari_wellzarr.storage.locations import refuse_url
 from napari_wellzarr.storage.metadata import Channel, default_channels
 from napari_wellzarr.storage.store import PlateStore
 
@@ -173,6 +174,7 @@ def convert(
     WellNameError
         A well lies outside the configured plate format.
     """
+    refuse_url(dest, "a plate")  # Path() would make a folder "s3:" of s3://bucket/x
     _check_options(plan, config, strict, workers, scheduler, resume, overwrite)
     start = time.perf_counter()
     # Absolute paths: worker processes and dask workers may run elsewhere.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from napari_wellzarr.openhcs.paths import (
     is_dir_path,
     is_passthrough,
     load_plain,
+    local_path,
     plain_bytes,
     read_array,
     read_links,
@@ -44,6 +44,7 @@ from napari_wellzarr.openhcs.paths import (
 )
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage.arrays import to_host
+from napari_wellzarr.storage.locations import refuse_url
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -146,6 +147,8 @@ class ZarrStorageBackend(PlateIndex):
             Mismatched lengths, planes of different wells, duplicate coordinates,
             unparseable names, a coordinate beyond ``n_*``; the message names the file.
         """
+        for path in output_paths:
+            refuse_url(path, "an OpenHCS file")
         if len(data_list) != len(output_paths) or (
             coords is not None and len(coords) != len(data_list)
         ):
@@ -220,7 +223,8 @@ class ZarrStorageBackend(PlateIndex):
         made a plate if needed).  Plain files: ``str`` is written as UTF-8 text, ``bytes``
         as is, and for ``.json`` any other object as JSON.
         """
-        path = Path(os.path.abspath(output_path))
+        refuse_url(output_path, "an OpenHCS file")
+        path = local_path(output_path)
         if is_passthrough(path):
             require_writable(path.parent, path)
             write_new(path, encode_plain(data, path))
@@ -260,7 +264,7 @@ class ZarrStorageBackend(PlateIndex):
         Keys: ``type`` (file/directory/symlink/missing), ``key``, ``store``, ``exists``,
         and ``target`` (symlinks) or ``well`` / ``plane`` (planes of a well).
         """
-        p = Path(os.path.abspath(path))
+        p = local_path(path)
         if not safe_name(p.name) and p.parent != p:  # NUL, or too long for a file system
             return {"type": "missing", "key": p.name, "store": str(p.parent), "exists": False}
         if is_passthrough(p) or is_dir_path(p):
@@ -314,6 +318,7 @@ class ZarrStorageBackend(PlateIndex):
 
     def ensure_directory(self, directory: PathLike) -> Path:
         """Create ``directory`` (and parents) if missing; return it."""
+        refuse_url(directory, "a directory")
         Path(directory).mkdir(parents=True, exist_ok=True)
         return Path(directory)
 
@@ -324,7 +329,8 @@ class ZarrStorageBackend(PlateIndex):
         A plane inside a well cannot be deleted alone (:class:`StoreReadOnlyError`); a
         non-empty directory raises ``IsADirectoryError`` (use :meth:`delete_all`).
         """
-        p = Path(os.path.abspath(path))
+        refuse_url(path, "(delete) a file")
+        p = local_path(path)
         require_writable(p.parent, p)
         if p.is_dir() and (is_passthrough(p) or is_dir_path(p)):
             self._refuse_inside_plate(p, "delete")
@@ -342,7 +348,8 @@ class ZarrStorageBackend(PlateIndex):
     @locked
     def delete_all(self, path: PathLike) -> None:
         """Delete a directory tree (a whole plate included), or one file as :meth:`delete`."""
-        p = Path(os.path.abspath(path))
+        refuse_url(path, "(delete) a tree")
+        p = local_path(path)
         require_writable(p.parent, p)
         if not (p.is_dir() and (is_passthrough(p) or is_dir_path(p))):
             self.delete(p)
@@ -357,7 +364,8 @@ class ZarrStorageBackend(PlateIndex):
 
         A virtual file (symlinks followed) is written at ``dst`` as a standalone array.
         """
-        s, d = Path(os.path.abspath(src)), Path(os.path.abspath(dst))
+        refuse_url(dst, "a copy")
+        s, d = local_path(src), local_path(dst)
         require_writable(d.parent, d)
         if is_dir_path(s):
             self._check_tree_move(s, d)
@@ -375,7 +383,9 @@ class ZarrStorageBackend(PlateIndex):
 
         A plane inside a well cannot be moved (:class:`StoreReadOnlyError`; copy it).
         """
-        s, d = Path(os.path.abspath(src)), Path(os.path.abspath(dst))
+        refuse_url(src, "(move) a file")
+        refuse_url(dst, "(move) a file")
+        s, d = local_path(src), local_path(dst)
         require_writable(s.parent, s)
         require_writable(d.parent, d)
         if is_dir_path(s):
@@ -410,6 +420,7 @@ class ZarrStorageBackend(PlateIndex):
         Raises :class:`WellNameError` (a ``ValueError``) across stores and
         :class:`SymlinkCycleError` if the link would close a cycle.
         """
+        refuse_url(link_name, "a symlink")
         sroot, sname = split_path(source)
         lroot, lname = split_path(link_name)
         if not sname or not lname or is_passthrough(sname) or is_passthrough(lname):

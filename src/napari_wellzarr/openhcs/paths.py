@@ -16,11 +16,13 @@ from napari_wellzarr.errors import (
     MetadataError,
     PlateExistsError,
     PlateNotFoundError,
+    RemoteReadError,
     StoreReadOnlyError,
     SymlinkCycleError,
     WellDataError,
 )
 from napari_wellzarr.storage import fsio
+from napari_wellzarr.storage.locations import is_url, redact
 
 if TYPE_CHECKING:
     from napari_wellzarr.storage.config import StorageConfig
@@ -37,6 +39,7 @@ __all__ = [
     "is_dir_path",
     "is_passthrough",
     "load_plain",
+    "local_path",
     "plain_bytes",
     "read_array",
     "read_links",
@@ -72,9 +75,19 @@ def is_passthrough(path: PathLike) -> bool:
     return text.lower().endswith(PASSTHROUGH_EXTENSIONS) and os.path.basename(text) not in RESERVED
 
 
+def local_path(path: PathLike) -> Path:
+    """``path`` as an absolute local path; a URL is refused (the backend is local only)."""
+    if is_url(path):
+        raise RemoteReadError(
+            f"{redact(os.fspath(path))}: the OpenHCS backend works on local plates only; "
+            "read a remote plate with PlateStore.open(url)"
+        )
+    return Path(os.path.abspath(path))
+
+
 def split_path(path: PathLike) -> tuple[Path, str]:
     """Split ``path`` into (absolute store directory, key); the key is ``""`` for a directory."""
-    p = Path(os.path.abspath(path))
+    p = local_path(path)
     if p.suffix and not (os.path.isdir(p) and not is_array(p)):
         return p.parent, p.name
     return p, ""
@@ -116,7 +129,7 @@ def require_writable(folder: PathLike, target: PathLike | None = None) -> None:
     permission), so that a write fails up front with a message naming what was to be
     written, not half-way with a bare ``EROFS`` / ``EACCES``.
     """
-    p = Path(os.path.abspath(folder))
+    p = local_path(folder)
     existing = next((d for d in (p, *p.parents) if d.is_dir()), None)
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise StoreReadOnlyError(
@@ -132,7 +145,7 @@ def is_dir_path(path: Path) -> bool:
 
 def existing_dir(path: PathLike) -> Path:
     """``path`` as an absolute existing directory; raises for missing paths and files."""
-    p = Path(os.path.abspath(path))
+    p = local_path(path)
     if not p.exists():
         raise PlateNotFoundError(f"{path}: no such directory")
     if not p.is_dir() or is_array(p):
@@ -259,7 +272,7 @@ def plain_bytes(path: Path) -> bytes:
 
 def load_plain(path: Path) -> Any:
     """A plain file's content: bytes (``.zip``), parsed JSON (``.json``) or text."""
-    data = plain_bytes(Path(os.path.abspath(path)))
+    data = plain_bytes(local_path(path))
     name = path.name.lower()
     if name.endswith(".zip"):
         return data

@@ -6,6 +6,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from napari_wellzarr.storage.kinds import classify
+from napari_wellzarr.storage.locations import is_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,6 +26,8 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], LayerData] 
         if len(path) != 1:
             return None
         path = path[0]
+    if isinstance(path, str) and is_url(path):
+        return read_plate if classify(path) else None  # unsupported schemes: None at once
     if not isinstance(path, str | os.PathLike) or not os.path.isdir(path):
         return None
     if classify(path):

@@ -18,7 +18,9 @@ def write_layers(path: str, layers: Sequence[tuple[Any, dict[str, Any], str]]) -
     from napari_wellzarr.errors import PlateExistsError
     from napari_wellzarr.plugin import layer_wells
     from napari_wellzarr.storage import fsio
+    from napari_wellzarr.storage.locations import refuse_url
 
+    refuse_url(path, "a plate")
     target = Path(path)
     if os.path.lexists(target):
         raise PlateExistsError(

@@ -32,6 +32,7 @@ from napari_wellzarr.storage.config import (
     StorageConfig,
 )
 from napari_wellzarr.storage.geometry import STANDARD_FORMATS, PlateGeometry
+from napari_wellzarr.storage.locations import refuse_url
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -198,6 +199,8 @@ class ConversionOptions:
         )
         if self.resume and self.overwrite:
             raise ConfigError("resume and overwrite exclude each other")
+        if self.dest is not None:  # remote writing is not supported yet: RemoteWriteError
+            refuse_url(self.dest, "a plate")
         if plan is not None:
             plan.check_config(config)
         return config

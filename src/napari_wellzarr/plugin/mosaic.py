@@ -181,8 +181,10 @@ class TileReader:
         *,
         label_dtype: np.dtype[Any] | None = None,
         cache_bytes: int = CACHE_BYTES,
+        remote: bool = False,
     ) -> None:
         self.source = source
+        self.remote = remote  # tiles wait on the network: many in flight at once
         self.wells = dict(wells)
         self.geometry = geometry
         self.plans = tuple(plans)
@@ -218,7 +220,8 @@ class TileReader:
                 todo.append(i)
             out[i] = hit
         if len(todo) > 1:
-            results = list(_pool().map(lambda i: self._fetch(*requests[i]), todo))
+            pool = _pool(REMOTE_WORKERS if self.remote else None)
+            results = list(pool.map(lambda i: self._fetch(*requests[i]), todo))
         else:
             results = [self._fetch(*requests[i]) for i in todo]
         for i, tile in zip(todo, results, strict=True):
@@ -322,19 +325,22 @@ class TileReader:
             )
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOLS: dict[int | None, ThreadPoolExecutor] = {}
 _POOL_LOCK = threading.Lock()
+#: Tiles of a remote plate fetched at once (each mostly waits for its byte range).
+REMOTE_WORKERS: Final = 48
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
+def _pool(workers: int | None = None) -> ThreadPoolExecutor:
+    """The tile threads: ``workers`` of them, or two per core (at most 8) for local plates."""
     with _POOL_LOCK:
-        if _POOL is None:
+        pool = _POOLS.get(workers)
+        if pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            workers = min(8, 2 * (os.cpu_count() or 1))
-            _POOL = ThreadPoolExecutor(workers, thread_name_prefix="wellzarr-tiles")
-        return _POOL
+            n = workers or min(8, 2 * (os.cpu_count() or 1))
+            pool = _POOLS[workers] = ThreadPoolExecutor(n, thread_name_prefix="wellzarr-tiles")
+        return pool
 
 
 def _span(index: Any, size: int) -> tuple[range, bool]:

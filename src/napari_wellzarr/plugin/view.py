@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,11 @@ from napari_wellzarr.errors import PlateNotFoundError, WellNameError, WellZarrEr
 from napari_wellzarr.plugin import mosaic
 from napari_wellzarr.plugin.census import reference_well
 from napari_wellzarr.plugin.placed import FieldLayout, PlacedSource
+from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage._spec import WELLZARR_KEY
 from napari_wellzarr.storage.geometry import Well, column_number, row_index, row_letters
 from napari_wellzarr.storage.kinds import classify
+from napari_wellzarr.storage.locations import RemoteLocation, is_url, open_location, redact
 from napari_wellzarr.storage.store import PlateStore
 
 if TYPE_CHECKING:
@@ -83,7 +86,7 @@ class _WellSource:
 class PlateView:
     """An opened plate (or single well) and the shared tile reader of its layers."""
 
-    path: Path
+    path: Path | RemoteLocation
     rows: tuple[str, ...]
     columns: tuple[str, ...]
     wells: dict[str, tuple[int, int]]
@@ -198,7 +201,7 @@ class PlateView:
 class EmptyPlateView:
     """A plate with no well yet: its plate map alone, drawn on a nominal tile."""
 
-    path: Path
+    path: Path | RemoteLocation
     rows: tuple[str, ...]
     columns: tuple[str, ...]
 
@@ -210,7 +213,7 @@ class EmptyPlateView:
 
 
 def plate_map(
-    path: Path,
+    path: Path | RemoteLocation,
     rows: Sequence[str],
     columns: Sequence[str],
     present: set[str],
@@ -342,20 +345,22 @@ def open_view(path: str | Path, *, placed: bool = True) -> PlateView | EmptyPlat
     MetadataError
         When the plate has wells but none of them can be read.
     """
-    root = Path(path)
+    remote = is_url(path)
+    root: Path | str = os.fspath(path) if remote else Path(path)
     kind = classify(root)
     if kind == "well":
-        return _well_view(root, placed)
+        return _well_view(open_location(str(root), fresh=True) if remote else Path(root), placed)
     if kind == "plate":
         return _plate_view(root, placed)
-    raise PlateNotFoundError(f"{root} is not an OME-Zarr HCS plate or well")
+    where = redact(str(root)) if remote else root
+    raise PlateNotFoundError(f"{where} is not an OME-Zarr HCS plate or well")
 
 
-def _well_view(root: Path, placed: bool) -> PlateView:
+def _well_view(root: Path | RemoteLocation, placed: bool) -> PlateView:
     from napari_wellzarr.storage.reading import open_well_dir
 
     well = open_well_dir(root)
-    version = "0.5" if (root / "zarr.json").is_file() else "0.4"
+    version = "0.5" if fsio.is_file(root / "zarr.json") else "0.4"
     layout = ((root.parent.name,), (root.name,), {well.info.name: (0, 0)})
     source, info = _placed(
         _WellSource(well), well.info, lambda _: well.info.acquisition.field_positions, placed
@@ -377,8 +382,9 @@ def _placed(
     return wrapped, wrapped.placed_info(info)
 
 
-def _plate_view(root: Path, placed: bool) -> PlateView | EmptyPlateView:
-    store = PlateStore.open(root)
+def _plate_view(path: Path | str, placed: bool) -> PlateView | EmptyPlateView:
+    store = PlateStore.open(path)
+    root = store.location
     listed = store.wells()
     # Only plates written here are scanned: their wells are listed once per session.
     unlisted = store.unlisted_wells() if store.config is not None else []
@@ -442,7 +448,7 @@ def _warn_unfinished(message: str, *, ours: bool = True) -> None:
 
 
 def _view(
-    root: Path,
+    root: Path | RemoteLocation,
     layout: tuple[Sequence[str], Sequence[str], dict[str, tuple[int, int]]],
     info: WellInfo,
     source: mosaic.PlaneSource,
@@ -457,7 +463,15 @@ def _view(
     )
     tiles = mosaic.level_tiles([(h, w) for h, w in stored], geometry.n_levels)
     label_dtype = _label_dtype(source, info, tiles[-1].source) if info.labels else None
-    reader = mosaic.TileReader(source, wells, geometry, tiles, info.dtype, label_dtype=label_dtype)
+    reader = mosaic.TileReader(
+        source,
+        wells,
+        geometry,
+        tiles,
+        info.dtype,
+        label_dtype=label_dtype,
+        remote=isinstance(root, RemoteLocation),
+    )
     for name, why in failed.items():
         reader.fail(name, why, reported=True)
     config, version, kind = what

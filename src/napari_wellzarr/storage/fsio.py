@@ -13,6 +13,7 @@ import uuid
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from napari_wellzarr.errors import CorruptDataError, MetadataError
+from napari_wellzarr.storage.locations import RemoteLocation
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -24,6 +25,7 @@ __all__ = [
     "atomic_write_bytes",
     "clean_stale_staging",
     "detect_zarr_format",
+    "is_file",
     "is_group",
     "plate_lock",
     "read_attrs",
@@ -39,24 +41,38 @@ LOCK_NAME: Final = ".wellzarr.lock"
 MAX_METADATA_BYTES: Final = 64 * 1024 * 1024
 
 
-def detect_zarr_format(path: Path) -> int | None:
+def is_file(path: Path | RemoteLocation) -> bool:
+    """Whether ``path`` is a file (remote: a document that exists; it is read and cached)."""
+    if isinstance(path, RemoteLocation):
+        return path.exists()
+    return path.is_file()
+
+
+def detect_zarr_format(path: Path | RemoteLocation) -> int | None:
     """Return 3 or 2 when ``path`` is a zarr group or array, else ``None``."""
-    if (path / "zarr.json").is_file():
+    if is_file(path / "zarr.json"):
         return 3
-    if (path / ".zgroup").is_file() or (path / ".zarray").is_file():
+    if is_file(path / ".zgroup") or is_file(path / ".zarray"):
         return 2
     return None
 
 
-def is_group(path: Path, zarr_format: int) -> bool:
+def is_group(path: Path | RemoteLocation, zarr_format: int) -> bool:
     """Whether ``path`` holds a zarr group of ``zarr_format``."""
     if zarr_format == 2:
-        return (path / ".zgroup").is_file()
+        return is_file(path / ".zgroup")
     doc = _read_json(path / "zarr.json", missing_ok=True)
     return isinstance(doc, dict) and doc.get("node_type") == "group"
 
 
-def _read_json(path: Path, *, missing_ok: bool = False) -> Any:
+def _read_json(path: Path | RemoteLocation, *, missing_ok: bool = False) -> Any:
+    if isinstance(path, RemoteLocation):
+        raw = path.read(MAX_METADATA_BYTES)
+        if raw is None:
+            if missing_ok:
+                return None
+            raise FileNotFoundError(f"{path} does not exist")
+        return _parse_json(raw, path)
     try:
         with path.open("rb") as fh:
             # Refuse an oversized document before reading (and allocating) any of it.
@@ -73,6 +89,10 @@ def _read_json(path: Path, *, missing_ok: bool = False) -> Any:
         raise MetadataError(f"{path} is a directory, expected a metadata file") from err
     if len(raw) > MAX_METADATA_BYTES:
         raise MetadataError(f"{path} is larger than {MAX_METADATA_BYTES} bytes; not metadata")
+    return _parse_json(raw, path)
+
+
+def _parse_json(raw: bytes, path: Path | RemoteLocation) -> Any:
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -93,7 +113,7 @@ def read_bounded(fh: IO[bytes], limit: int) -> bytes:
     return raw
 
 
-def read_attrs(path: Path, zarr_format: int) -> dict[str, Any]:
+def read_attrs(path: Path | RemoteLocation, zarr_format: int) -> dict[str, Any]:
     """Return a zarr node's attributes (``{}`` when the node has none).
 
     Raises ``FileNotFoundError`` when ``path`` is not a node of ``zarr_format``.
@@ -104,7 +124,7 @@ def read_attrs(path: Path, zarr_format: int) -> dict[str, Any]:
             raise MetadataError(f"{path / 'zarr.json'} is not a JSON object")
         attrs = doc.get("attributes", {})
     else:
-        if not (path / ".zgroup").is_file() and not (path / ".zarray").is_file():
+        if not is_file(path / ".zgroup") and not is_file(path / ".zarray"):
             raise FileNotFoundError(f"{path} is not a zarr v2 group or array")
         attrs = _read_json(path / ".zattrs", missing_ok=True) or {}
     if not isinstance(attrs, dict):
@@ -112,7 +132,7 @@ def read_attrs(path: Path, zarr_format: int) -> dict[str, Any]:
     return attrs
 
 
-def read_array_doc(path: Path, zarr_format: int) -> dict[str, Any]:
+def read_array_doc(path: Path | RemoteLocation, zarr_format: int) -> dict[str, Any]:
     """An array's metadata document (v2: ``.zarray`` with ``.zattrs`` as ``_attrs``).
 
     Raises ``FileNotFoundError`` when ``path`` holds no array of ``zarr_format``.

@@ -9,6 +9,7 @@ import stat
 from typing import Any, Final, Literal
 
 from napari_wellzarr.storage._spec import WELLZARR_KEY
+from napari_wellzarr.storage.locations import is_url
 
 __all__ = ["Kind", "classify"]
 
@@ -31,7 +32,11 @@ def classify(path: str | os.PathLike[str]) -> Kind:
     has our ``wellzarr`` block with the plate's configuration, but no OME ``plate``
     block yet).  A group whose metadata is not valid JSON but mentions a plate or well
     is claimed too, so that opening it gives one clear error rather than "no reader".
+    A URL (``https://``, ``s3://``...) is asked over the network (its document is kept
+    for the open that follows); one that cannot be read is not claimed.
     """
+    if is_url(path):
+        return _classify_remote(os.fspath(path))
     for name in ("zarr.json", ".zattrs"):
         meta = os.path.join(path, name)
         try:
@@ -54,6 +59,11 @@ def _classify_document(meta: str, v3: bool, identity: tuple[int, ...]) -> Kind:
     """
     with open(meta, "rb") as fh:
         raw = fh.read()
+    return _kind_of(raw, v3)
+
+
+def _kind_of(raw: bytes, v3: bool) -> Kind:
+    """What the group whose metadata document is ``raw`` is."""
     try:
         doc = json.loads(raw)
     except ValueError:
@@ -68,6 +78,23 @@ def _classify_document(meta: str, v3: bool, identity: tuple[int, ...]) -> Kind:
     if "plate" in keys:
         return "plate"
     return "well" if "well" in keys else "plate" if _our_plate(attrs) else None
+
+
+def _classify_remote(url: str) -> Kind:
+    from napari_wellzarr.errors import WellZarrError
+    from napari_wellzarr.storage.locations import READ_SCHEMES, open_location
+
+    if url.split(":", 1)[0].lower() not in READ_SCHEMES:
+        return None
+    try:
+        location = open_location(url, fresh=True)
+        for name, v3 in (("zarr.json", True), (".zattrs", False)):
+            raw = (location / name).read(_MAX_PROBE_BYTES)
+            if raw is not None:
+                return _kind_of(raw, v3)
+    except (WellZarrError, OSError):
+        return None
+    return None
 
 
 def _our_plate(attrs: dict[str, Any]) -> bool:

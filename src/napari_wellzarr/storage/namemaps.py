@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from napari_wellzarr.storage.axes import ImageAxes
+    from napari_wellzarr.storage.locations import RemoteLocation
 
 
 PLANE_MAP: Final = OPENHCS_FILENAME_MAP
@@ -40,7 +41,7 @@ POLY_AXES: Final = {
 
 
 def read_plane_names(
-    well_dir: Path,
+    well_dir: Path | RemoteLocation,
     images: list[ImageAxes],
     well_attrs: dict[str, Any],
     first_attrs: dict[str, Any],
@@ -65,7 +66,7 @@ def read_plane_names(
 
 
 def polystore_names(
-    well_dir: Path,
+    well_dir: Path | RemoteLocation,
     images: list[ImageAxes],
     first_attrs: dict[str, Any],
     zarr_format: int,

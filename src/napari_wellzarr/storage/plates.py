@@ -14,6 +14,8 @@ from napari_wellzarr.storage.reading import open_well
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from napari_wellzarr.storage.locations import RemoteLocation
+
 __all__ = ["foreign_config", "lookup", "parse_root"]
 
 
@@ -33,7 +35,7 @@ def lookup(names: tuple[str, ...], wanted: str, position: int, named: Any) -> in
 
 
 def parse_root(
-    root: Path, attrs: dict[str, Any], config: StorageConfig | None
+    root: Path | RemoteLocation, attrs: dict[str, Any], config: StorageConfig | None
 ) -> tuple[PlateMeta, str | None]:
     """The plate metadata of ``root``; a plate created here with no wells yet has none."""
     if find_block(attrs, "plate")[0] is None:
@@ -52,7 +54,7 @@ def parse_root(
 
 
 def foreign_config(
-    root: Path, plate: PlateMeta, zarr_format: int
+    root: Path | RemoteLocation, plate: PlateMeta, zarr_format: int
 ) -> tuple[StorageConfig, tuple[str, ...] | None]:
     """How to add wells to a plate written by other software: like its first well.
 

@@ -25,6 +25,7 @@ from napari_wellzarr.storage import fsio, memory
 from napari_wellzarr.storage._spec import WELLZARR_KEY
 from napari_wellzarr.storage.acquisition import Acquisition, parse_acquisition
 from napari_wellzarr.storage.axes import ImageAxes, PlaneKey, WellAxes
+from napari_wellzarr.storage.locations import RemoteLocation, is_url, open_location
 from napari_wellzarr.storage.memory import check_memory, check_size, nbytes
 from napari_wellzarr.storage.metadata import (
     Channel,
@@ -106,8 +107,8 @@ class OpenWell:
 
     def __init__(
         self,
-        root: Path,
-        zstore: LocalStore,
+        root: Path | RemoteLocation,
+        zstore: LocalStore | Any,
         info: WellInfo,
         images: list[ImageAxes],
         zarr_format: int,
@@ -191,7 +192,7 @@ class OpenWell:
         documents, ``0/0`` for an array's shard).  None unless every array has exactly
         one shard file (zarr v3 only).
         """
-        if self._zarr_format != 3:
+        if self._zarr_format != 3 or not isinstance(self._root, Path):
             return None
         arrays = self._array_paths()
         docs = [
@@ -415,7 +416,7 @@ class OpenWell:
             raise PlaneNotFoundError(f"{name!r} is not a file of well {self.info.name}") from None
 
 
-def _open_array(zstore: LocalStore, path: str, zarr_format: int, well: str) -> Any:
+def _open_array(zstore: LocalStore | Any, path: str, zarr_format: int, well: str) -> Any:
     import zarr
     from zarr.errors import NodeNotFoundError
 
@@ -432,7 +433,11 @@ def _open_array(zstore: LocalStore, path: str, zarr_format: int, well: str) -> A
 
 
 def _check_chunk(
-    doc: dict[str, Any], zarr_format: int, dtype: np.dtype[Any], path: Path, well: str
+    doc: dict[str, Any],
+    zarr_format: int,
+    dtype: np.dtype[Any],
+    path: Path | RemoteLocation,
+    well: str,
 ) -> None:
     """Refuse a chunk (or inner shard chunk) shape whose buffer would be a memory bomb."""
     if zarr_format == 2:
@@ -498,7 +503,7 @@ def _chunk_key(array: Any, index: tuple[Any, ...]) -> str:
         return "/".join(str(c) for c in first)
 
 
-def open_well(root: Path, path: str, name: str, zarr_format: int) -> OpenWell:
+def open_well(root: Path | RemoteLocation, path: str, name: str, zarr_format: int) -> OpenWell:
     """Read a well's metadata (well, images, level-0 arrays) and return it open.
 
     ``root`` is the directory the array paths are relative to (the plate).
@@ -568,7 +573,7 @@ def open_well(root: Path, path: str, name: str, zarr_format: int) -> OpenWell:
 
 
 def _array_meta(
-    path: Path, zarr_format: int, well: str, ndim: int
+    path: Path | RemoteLocation, zarr_format: int, well: str, ndim: int
 ) -> tuple[tuple[int, ...], np.dtype[Any], dict[str, Any], dict[str, Any]]:
     """``(shape, dtype, attributes, document)`` of an array, from its metadata document alone."""
     try:
@@ -624,12 +629,17 @@ def _is_extent(shape: object) -> TypeGuard[list[int]]:
     )
 
 
-def open_well_dir(path: str | os.PathLike[str]) -> OpenWell:
+def open_well_dir(path: str | os.PathLike[str] | RemoteLocation) -> OpenWell:
     """Open a well folder on its own (e.g. ``plate.zarr/B/03``), read-only.
 
     Raises :class:`WellNotFoundError` when ``path`` is not an OME-Zarr well group.
     """
-    well_dir = Path(path)
+    well_dir: Path | RemoteLocation
+    if isinstance(path, RemoteLocation):
+        well_dir = path
+    else:
+        text = os.fspath(path)
+        well_dir = open_location(text) if is_url(text) else Path(text)
     zarr_format = fsio.detect_zarr_format(well_dir)
     if zarr_format is None or find_block(fsio.read_attrs(well_dir, zarr_format), "well")[0] is None:
         raise WellNotFoundError(f"{well_dir} is not an OME-Zarr well group")
@@ -637,7 +647,7 @@ def open_well_dir(path: str | os.PathLike[str]) -> OpenWell:
     return open_well(well_dir.parent, well_dir.name, name, zarr_format)
 
 
-def _label_names(image_dir: Path, zarr_format: int, well: str) -> tuple[str, ...]:
+def _label_names(image_dir: Path | RemoteLocation, zarr_format: int, well: str) -> tuple[str, ...]:
     try:
         attrs = fsio.read_attrs(image_dir / "labels", zarr_format)
     except FileNotFoundError:

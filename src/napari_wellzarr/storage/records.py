@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage._spec import LAYOUT_FILE
+from napari_wellzarr.storage.locations import RemoteLocation
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -77,8 +78,14 @@ class LayoutRecords:
         return out
 
     @classmethod
-    def load(cls, root: Path) -> LayoutRecords:
+    def load(cls, root: Path | RemoteLocation) -> LayoutRecords:
         """The records of the plate at ``root`` (none if the file is missing or unreadable)."""
+        if isinstance(root, RemoteLocation):
+            try:
+                raw = (root / LAYOUT_FILE).read(_MAX_BYTES)
+                return cls.parse(json.loads(raw)) if raw is not None else cls()
+            except (OSError, ValueError):
+                return cls()
         try:
             with open(root / LAYOUT_FILE, "rb") as fh:
                 raw = fsio.read_bounded(fh, _MAX_BYTES)

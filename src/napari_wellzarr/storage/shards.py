@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import product
@@ -14,6 +15,7 @@ import numpy as np
 
 from napari_wellzarr.errors import CorruptDataError
 from napari_wellzarr.storage import fsio
+from napari_wellzarr.storage.locations import RemoteLocation
 from napari_wellzarr.storage.zstore import blosc_decoded_size, gunzip_into, zstd_content_size
 
 if TYPE_CHECKING:
@@ -46,6 +48,50 @@ def _forget_pool() -> None:  # a forked child does not inherit the parent's thre
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
+
+
+#: Chunks of a remote shard fetched along with a requested one (see ShardReader).
+READ_AHEAD_BYTES: Final = 1 << 20
+READ_AHEAD_CHUNKS: Final = 8
+
+
+_Key = tuple[str, int, int, int]
+
+
+class _ChunkCache:
+    """Stored chunks fetched ahead of need, by (URL, object size, offset, length); bounded."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._bytes = 0
+        self._items: OrderedDict[tuple[str, int, int, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int, int, int]) -> bytes | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def drop(self, keys: list[_Key]) -> None:
+        with self._lock:
+            for key in keys:
+                dropped = self._items.pop(key, None)
+                self._bytes -= len(dropped or b"")
+
+    def put(self, key: tuple[str, int, int, int], data: bytes) -> None:
+        with self._lock:
+            if key in self._items or len(data) > self._limit:
+                return
+            self._items[key] = data
+            self._bytes += len(data)
+            while self._bytes > self._limit:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= len(dropped)
+
+
+_READ_AHEAD = _ChunkCache(256 * 2**20)
 
 
 class StaleFileError(CorruptDataError):
@@ -345,7 +391,7 @@ class ShardReader:
 
     def __init__(
         self,
-        directory: Path,
+        directory: Path | RemoteLocation,
         layout: ShardGrid,
         label: str,
         expect: tuple[int, ...] | None = None,
@@ -372,6 +418,8 @@ class ShardReader:
     def _read_shard(
         self, key: str, members: list[tuple[int, tuple[int, ...]]], out: np.ndarray[Any, Any]
     ) -> bool:
+        if isinstance(self.directory, RemoteLocation):
+            return self._read_remote(key, members, out)
         path = self.directory / key
         where = f"{self.label} chunk {key}"
         try:
@@ -400,6 +448,148 @@ class ShardReader:
                 blobs = [os.pread(fd, b, o) for _, _, o, b in spans]
         finally:
             os.close(fd)
+        self._decode_all(blobs, spans, where, out)
+        return True
+
+    def _spans(
+        self,
+        index: np.ndarray[Any, Any],
+        size: int,
+        members: list[tuple[int, tuple[int, ...]]],
+        where: str,
+    ) -> list[tuple[int, tuple[int, ...], int, int]] | None:
+        """``(n, chunk, offset, nbytes)`` of each member, None when a chunk is not stored."""
+        spans = []
+        for n, chunk in members:
+            offset, nbytes = (int(v) for v in index[chunk])
+            if offset == _EMPTY and nbytes == _EMPTY:
+                return None
+            if offset + nbytes > size:
+                raise CorruptDataError(
+                    f"{where}: chunk {chunk} lies at {offset}+{nbytes}, beyond the {size}-byte file"
+                )
+            spans.append((n, chunk, offset, nbytes))
+        return spans
+
+    def _read_remote(
+        self, key: str, members: list[tuple[int, tuple[int, ...]]], out: np.ndarray[Any, Any]
+    ) -> bool:
+        """:meth:`_read_shard` of a remote shard: its chunks fetched as concurrent byte ranges."""
+        assert isinstance(self.directory, RemoteLocation)
+        where = f"{self.label} chunk {key}"
+        location = self.directory / key
+        found = self._remote_index(location, key, where)
+        if found is None:
+            return False
+        used: list[_Key] = []
+        try:
+            spans = self._spans(*found, members, where)
+            if spans is None:
+                return False
+            blobs, ahead, used = self._remote_blobs(location, found, spans)
+            self._decode_all(blobs, spans, where, out)
+        except CorruptDataError:
+            _READ_AHEAD.drop(used)  # what a damaged answer brought is never kept
+            self._indexes.pop(key, None)
+            raise
+        for key_, piece in ahead:  # kept once the answer they came with decoded
+            _READ_AHEAD.put(key_, piece)
+        return True
+
+    def _remote_blobs(
+        self,
+        location: RemoteLocation,
+        found: tuple[np.ndarray[Any, Any], int],
+        spans: list[tuple[int, tuple[int, ...], int, int]],
+    ) -> tuple[list[bytes], list[tuple[_Key, bytes]], list[_Key]]:
+        """The stored chunks of ``spans``: from the read-ahead cache, else fetched.
+
+        A lone chunk is fetched with the chunks stored right after it (the next planes:
+        the other channels, the next field), up to ``READ_AHEAD_BYTES``, in one request;
+        those are returned to be kept for the reads that follow (the other channels'
+        layers), with the cache keys this read used.
+        """
+        index, size = found
+        url = location.url
+        blobs: dict[tuple[int, int], bytes] = {}
+        missing = []
+        ahead: list[tuple[_Key, bytes]] = []
+        used: list[_Key] = []
+        for _, _, offset, nbytes in spans:
+            hit = _READ_AHEAD.get((url, size, offset, nbytes))
+            if hit is not None:
+                used.append((url, size, offset, nbytes))
+                blobs[(offset, nbytes)] = hit
+            elif (offset, nbytes) not in missing:
+                missing.append((offset, nbytes))
+        if len(missing) == 1:
+            offset, nbytes = missing[0]
+            chunk = next(c for _, c, o, b in spans if (o, b) == (offset, nbytes))
+            following = self._following(index, chunk, offset + nbytes)
+            end = following[-1][0] + following[-1][1] if following else offset + nbytes
+            data = location.read_ranges([(offset, end - offset)], size)[0]
+            blobs[(offset, nbytes)] = data[:nbytes]
+            for o, b in following:
+                piece = data[o - offset : o - offset + b]
+                if len(piece) == b:
+                    ahead.append(((url, size, o, b), piece))
+        elif missing:
+            blobs.update(zip(missing, location.read_ranges(missing, size), strict=True))
+        return [blobs[(o, b)] for _, _, o, b in spans], ahead, used
+
+    def _following(
+        self, index: np.ndarray[Any, Any], chunk: tuple[int, ...], end: int
+    ) -> list[tuple[int, int]]:
+        """``(offset, nbytes)`` of the chunks stored back to back after ``chunk`` (bounded)."""
+        flat = index.reshape(-1, 2)
+        slot = int(np.ravel_multi_index(chunk, self.layout.chunks_per_shard))
+        start, out = end, []
+        for offset, nbytes in flat[slot + 1 : slot + READ_AHEAD_CHUNKS]:
+            o, b = int(offset), int(nbytes)
+            if o != end or end + b - start > READ_AHEAD_BYTES:
+                break
+            out.append((o, b))
+            end = o + b
+        return out
+
+    def _remote_index(
+        self, location: RemoteLocation, key: str, where: str
+    ) -> tuple[np.ndarray[Any, Any], int] | None:
+        """The index and size of a remote shard (recorded, cached or read), None if missing."""
+        cached = self._indexes.get(key)
+        if cached is not None:
+            return cached[1], cached[0][1]
+        if self.expect is not None:
+            recorded = self._recorded_index(self.expect[0])
+            if recorded is not None:  # its size is checked by each range read
+                self._indexes[key] = ((0, self.expect[0], 0), recorded)
+                return recorded, self.expect[0]
+        n = self.layout._index_bytes()
+        tail = n + (_CRC if self.layout.index_checksum else 0)
+        got = location.read_tail(tail)
+        if got is None:
+            return None
+        raw, size = got
+        if self.expect is not None and size != self.expect[0]:
+            raise StaleFileError(f"{where}: the object changed since the plate recorded it")
+        if size < tail or len(raw) != tail:
+            raise CorruptDataError(
+                f"{where}: the object holds {size} bytes, less than its "
+                f"{tail}-byte shard index (truncated)"
+            )
+        if self.layout.index_checksum and _crc32c(raw[:n]) != raw[n:]:
+            raise CorruptDataError(f"{where}: shard index crc32c checksum mismatch")
+        index = np.frombuffer(raw[:n], "<u8").reshape(*self.layout.chunks_per_shard, 2)
+        self._indexes[key] = ((0, size, 0), index)
+        return index, size
+
+    def _decode_all(
+        self,
+        blobs: list[bytes],
+        spans: list[tuple[int, tuple[int, ...], int, int]],
+        where: str,
+        out: np.ndarray[Any, Any],
+    ) -> None:
         for blob, (_, _, _, nbytes) in zip(blobs, spans, strict=True):
             if len(blob) != nbytes:
                 raise CorruptDataError(f"{where}: the file is shorter than its index says")
@@ -413,7 +603,6 @@ class ShardReader:
             list(encode_pool().map(decode, items))
         else:
             decode(items[0])
-        return True
 
     def identity(self) -> tuple[int, ...] | None:
         """The array's single shard file as ``(size, mtime_ns, *chunk sizes)``, else None.
@@ -425,6 +614,8 @@ class ShardReader:
         if any(s < n for s, n in zip(self.layout.shard_shape, self.layout.shape, strict=True)):
             return None
         key = self.layout.shard_key((0,) * len(self.layout.shape))
+        if isinstance(self.directory, RemoteLocation):
+            return None  # recorded by the writer, on a local plate
         try:
             fd = os.open(self.directory / key, os.O_RDONLY)
         except OSError:

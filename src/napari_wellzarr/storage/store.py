@@ -28,6 +28,7 @@ from napari_wellzarr.storage.acquisition import PROJECTIONS_PATH, Acquisition
 from napari_wellzarr.storage.axes import PlaneKey
 from napari_wellzarr.storage.config import StorageConfig
 from napari_wellzarr.storage.geometry import Well, row_letters
+from napari_wellzarr.storage.locations import RemoteLocation, is_url, open_location, refuse_url
 from napari_wellzarr.storage.metadata import Channel, PlateMeta, PlateWell, ome_attrs
 from napari_wellzarr.storage.plates import foreign_config, lookup, parse_root
 from napari_wellzarr.storage.reading import OpenWell, WellInfo, open_well
@@ -68,7 +69,7 @@ class PlateStore:
 
     def __init__(
         self,
-        root: Path,
+        root: Path | RemoteLocation,
         plate: PlateMeta,
         *,
         version: str,
@@ -77,7 +78,8 @@ class PlateStore:
         read_only: bool,
         ours: bool,
     ) -> None:
-        self.root = root
+        #: Where the plate is: a local folder or a :class:`RemoteLocation` (a URL).
+        self.location = root
         self.ngff_version = version
         self.zarr_format = zarr_format
         self.read_only = read_only
@@ -116,6 +118,7 @@ class PlateStore:
         ``exist_ok=True``: then an existing plate is opened for writing (mode ``r+``)
         and a directory that holds no zarr data becomes a plate around its files.
         """
+        refuse_url(path, "a plate")
         config = config or StorageConfig()
         root = Path(path)
         if exist_ok and root.is_dir() and not overwrite:
@@ -166,13 +169,20 @@ class PlateStore:
 
         New wells are stored the way the plate's own saved configuration says; for a
         plate written by other software, ``config`` says how (default: this project's
-        defaults for the plate's OME-NGFF version).
+        defaults for the plate's OME-NGFF version).  ``path`` may be a URL
+        (``https://``, ``s3://``, ``gs://``, ``az://``), opened read-only.
         """
         if mode not in ("r", "r+"):
             raise ValueError(f"mode={mode!r}; use 'r' or 'r+'")
-        root = Path(path)
-        if not root.is_dir():
-            raise PlateNotFoundError(f"no plate at {root}: not a directory")
+        root: Path | RemoteLocation
+        if is_url(path):
+            if mode != "r":
+                refuse_url(path, "wells (mode='r+')")
+            root = open_location(os.fspath(path), fresh=True)
+        else:
+            root = Path(path)
+            if not root.is_dir():
+                raise PlateNotFoundError(f"no plate at {root}: not a directory")
         zarr_format = fsio.detect_zarr_format(root)
         if zarr_format is None:
             raise PlateNotFoundError(f"no plate at {root}: not a zarr group")
@@ -191,7 +201,7 @@ class PlateStore:
                 f"{root} is zarr v{zarr_format}, but its configuration says OME-NGFF "
                 f"{config.ngff_version.value}"
             )
-        if mode == "r+":
+        if mode == "r+" and isinstance(root, Path):
             if not os.access(root, os.W_OK):  # a read-only mount, or not the user's
                 raise StoreReadOnlyError(
                     f"{root} is not writable (read-only file system or permissions); "
@@ -223,7 +233,7 @@ class PlateStore:
 
     def __repr__(self) -> str:
         mode = "r" if self.read_only else "r+"
-        return f"PlateStore({str(self.root)!r}, mode={mode!r}, ngff={self.ngff_version})"
+        return f"PlateStore({str(self.location)!r}, mode={mode!r}, ngff={self.ngff_version})"
 
     # -- the plate --------------------------------------------------------------------
 
@@ -278,16 +288,33 @@ class PlateStore:
         c = lookup(columns, str(pos.column + 1), pos.column, str.isdigit)
         if r is None or c is None:
             raise WellNameError(
-                f"well {well!r} is not on this {len(rows)}x{len(columns)} plate ({self.root}; "
+                f"well {well!r} is not on this {len(rows)}x{len(columns)} plate ({self.location}; "
                 f"rows {rows[0]}..{rows[-1]}, columns {columns[0]}..{columns[-1]})"
             )
         return _Target(Well(r, c), self._name(r, c), self._plate.well_path(r, c))
 
     # -- writing ----------------------------------------------------------------------
 
+    @property
+    def root(self) -> Path:
+        """The plate's local folder (a remote plate has none: see :attr:`location`)."""
+        return self._disk()
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether the plate was opened from a URL (read-only)."""
+        return not isinstance(self.location, Path)
+
+    def _disk(self) -> Path:
+        """The plate's local folder; a remote plate is never written."""
+        if not isinstance(self.location, Path):
+            refuse_url(self.location.url, "to a plate")
+            raise AssertionError  # refuse_url raised
+        return self.location
+
     def _writable_config(self) -> StorageConfig:
         if self.read_only or self._config is None:
-            raise StoreReadOnlyError(f"{self.root} was opened read-only (mode='r')")
+            raise StoreReadOnlyError(f"{self.location} was opened read-only (mode='r')")
         return self._config
 
     def write_well(
@@ -364,7 +391,7 @@ class PlateStore:
     def _write_payload(
         self, target: _Target, payload: WellPayload, config: StorageConfig, overwrite: bool
     ) -> WellInfo:
-        stage = fsio.staging_dir(self.root, target.path.replace("/", "_"))
+        stage = fsio.staging_dir(self._disk(), target.path.replace("/", "_"))
         try:
             build_well(stage, payload, config, self.ngff_version, self._dataset_paths)
             # Described from the staged copy: once in place, another process may already
@@ -409,19 +436,19 @@ class PlateStore:
     def _move_into_place(self, stage: Path, target: _Target, overwrite: bool) -> None:
         # Under the plate lock, so that two writers of one well take turns: the loser
         # is told the well exists (or, with overwrite, replaces it whole).
-        with fsio.plate_lock(self.root):
+        with fsio.plate_lock(self._disk()):
             self._swap_in(stage, target, overwrite)
 
     def _swap_in(self, stage: Path, target: _Target, overwrite: bool) -> None:
-        row_dir = self.root / target.path.split("/")[0]
+        row_dir = self._disk() / target.path.split("/")[0]
         if not fsio.is_group(row_dir, self.zarr_format):
             fsio.write_group(row_dir, {}, self.zarr_format)
-        final = self.root / target.path
+        final = self._disk() / target.path
         if final.exists():
             complete = fsio.detect_zarr_format(final) is not None
             if complete and not overwrite:
                 raise WellExistsError(
-                    f"well {target.name} already exists in {self.root}; pass overwrite=True "
+                    f"well {target.name} already exists in {self.location}; pass overwrite=True "
                     "to replace it"
                 )
             fsio.remove_tree(final)
@@ -444,15 +471,15 @@ class PlateStore:
             records = self._records.pending()
         if self.read_only or not pending:
             return
-        with fsio.plate_lock(self.root):
-            attrs = fsio.read_attrs(self.root, self.zarr_format)
-            current, _ = parse_root(self.root, attrs, self._config if self._ours else None)
+        with fsio.plate_lock(self._disk()):
+            attrs = fsio.read_attrs(self._disk(), self.zarr_format)
+            current, _ = parse_root(self._disk(), attrs, self._config if self._ours else None)
             merged = current.with_wells([*current.wells, *pending.values()])
             self._write_plate(merged)
             if records.to_json():
-                on_disk = LayoutRecords.load(self.root)
+                on_disk = LayoutRecords.load(self._disk())
                 on_disk.update(records)
-                on_disk.save(self.root)
+                on_disk.save(self._disk())
                 self._disk_records = on_disk
         with self._lock:
             self._plate = merged
@@ -520,16 +547,16 @@ class PlateStore:
         per_row = Counter(map(itemgetter(0), positions))
         listed: set[str] | None = None
         found = []
-        for row in _subfolders(self.root):
+        for row in _subfolders(self.location):
             r = rows.get(row)
             if r is None or per_row[r] >= len(columns):
                 continue  # not a row, or a row whose every position is listed
             listed = listed if listed is not None else {w.path for w in wells}
-            for column in _subfolders(self.root / row):
+            for column in _subfolders(self.location / row):
                 c, path = columns.get(column), f"{row}/{column}"
                 if c is None or path in listed:
                     continue
-                if fsio.detect_zarr_format(self.root / path) is not None:
+                if fsio.detect_zarr_format(self.location / path) is not None:
                     found.append((r, c, path))
         return sorted(found)
 
@@ -543,7 +570,7 @@ class PlateStore:
         if not self._ours:
             return None
         try:
-            opened = open_well(self.root, path, name, self.zarr_format)
+            opened = open_well(self.location, path, name, self.zarr_format)
             files = opened.shard_files()
         except (WellZarrError, OSError):
             return None
@@ -553,12 +580,12 @@ class PlateStore:
         block = ome_attrs(self.ngff_version, {"plate": plate.to_block()})
         if not self._ours:
             # Someone else's plate: replace the plate block, keep everything else.
-            attrs = fsio.read_attrs(self.root, self.zarr_format)
+            attrs = fsio.read_attrs(self._disk(), self.zarr_format)
             if "ome" in block:
                 attrs["ome"] = {**attrs.get("ome", {}), **block["ome"]}
             else:
                 attrs.update(block)
-            fsio.write_group(self.root, attrs, self.zarr_format)
+            fsio.write_group(self._disk(), attrs, self.zarr_format)
             return
         from napari_wellzarr import __version__
 
@@ -574,7 +601,7 @@ class PlateStore:
         # that only napari-wellzarr knows how to open.
         if plate.wells:
             attrs.update(block)
-        fsio.write_group(self.root, attrs, self.zarr_format)
+        fsio.write_group(self._disk(), attrs, self.zarr_format)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -584,8 +611,8 @@ class PlateStore:
         if cached is not None:
             return cached
         if not self._is_listed(target.path) and target.path not in self._found:
-            raise WellNotFoundError(f"well {target.name} is not in the plate {self.root}")
-        opened = open_well(self.root, target.path, target.name, self.zarr_format)
+            raise WellNotFoundError(f"well {target.name} is not in the plate {self.location}")
+        opened = open_well(self.location, target.path, target.name, self.zarr_format)
         self._wells[target.path] = opened
         return opened
 
@@ -617,7 +644,7 @@ class PlateStore:
         if self._records.get(path):
             return self._records
         if self._disk_records is None:
-            self._disk_records = LayoutRecords.load(self.root)
+            self._disk_records = LayoutRecords.load(self.location)
         return self._disk_records
 
     def well_info(self, well: str | Well) -> WellInfo:
@@ -725,8 +752,13 @@ class PlateStore:
         return open_well(self.root, path, f"{opened.info.name} projections", self.zarr_format)
 
 
-def _subfolders(path: Path) -> list[str]:
-    """Names of the folders in ``path`` (none when it cannot be listed), hidden ones left out."""
+def _subfolders(path: Path | RemoteLocation) -> list[str]:
+    """Names of the folders in ``path`` (none when it cannot be listed), hidden ones left out.
+
+    A remote plate has no folders to list: its unlisted wells are not looked for.
+    """
+    if not isinstance(path, Path):
+        return []
     try:
         with os.scandir(path) as entries:
             return [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]

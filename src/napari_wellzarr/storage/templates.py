@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from napari_wellzarr.errors import WellZarrError
@@ -9,8 +10,8 @@ from napari_wellzarr.storage.reading import open_well
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from pathlib import Path
 
+    from napari_wellzarr.storage.locations import RemoteLocation
     from napari_wellzarr.storage.reading import OpenWell
     from napari_wellzarr.storage.records import LayoutRecords
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 class TemplateCache:
     """One opened template well per layout key, and the clones read through them."""
 
-    def __init__(self, root: Path, zarr_format: int) -> None:
+    def __init__(self, root: Path | RemoteLocation, zarr_format: int) -> None:
         self.root = root
         self.zarr_format = zarr_format
         self._clones: dict[str, OpenWell] = {}
@@ -58,6 +59,10 @@ class TemplateCache:
         self._templates.clear()
 
     def _unchanged(self, path: str, files: Mapping[str, tuple[int, ...]]) -> bool:
+        if not isinstance(self.root, Path):
+            # Remote: no stat without one request per document of every well; each
+            # shard's size is checked as it is read instead (ShardReader).
+            return True
         for file_name, identity in files.items():
             if file_name.rsplit("/", 1)[-1] != "zarr.json":
                 continue  # shard files: checked as they are read (ShardReader)

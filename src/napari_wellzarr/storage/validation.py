@@ -13,8 +13,10 @@ import numpy as np
 from napari_wellzarr.errors import WellZarrError
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage.store import PlateStore
+from napari_wellzarr.storage.zstore import read_store
 
 if TYPE_CHECKING:
+    from napari_wellzarr.storage.locations import RemoteLocation
     from napari_wellzarr.storage.reading import WellInfo
 
 __all__ = ["PlateCheck", "check_plate", "describe_plate"]
@@ -42,12 +44,13 @@ def _array_layout(store: PlateStore, info: WellInfo) -> dict[str, Any]:
     import zarr
 
     path = f"{info.path}/{info.image_paths[0]}"
-    attrs = fsio.read_attrs(store.root / path, store.zarr_format)
+    attrs = fsio.read_attrs(store.location / path, store.zarr_format)
     from napari_wellzarr.storage.metadata import parse_image
 
     meta, _ = parse_image(attrs, path)
     dataset = meta.multiscale.datasets[0].path
-    array = zarr.open_array(store=str(store.root), path=f"{path}/{dataset}", mode="r")
+    zstore = read_store(store.location, strict=False)
+    array = zarr.open_array(store=zstore, path=f"{path}/{dataset}", mode="r")
     return {
         "array": f"{path}/{dataset}",
         "array_shape": list(array.shape),
@@ -67,10 +70,11 @@ def describe_plate(path: str | os.PathLike[str]) -> dict[str, Any]:
     store = PlateStore.open(path)
     wells = store.wells()
     infos = [store.well_info(w) for w in wells]
-    disk, files = _disk_bytes(store.root)
+    # A remote plate is not listed (one request per object): its size is unknown.
+    disk, files = (None, None) if store.is_remote else _disk_bytes(store.root)
     raw = sum(math.prod(i.shape) * i.dtype.itemsize for i in infos)
     out: dict[str, Any] = {
-        "plate": str(store.root),
+        "plate": str(store.location),
         "ngff_version": store.ngff_version,
         "zarr_format": store.zarr_format,
         "rows": len(store.rows),
@@ -133,24 +137,24 @@ def check_plate(path: str | os.PathLike[str], *, deep: bool = False) -> PlateChe
     wells = store.wells()
     if not wells and store.config is not None:
         check.warnings.append(
-            f"{store.root} lists no wells yet: it becomes an OME-NGFF HCS plate when its "
+            f"{store.location} lists no wells yet: it becomes an OME-NGFF HCS plate when its "
             "first well is listed (the specification was not checked)"
         )
         check.spec = "skipped (the plate lists no wells yet)"
     else:
-        check.spec = _check_spec(store.root, check)
+        check.spec = _check_spec(store.location, check)
     for well in wells:
         _check_well(store, well, deep, check)
     _check_unlisted(store, check)
-    staging = store.root / fsio.STAGING_DIR
-    if staging.is_dir() and any(staging.iterdir()):
+    staging = None if store.is_remote else store.root / fsio.STAGING_DIR
+    if staging is not None and staging.is_dir() and any(staging.iterdir()):
         check.warnings.append(
             f"{staging} holds leftovers of interrupted writes (removed by the next writer)"
         )
     return check
 
 
-def _check_spec(root: Path, check: PlateCheck) -> str:
+def _check_spec(root: Path | RemoteLocation, check: PlateCheck) -> str:
     try:
         import ome_zarr_models
         import zarr
@@ -159,7 +163,8 @@ def _check_spec(root: Path, check: PlateCheck) -> str:
         return "skipped (ome-zarr-models not installed)"
     version = getattr(ome_zarr_models, "__version__", "?")
     try:
-        model = ome_zarr_models.open_ome_zarr(zarr.open_group(str(root), mode="r"))
+        group = zarr.open_group(store=read_store(root, strict=False), mode="r")
+        model = ome_zarr_models.open_ome_zarr(group)
     except Exception as err:  # the validator's verdict, whatever its type: reported
         check.problems.append(f"OME-NGFF (ome-zarr-models {version}): {err}")
         return f"ome-zarr-models {version}: invalid"

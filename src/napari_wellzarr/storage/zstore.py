@@ -6,14 +6,15 @@ import functools
 import gzip
 import io
 import struct
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from napari_wellzarr.errors import CorruptDataError
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from zarr.storage import LocalStore
+
+    from napari_wellzarr.storage.locations import RemoteLocation
 
 __all__ = ["blosc_decoded_size", "gunzip_into", "read_store", "zstd_content_size"]
 
@@ -24,15 +25,25 @@ _ZSTD_SKIPPABLE: Final = 0x184D2A50  # the 16 magic numbers 0x184D2A50..0x184D2A
 _U32: Final = struct.Struct("<I")
 
 
-def read_store(root: Path, *, strict: bool, blosc_frames: bool = False) -> LocalStore:
-    """A read-only store on ``root``; ``strict`` for plates whose every chunk was written."""
+def read_store(
+    root: Path | RemoteLocation, *, strict: bool, blosc_frames: bool = False
+) -> LocalStore | Any:
+    """A read-only store on ``root``; ``strict`` for plates whose every chunk was written.
+
+    A remote ``root`` gets zarr's ``ObjectStore`` over the same obstore client.
+    """
     from zarr.storage import LocalStore
+
+    if not isinstance(root, Path):
+        from zarr.storage import ObjectStore
+
+        return ObjectStore(root.store_at(), read_only=True)
 
     if not strict:
         return LocalStore(root, read_only=True)
     store = _strict_store_class()(root, read_only=True)
     store.blosc_frames = blosc_frames
-    return store  # type: ignore[no-any-return]
+    return store
 
 
 def zstd_content_size(data: bytes) -> int | None:

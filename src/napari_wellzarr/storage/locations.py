@@ -1,0 +1,384 @@
+"""Where a plate lives: URLs told from local paths, and remote folders read through obstore."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+from napari_wellzarr.errors import RemoteReadError, RemoteWriteError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "READ_SCHEMES",
+    "RemoteLocation",
+    "is_url",
+    "open_location",
+    "redact",
+    "refuse_url",
+]
+
+#: The URL schemes plates are read from (obstore's stores).
+READ_SCHEMES: Final = frozenset({"http", "https", "s3", "s3a", "gs", "az", "abfs", "abfss"})
+# "scheme://" (and "scheme:/" as pathlib leaves it of "s3://bucket" after Path()).
+_URL: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
+_WINDOWS_DRIVE: Final = re.compile(r"^[A-Za-z]:[\\/]")
+#: Documents kept per remote plate (bytes, or None for a missing one), and their total size.
+_DOC_ENTRIES: Final = 4096
+_DOC_BYTES: Final = 64 * 2**20
+
+
+def is_url(target: object) -> bool:
+    """Whether ``target`` (a string or path) is a URL, never to be used as a local path.
+
+    ``Path("s3://bucket/x")`` reads ``s3:/bucket/x``: that is a URL too.
+    """
+    try:
+        text = target if isinstance(target, str) else os.fspath(target)  # type: ignore[call-overload]
+    except TypeError:
+        return False
+    if not isinstance(text, str):
+        return False
+    return bool(_URL.match(text)) and not _WINDOWS_DRIVE.match(text)
+
+
+def redact(url: str) -> str:
+    """``url`` without user name, password, query or fragment (they may hold secrets)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def refuse_url(target: object, what: str) -> None:
+    """Raise :class:`RemoteWriteError` when a write destination ``target`` is a URL.
+
+    Parameters
+    ----------
+    target
+        The destination as given (string or path).
+    what
+        What would be written, for the message (``"a plate"``).
+    """
+    if is_url(target):
+        text = target if isinstance(target, str) else os.fspath(target)  # type: ignore[call-overload]
+        raise RemoteWriteError(
+            f"cannot write {what} to {redact(str(text))}: writing to a URL is not supported "
+            "yet (only reading); write to a local folder and upload it"
+        )
+
+
+def _timeout() -> float:
+    """Seconds a remote request may take (``WELLZARR_REMOTE_TIMEOUT``, default 30)."""
+    raw = os.environ.get("WELLZARR_REMOTE_TIMEOUT", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return 30.0
+    return value if value > 0 else 30.0
+
+
+def _s3_options(url: str) -> dict[str, Any]:
+    """Obstore options for an S3 URL: the ``AWS_*`` variables, the AWS files, or anonymous."""
+    options: dict[str, Any] = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint and endpoint.startswith("http://"):
+        options["client_options"] = {"allow_http": True}
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        return options  # obstore reads the AWS_* variables itself
+    try:
+        import boto3  # type: ignore[import-untyped]
+    except ImportError:
+        boto3 = None
+    if boto3 is not None:
+        session = boto3.Session()
+        if session.get_credentials() is not None:  # ~/.aws/credentials, config, SSO...
+            from obstore.auth.boto3 import Boto3CredentialProvider
+
+            options["credential_provider"] = Boto3CredentialProvider(session)
+            if session.region_name and not os.environ.get("AWS_DEFAULT_REGION"):
+                options["region"] = session.region_name
+            return options
+    options["skip_signature"] = True  # no credentials anywhere: a public bucket
+    return options
+
+
+class _Remote:
+    """One obstore store (a server or bucket), its small-document cache and its counters."""
+
+    def __init__(self, base: str) -> None:
+        from obstore.store import from_url
+
+        scheme = urlsplit(base).scheme.lower()
+        seconds = _timeout()
+        client: dict[str, Any] = {
+            "timeout": timedelta(seconds=seconds),
+            "connect_timeout": timedelta(seconds=min(seconds, 10.0)),
+        }
+        retry = {
+            "max_retries": 2,
+            "retry_timeout": timedelta(seconds=seconds),
+            "backoff": {
+                "init_backoff": timedelta(milliseconds=50),
+                "max_backoff": timedelta(seconds=1),
+                "base": 2,
+            },
+        }
+        options: dict[str, Any] = {}
+        if scheme in ("http", "https"):
+            client["allow_http"] = scheme == "http"
+        elif scheme in ("s3", "s3a"):
+            options = _s3_options(base)
+            client.update(options.pop("client_options", {}))
+        self.base = base
+        self.options = {"client_options": client, "retry_config": retry, **options}
+        self.store = from_url(base, **self.options)
+        self._lock = threading.Lock()
+        self._docs: OrderedDict[str, bytes | None] = OrderedDict()
+        self.inflight: dict[str, threading.Event] = {}
+        self._doc_bytes = 0
+
+    def remember(self, key: str, value: bytes | None) -> None:
+        with self._lock:
+            old = self._docs.pop(key, None)
+            self._doc_bytes -= len(old or b"")
+            self._docs[key] = value
+            self._doc_bytes += len(value or b"")
+            while len(self._docs) > _DOC_ENTRIES or self._doc_bytes > _DOC_BYTES:
+                _, dropped = self._docs.popitem(last=False)
+                self._doc_bytes -= len(dropped or b"")
+
+    def recall(self, key: str) -> tuple[bool, bytes | None]:
+        with self._lock:
+            if key in self._docs:
+                self._docs.move_to_end(key)
+                return True, self._docs[key]
+        return False, None
+
+
+def _split(url: str) -> tuple[str, str]:
+    """``(store base URL, key prefix)``: the server or bucket, and the path inside it."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in READ_SCHEMES:
+        raise RemoteReadError(
+            f"{redact(url)}: the scheme {parts.scheme!r} is not supported; use one of "
+            f"{', '.join(sorted(READ_SCHEMES))}"
+        )
+    if not parts.netloc:
+        raise RemoteReadError(f"{redact(url)}: no server or bucket in the URL")
+    base = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+    return base, parts.path.strip("/")
+
+
+class RemoteLocation:
+    """A folder or object of a plate on a web server or in an object store (read only).
+
+    ``loc / "B/03"`` is a folder below it; documents are read whole (and kept in a
+    bounded cache: opening a plate reads each at most once), shards by byte ranges.
+    """
+
+    def __init__(self, remote: _Remote, key: str) -> None:
+        self._remote = remote
+        self.key = key.strip("/")
+
+    @property
+    def url(self) -> str:
+        """The location's URL without credentials (safe to show)."""
+        return redact(f"{self._remote.base}/{self.key}")
+
+    @property
+    def base_url(self) -> str:
+        """The server or bucket URL (``s3://bucket``)."""
+        return self._remote.base
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"RemoteLocation({self.url!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, RemoteLocation)
+            and other._remote is self._remote
+            and other.key == self.key
+        )
+
+    def __hash__(self) -> int:
+        return hash((id(self._remote), self.key))
+
+    def __truediv__(self, child: str) -> RemoteLocation:
+        child = child.strip("/")
+        return RemoteLocation(self._remote, f"{self.key}/{child}" if self.key else child)
+
+    @property
+    def name(self) -> str:
+        """The last part of the path."""
+        return self.key.rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> RemoteLocation:
+        """The folder above."""
+        return RemoteLocation(self._remote, self.key.rsplit("/", 1)[0] if "/" in self.key else "")
+
+    def store_at(self) -> Any:
+        """A fresh obstore store rooted at this folder (for zarr's ``ObjectStore``)."""
+        from obstore.store import from_url
+
+        return from_url(f"{self._remote.base}/{self.key}", **self._remote.options)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _fail(self, err: Exception, doing: str) -> RemoteReadError:
+        # obstore's messages carry the request URL and the server's answer; never
+        # credentials (they travel in headers).  Keep its first line only.
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return RemoteReadError(f"{self.url}: {doing} failed: {type(err).__name__}: {detail}")
+
+    def read(self, limit: int) -> bytes | None:
+        """The whole object (a document), or None when it does not exist.
+
+        Raises :class:`RemoteReadError` for any other failure (denied, server error,
+        timeout) and :class:`MetadataError`-like size refusals are the caller's:
+        objects over ``limit`` bytes raise :class:`RemoteReadError` before being read.
+        Found and missing documents are cached; failures are not.
+        """
+        hit, value = self._remote.recall(self.key)
+        if hit:
+            return value
+        # One request per document however many threads ask for it at once (tiles of
+        # many wells open one template well's documents together).
+        with self._remote._lock:
+            pending = self._remote.inflight.get(self.key)
+            leader = pending is None
+            if pending is None:
+                pending = self._remote.inflight[self.key] = threading.Event()
+        if not leader:
+            pending.wait(_timeout() * 3)
+            hit, value = self._remote.recall(self.key)
+            if hit:
+                return value
+            return self._fetch(limit)  # the first request failed: try on our own
+        try:
+            return self._fetch(limit)
+        finally:
+            with self._remote._lock:
+                self._remote.inflight.pop(self.key, None)
+            pending.set()
+
+    def _fetch(self, limit: int) -> bytes | None:
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        try:
+            result = obstore.get(self._remote.store, self.key)
+            size = int(result.meta["size"])
+            if size > limit:
+                raise RemoteReadError(f"{self.url} holds {size:,} bytes, more than {limit:,}")
+            data: bytes | None = bytes(result.bytes())
+        except (NotFoundError, FileNotFoundError):
+            data = None
+        except RemoteReadError:
+            raise
+        except Exception as err:  # obstore's errors, each named in the message
+            raise self._fail(err, "reading") from err
+        self._remote.remember(self.key, data)
+        return data
+
+    def exists(self) -> bool:
+        """Whether the object exists (read whole: only used for small documents)."""
+        return self.read(_DOC_BYTES) is not None
+
+    def read_tail(self, length: int) -> tuple[bytes, int] | None:
+        """The last ``length`` bytes of the object and its size; None when it does not exist."""
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        try:
+            result = obstore.get(
+                self._remote.store, self.key, options={"range": {"suffix": length}}
+            )
+            return bytes(result.bytes()), int(result.meta["size"])
+        except (NotFoundError, FileNotFoundError):
+            return None
+        except Exception as err:
+            raise self._fail(err, f"reading its last {length} bytes") from err
+
+    def read_ranges(self, spans: Sequence[tuple[int, int]], size: int | None = None) -> list[bytes]:
+        """The bytes at each ``(offset, length)``, fetched concurrently.
+
+        With ``size``, each answer must come from an object of that size, else
+        :class:`RemoteReadError` (the object was replaced since its size was known).
+        """
+        import obstore
+
+        if size is None:
+            try:
+                got = obstore.get_ranges(
+                    self._remote.store,
+                    self.key,
+                    starts=[o for o, _ in spans],
+                    lengths=[n for _, n in spans],
+                )
+            except Exception as err:
+                raise self._fail(err, f"reading {len(spans)} byte ranges") from err
+            return [bytes(b) for b in got]
+
+        def one(span: tuple[int, int]) -> bytes:
+            offset, length = span
+            try:
+                result = obstore.get(
+                    self._remote.store, self.key, options={"range": (offset, offset + length)}
+                )
+                data = bytes(result.bytes())
+                found = int(result.meta["size"])
+            except Exception as err:
+                raise self._fail(err, f"reading bytes {offset}+{length}") from err
+            if found != size:
+                raise RemoteReadError(
+                    f"{self.url}: holds {found:,} bytes, not the {size:,} the plate recorded "
+                    "(replaced since)"
+                )
+            return data
+
+        if len(spans) == 1:
+            return [one(spans[0])]
+        return list(_range_pool().map(one, spans))
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _range_pool() -> ThreadPoolExecutor:
+    """Threads for the byte ranges of one object read at once (obstore releases the GIL)."""
+    global _POOL
+    with _OPEN_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(8, thread_name_prefix="wellzarr-range")
+        return _POOL
+
+
+_OPEN: dict[str, _Remote] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def open_location(url: str, *, fresh: bool = False) -> RemoteLocation:
+    """The :class:`RemoteLocation` of ``url`` (``https://...``, ``s3://bucket/...``).
+
+    Locations of one server or bucket share one client; ``fresh=True`` starts an
+    empty document cache (a plate opened again sees documents changed since).
+    """
+    base, key = _split(url)
+    with _OPEN_LOCK:
+        remote = _OPEN.get(base)
+        if remote is None or fresh:
+            remote = _OPEN[base] = _Remote(base)
+    return RemoteLocation(remote, key)

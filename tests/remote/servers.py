@@ -1,0 +1,153 @@
+"""Test servers on localhost: a static HTTP server that answers Range requests, and S3 (moto)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@dataclass
+class Faults:
+    """What the server does wrong: ``{key substring: mode}``, mode in 403/404/500/stall/garbage."""
+
+    modes: dict[str, str] = field(default_factory=dict)
+    stall_seconds: float = 30.0
+
+    def mode(self, key: str) -> str | None:
+        for part, mode in self.modes.items():
+            if part in key:
+                return mode
+        return None
+
+
+class RangeServer:
+    """A static file server for ``root`` on 127.0.0.1 that answers ``Range: bytes=...`` (206).
+
+    Counts every request (``requests``, ``log``); ``latency`` seconds are slept before
+    each answer; ``faults`` inject errors.
+    """
+
+    def __init__(self, root: Path, *, latency: float = 0.0) -> None:
+        self.root = root.resolve()
+        self.latency = latency
+        self.faults = Faults()
+        self.log: list[tuple[str, str, str | None]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                server._answer(self, head=True)
+
+            def do_GET(self) -> None:
+                server._answer(self, head=False)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def requests(self) -> int:
+        with self._lock:
+            return len(self.log)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.log.clear()
+
+    def __enter__(self) -> RangeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=10)
+
+    def _answer(self, h: BaseHTTPRequestHandler, *, head: bool) -> None:
+        key = h.path.split("?", 1)[0].lstrip("/")
+        rng = h.headers.get("Range")
+        with self._lock:
+            self.log.append((h.command, key, rng))
+        if self.latency:
+            time.sleep(self.latency)
+        mode = self.faults.mode(key)
+        if mode in ("403", "404", "500"):
+            self._send(h, int(mode), b"nope", head=head)
+            return
+        if mode == "stall":
+            self._stop.wait(self.faults.stall_seconds)
+            return
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root) or not path.is_file():
+            self._send(h, 404, b"not found", head=head)
+            return
+        data = path.read_bytes()
+        if mode == "garbage":
+            data = os.urandom(len(data)) if data else b"\xff"
+        size = len(data)
+        if rng is None:
+            self._send(h, 200, data, head=head)
+            return
+        spec = rng.strip().removeprefix("bytes=")
+        if "," in spec:
+            self._send(h, 416, b"multi-range not supported", head=head)
+            return
+        first, _, last = spec.partition("-")
+        if first == "":
+            start, end = max(0, size - int(last)), size - 1
+        else:
+            start = int(first)
+            end = min(int(last), size - 1) if last else size - 1
+        if start >= size or start > end:
+            self._send(h, 416, b"", head=head, extra={"Content-Range": f"bytes */{size}"})
+            return
+        extra = {"Content-Range": f"bytes {start}-{end}/{size}"}
+        self._send(h, 206, data[start : end + 1], head=head, extra=extra)
+
+    @staticmethod
+    def _send(
+        h: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes,
+        *,
+        head: bool,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        h.send_response(status)
+        h.send_header("Content-Length", str(len(body)))
+        h.send_header("Accept-Ranges", "bytes")
+        for name, value in (extra or {}).items():
+            h.send_header(name, value)
+        h.end_headers()
+        if not head:
+            try:
+                h.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,143 @@
+"""URLs in napari, the CLI and every write destination."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+
+from napari_wellzarr.errors import RemoteReadError, RemoteWriteError, StoreReadOnlyError
+from napari_wellzarr.plugin._reader import get_reader
+from napari_wellzarr.storage.config import StorageConfig
+from napari_wellzarr.storage.store import PlateStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tests.remote.servers import RangeServer
+
+PLUGIN = "napari-wellzarr"
+CLI = [sys.executable, "-m", "napari_wellzarr.cli"]
+URLS = ("s3://bucket/x.ome.zarr", "https://example.org/p.zarr", "gs://b/p", "http://h/p")
+
+
+def _cli(*args: Any, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.run(
+        [*CLI, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def _tile(layer: Any, well: str) -> np.ndarray:
+    """The full-resolution pixels of ``well``'s tile in a mosaic layer (field 0, z 0)."""
+    meta = layer.metadata["wellzarr"]
+    row, column = meta["wells"][well]
+    (h, w), (ph, pw) = meta["tile"], meta["pitch"]
+    data = layer.data[0] if layer.multiscale else layer.data
+    y, x = row * ph, column * pw
+    return np.asarray(data[0, 0, y : y + h, x : x + w])
+
+
+def test_viewer_opens_a_plate_url_lazily(
+    make_napari_viewer: Callable[..., Any],
+    served: RangeServer,
+    make_remote_plate: Callable[..., dict[str, np.ndarray]],
+) -> None:
+    pixels = make_remote_plate(served.root / "plate.zarr", 3)
+    url = f"{served.url}/plate.zarr"
+    assert get_reader(url) is not None
+    served.reset()
+    viewer = make_napari_viewer()
+    layers = viewer.open(url, plugin=PLUGIN)
+    assert [layer.name for layer in layers][-1] == "plate map"
+    documents = [key for _, key, rng in served.log if rng is None]
+    # the plate's document (asked by get_reader, the view and the store), its layout
+    # record, and the documents of the wells the view takes its tile size from
+    assert len(documents) <= 17, documents
+    for c, layer in enumerate(layers[:2]):
+        for well, data in pixels.items():
+            assert np.array_equal(_tile(layer, well), data[0, c, 0]), (well, c)
+    # pixels came as byte ranges of the shards, and repeated reads from the caches
+    assert any(rng is not None for _, _, rng in served.log)
+    before = served.requests
+    for well in pixels:
+        _tile(layers[0], well)
+    assert served.requests == before
+    screen = viewer.screenshot(canvas_only=True, flash=False)
+    assert screen.max() > 0  # drawn
+
+
+def test_get_reader_declines_urls_it_does_not_serve(served: RangeServer) -> None:
+    start = time.perf_counter()
+    assert get_reader("ftp://example.org/plate.zarr") is None
+    assert get_reader("file:///nowhere/plate.zarr") is None
+    assert time.perf_counter() - start < 0.5
+    assert get_reader(f"{served.url}/no-plate-here") is None
+
+
+def test_cli_info_and_validate_take_urls(
+    served: RangeServer, make_remote_plate: Callable[..., dict[str, np.ndarray]]
+) -> None:
+    make_remote_plate(served.root / "plate.zarr", 2)
+    url = f"{served.url}/plate.zarr"
+    info = _cli("info", url, cwd=served.root)
+    assert info.returncode == 0, info.stderr
+    assert "2 well(s)" in info.stdout
+    assert url in info.stdout
+    checked = _cli("validate", "--deep", url, cwd=served.root)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "valid HCS plate" in checked.stdout
+
+
+@pytest.mark.parametrize("url", URLS)
+def test_every_write_destination_refuses_urls(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from napari_wellzarr.convert.engine import convert
+    from napari_wellzarr.openhcs.backend import ZarrStorageBackend
+    from napari_wellzarr.plugin._writer import write_image
+    from napari_wellzarr.plugin.conversion import ConversionOptions
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RemoteWriteError, match="writing to a URL is not supported"):
+        PlateStore.create(url)
+    with pytest.raises(RemoteWriteError):
+        write_image(url, np.zeros((1, 8, 8), "u2"), {"name": "x"})
+    with pytest.raises(RemoteWriteError):
+        convert(None, url, StorageConfig())  # type: ignore[arg-type]  # refused first
+    with ZarrStorageBackend() as backend:
+        with pytest.raises(RemoteWriteError):
+            backend.save(np.zeros((8, 8), "u2"), f"{url}/A01.tif")
+        for read in (backend.load, backend.exists, backend.list_dir, backend.is_symlink):
+            with pytest.raises(RemoteReadError, match="local plates only"):
+                read(f"{url}/A01.tif")
+    with pytest.raises((RemoteWriteError, StoreReadOnlyError)):
+        PlateStore.open(url, "r+")
+    # the converter widget's options: Run stays disabled, with the reason
+    with pytest.raises(RemoteWriteError):
+        ConversionOptions(output=Path(url)).storage_config()
+    assert list(tmp_path.iterdir()) == []  # no folder "s3:", "https:"...
+
+
+def test_cli_convert_to_a_url_fails_and_writes_nothing(tmp_path: Path) -> None:
+    import tifffile
+
+    (tmp_path / "src").mkdir()  # a real source: main converted it into a folder "s3:"
+    tifffile.imwrite(tmp_path / "src" / "screen_A01_s1_w1.tif", np.ones((16, 16), "u2"))
+    done = _cli("convert", "-q", tmp_path / "src", "s3://bucket/x.ome.zarr", cwd=tmp_path)
+    assert done.returncode != 0
+    assert "s3://bucket/x.ome.zarr" in done.stderr
+    assert "not supported" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
