@@ -79,7 +79,7 @@ def test_all_workers_dead_fails_resumably_then_resume_finishes(
 ) -> None:
     import distributed
 
-    monkeypatch.setattr(runners, "NO_WORKERS_S", NO_WORKERS_S)
+    monkeypatch.setattr(runners, "NO_WORKERS_S", NO_WORKERS_S, raising=False)
     address, info = scheduler
     truth = ix_set(tmp_path / "src", rng, wells=WELLS, fields=2, shape=(64, 64))
     plan = scan_source(tmp_path / "src")

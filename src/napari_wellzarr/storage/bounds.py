@@ -23,6 +23,8 @@ _DTYPE_KEYS: Final = ("astype", "encode_dtype", "dtype")
 _SHARD_ENTRY: Final = struct.Struct("<QQ")
 _EMPTY: Final = 2**64 - 1
 _I32: Final = struct.Struct("<i")
+#: What a filter may add to a chunk's bytes (a zarr v2 checksum filter appends 4-8).
+_FILTER_SLACK: Final = 64
 
 
 def _kind(codec: object) -> str | None:
@@ -49,7 +51,8 @@ class ChunkBound:
 
     ``kind`` is the outermost compressor (``blosc``, ``zstd``, ``gzip``, ``zlib``,
     ``lz4``; None: stored raw), ``nbytes`` the most its frame may decode to (a chunk's
-    elements times the widest item a filter makes), ``trailer`` the checksum bytes
+    elements times the widest item a filter makes, plus a few bytes per filter for the
+    checksums some append), ``trailer`` the checksum bytes
     (crc32c) after the frame.  ``shard_chunks``/``index_bytes``/``index_at_end``
     describe the shards of an array sharded by others (None when not sharded).
     """
@@ -160,7 +163,8 @@ def chunk_bound(array: Any, path: str) -> ChunkBound | None:
         compressors.pop()
         trailer += 4
     kind = _kind(compressors[-1]) if compressors else None
-    nbytes = math.prod(array.chunks) * _itemsize(dtype, list(array.filters))
+    filters = list(array.filters)
+    nbytes = math.prod(array.chunks) * _itemsize(dtype, filters) + _FILTER_SLACK * len(filters)
     if array.shards is None:
         return ChunkBound(path, kind, nbytes, trailer)
     sharding = array.metadata.codecs[0]
