@@ -154,3 +154,80 @@ def test_whole_chunks_still_read_with_every_codec(
     store = PlateStore.open(root)
     np.testing.assert_array_equal(store.read_well("B02"), data)
     np.testing.assert_array_equal(store.read_plane("B02", 1, 2, 1), data[1, 2, 1])
+
+
+def _sharded_with_bomb(root: Path, inner: int) -> tuple[Any, np.ndarray]:
+    """A v3 array sharded by zarr-python (not by us) whose inner chunk ``inner`` is a bomb."""
+    import numcodecs
+    import zarr
+
+    data = np.arange(4 * 64 * 64, dtype="u2").reshape(4, 64, 64)
+    codecs = [zarr.codecs.ZstdCodec(), zarr.codecs.Crc32cCodec()]
+    array = zarr.create_array(
+        str(root / "a"),
+        shape=data.shape,
+        chunks=(1, 32, 32),
+        shards=(2, 64, 64),
+        dtype="u2",
+        compressors=codecs,
+    )
+    array[...] = data
+    shard = root / "a" / "c" / "0" / "0" / "0"
+    raw = shard.read_bytes()
+    n = 8
+    index = np.frombuffer(raw[-(16 * n + 4) : -4], "<u8").reshape(n, 2)
+    chunks = [raw[o : o + s] for o, s in index]
+    chunks[inner] = bytes(numcodecs.CRC32C().encode(bomb_for({"id": "zstd", "level": 1})))
+    offsets = np.cumsum([0, *map(len, chunks)])[:-1]
+    new_index = np.stack([offsets, list(map(len, chunks))], axis=1).astype("<u8").tobytes()
+    shard.write_bytes(b"".join(chunks) + bytes(numcodecs.CRC32C().encode(new_index)))
+    return array, data
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_a_bomb_inside_a_shard_written_by_others_is_refused(tmp_path: Path, whole: bool) -> None:
+    import zarr
+
+    from napari_wellzarr.storage.bounds import chunk_bound
+    from napari_wellzarr.storage.zstore import expect_chunks, read_store
+
+    _, data = _sharded_with_bomb(tmp_path, inner=4)  # inner chunk 4: plane 1, top left
+    store = read_store(tmp_path, strict=False)
+    array = zarr.open_array(store=store, path="a", mode="r")
+    expect_chunks(store, "a", chunk_bound(array, "a"))
+    np.testing.assert_array_equal(array[2:], data[2:])  # the other shard reads
+    np.testing.assert_array_equal(array[1, 32:, 32:], data[1, 32:, 32:])  # other inner chunks
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptDataError, match=r"array a chunk a/c/0/0/0.*refused before"):
+            array[0:2] if whole else array[1, :32, :32]  # the whole shard, or the one chunk
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < PEAK, f"the refused read allocated {peak / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("codec", ["bz2", "lzma"])
+def test_bz2_and_lzma_bombs_are_refused(tmp_path: Path, codec: str) -> None:
+    import numcodecs
+    import zarr
+
+    from napari_wellzarr.storage.bounds import chunk_bound
+    from napari_wellzarr.storage.zstore import expect_chunks, read_store
+
+    compressor = numcodecs.get_codec({"id": codec})
+    zarr.create_array(
+        str(tmp_path / "v2"),
+        shape=(2, 16, 16),
+        chunks=(1, 16, 16),
+        dtype="u2",
+        zarr_format=2,
+        compressors=compressor,
+    )[...] = 5
+    (tmp_path / "v2" / "0.0.0").write_bytes(compressor.encode(np.zeros(BOMB, "u1")))
+    store = read_store(tmp_path, strict=False)
+    array = zarr.open_array(store=store, path="v2", mode="r", zarr_format=2)
+    expect_chunks(store, "v2", chunk_bound(array, "v2"))
+    np.testing.assert_array_equal(array[1], 5)
+    with pytest.raises(CorruptDataError, match=f"v2/0.0.0: its {codec} frame .* more than 512"):
+        array[0]

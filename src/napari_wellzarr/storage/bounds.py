@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bz2
+import lzma
 import math
 import struct
 import zlib
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ChunkBound", "chunk_bound"]
 
-_KINDS: Final = ("blosc", "zstd", "gzip", "zlib", "lz4", "crc32c")
+_KINDS: Final = ("blosc", "zstd", "gzip", "zlib", "lz4", "bz2", "lzma", "crc32c")
 _DTYPE_KEYS: Final = ("astype", "encode_dtype", "dtype")
 _SHARD_ENTRY: Final = struct.Struct("<QQ")
 _EMPTY: Final = 2**64 - 1
@@ -50,10 +52,11 @@ class ChunkBound:
     """What one stored chunk of an array may decode to, and how to tell before decoding.
 
     ``kind`` is the outermost compressor (``blosc``, ``zstd``, ``gzip``, ``zlib``,
-    ``lz4``; None: stored raw), ``nbytes`` the most its frame may decode to (a chunk's
-    elements times the widest item a filter makes, plus a few bytes per filter for the
-    checksums some append), ``trailer`` the checksum bytes
-    (crc32c) after the frame.  ``shard_chunks``/``index_bytes``/``index_at_end``
+    ``lz4``, ``bz2``, ``lzma``; ``raw``: none; None: one not known here, not checked),
+    ``nbytes`` the most its frame may decode to (a chunk's elements times the widest item
+    a filter makes, plus a few bytes per filter for the checksums some append), and
+    ``trailer`` the checksum bytes (crc32c) after the frame.  ``shard_chunks``,
+    ``index_bytes`` and ``index_at_end``
     describe the shards of an array sharded by others (None when not sharded).
     """
 
@@ -102,16 +105,16 @@ class ChunkBound:
         where = f"array {self.array} chunk {key}"
         try:
             decoded = self._decoded_size(frame)
-        except (ValueError, OSError, EOFError, zlib.error, RuntimeError) as err:
+        except (ValueError, OSError, EOFError, zlib.error, lzma.LZMAError, RuntimeError) as err:
             raise CorruptDataError(
                 f"{where}: {len(frame)} bytes are not a {self.kind} frame: {err}"
             ) from err
         if decoded > self.nbytes:
             raise CorruptDataError(
                 f"{where}: its {self.kind} frame of {len(frame)} bytes decodes to "
-                f"{'more than ' if decoded == self.nbytes + 1 else ''}{decoded} bytes, but a "
-                f"chunk holds at most {self.nbytes}: refused before decoding (a damaged or "
-                "hostile chunk)"
+                f"{f'more than {self.nbytes}' if decoded == self.nbytes + 1 else decoded} bytes, "
+                f"but a chunk holds at most {self.nbytes}: refused before decoding (a damaged "
+                "or hostile chunk)"
             )
 
     def _decoded_size(self, frame: memoryview) -> int:
@@ -133,7 +136,13 @@ class ChunkBound:
             return len(inflater.decompress(frame, self.nbytes + 1))
         if self.kind == "gzip":
             return gunzip_into(bytes(frame), memoryview(bytearray(self.nbytes)))
-        return len(frame)
+        if self.kind == "bz2":
+            return len(bz2.BZ2Decompressor().decompress(frame, self.nbytes + 1))
+        if self.kind == "lzma":
+            return len(lzma.LZMADecompressor().decompress(frame, self.nbytes + 1))
+        if self.kind == "raw":
+            return len(frame)
+        return 0  # a compressor of which nothing is known: not bounded here
 
     def _zstd_unknown(self, frame: memoryview) -> int:
         """A frame without a content size: decoded into a buffer of the bound, never more."""
@@ -162,12 +171,12 @@ def chunk_bound(array: Any, path: str) -> ChunkBound | None:
     while compressors and _kind(compressors[-1]) == "crc32c":
         compressors.pop()
         trailer += 4
-    kind = _kind(compressors[-1]) if compressors else None
+    kind = _kind(compressors[-1]) if compressors else "raw"
     filters = list(array.filters)
     nbytes = math.prod(array.chunks) * _itemsize(dtype, filters) + _FILTER_SLACK * len(filters)
     if array.shards is None:
         return ChunkBound(path, kind, nbytes, trailer)
-    sharding = array.metadata.codecs[0]
+    sharding = next(c for c in array.metadata.codecs if hasattr(c, "index_codecs"))
     n_inner = math.prod(s // c for s, c in zip(array.shards, array.chunks, strict=True))
     index_trailer = 4 * sum(_kind(c) == "crc32c" for c in sharding.index_codecs)
     return ChunkBound(
