@@ -174,31 +174,45 @@ def run_dask(
             ): job
             for job in jobs
         }
-        for future in futures:
-            future.add_done_callback(finished.put)
+        for submitted in futures:
+            submitted.add_done_callback(finished.put)
         watch = _Workers(client)
+        future: Any = None
         try:
             while futures:
                 try:
                     future = finished.get(timeout=_POLL_S)
-                except queue.Empty:
+                    if future not in futures:
+                        continue
+                    # A result whose worker died before it was fetched is computed again:
+                    # fetching it waits, so the cluster is watched meanwhile too.
+                    outcome = _outcome(future, failures)
+                except (queue.Empty, TimeoutError):
                     lost = watch.lost()
                     if lost is not None:
                         yield from ((job, lost) for job in futures.values())
                         return
+                    if future is not None and future in futures:
+                        finished.put(future)  # fetch it again at the next turn
+                    future = None
                     continue
-                job = futures.pop(future)
-                try:
-                    outcome = future.result()
-                except failures as err:
-                    yield job, err
-                else:
-                    yield job, outcome
+                yield futures.pop(future), outcome
+                future = None
                 if stop.is_set():
                     break
         finally:
             if futures:
                 client.cancel(list(futures))
+
+
+def _outcome(future: Any, failures: tuple[type[BaseException], ...]) -> Any:
+    """A done future's outcome, or ``TimeoutError`` while its lost result is recomputed."""
+    if future.status == "error":  # the well's own error (a TimeoutError among them)
+        err = future.exception()
+        if isinstance(err, failures):
+            return err
+        raise err
+    return future.result(timeout=_POLL_S)
 
 
 class _Workers:
