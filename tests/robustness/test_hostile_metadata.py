@@ -236,3 +236,91 @@ def test_read_bounded_reads_at_most_one_byte_past_the_limit(
         fh = os.fdopen(read_end, "rb")
     with fh:
         assert fsio.read_bounded(fh, 100) == data[:101]
+
+
+# -- paths outside the plate: every open of the whole process is watched -----------------------
+
+
+def test_the_audit_reports_every_open_outside_the_plate(tmp_path: Any) -> None:
+    import threading
+
+    from tests.audit import OpensOutside
+
+    plate, beside = tmp_path / "plate", tmp_path / "beside"
+    plate.mkdir()
+    beside.mkdir()
+    (plate / "zarr.json").write_text("{}")
+    (beside / "x.json").write_text("{}")
+    os.symlink(beside / "x.json", plate / "link.json")
+
+    def elsewhere() -> None:  # another thread, as zarr's event loop reads
+        (beside / "x.json").read_text()
+        os.listdir(tmp_path)
+
+    with OpensOutside(plate) as outside:
+        (plate / "zarr.json").read_text()
+        (plate / "link.json").read_text()  # inside by name, outside once resolved
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+        with open("/proc/self/status", "rb"):  # the memory probe's kind of read: allowed
+            pass
+        __import__("colorsys")  # a lazy import of the interpreter's own: allowed
+    assert sorted(outside) == sorted(
+        [str(plate / "link.json"), str(beside / "x.json"), str(tmp_path)]
+    )
+
+
+def _secret_array(where: Any) -> None:
+    import numpy as np
+    import zarr
+
+    array = zarr.create_array(
+        str(where), shape=(2, 1, 1, 16, 16), chunks=(1, 1, 1, 16, 16), dtype="u2", zarr_format=3
+    )
+    array[...] = np.full((2, 1, 1, 16, 16), 666, "u2")
+
+
+ESCAPES = ["../../../secret", "../../../../secret", "/abs/secret", "0/../../../../secret"]
+
+
+@pytest.mark.parametrize("escape", ESCAPES)
+@pytest.mark.parametrize("where", ["dataset", "image", "well"])
+def test_hostile_paths_open_nothing_outside_the_plate(
+    tmp_path: Any, escape: str, where: str
+) -> None:
+    import json
+
+    import numpy as np
+
+    from napari_wellzarr.core import PlateStore
+    from tests.audit import OpensOutside
+
+    root = _plate_with_doc(tmp_path, lambda d: None)
+    _secret_array(tmp_path / "secret")
+    doc, key = {
+        "dataset": (root / "B" / "02" / "0" / "zarr.json", "multiscales"),
+        "image": (root / "B" / "02" / "zarr.json", "well"),
+        "well": (root / "zarr.json", "plate"),
+    }[where]
+    attrs = json.loads(doc.read_text())
+    block = attrs["attributes"]["ome"][key]
+    if where == "dataset":
+        block[0]["datasets"][0]["path"] = escape
+    elif where == "image":
+        block["images"][0]["path"] = escape
+    else:
+        block["wells"][1]["path"] = escape
+    doc.write_text(json.dumps(attrs))
+    read: list[Any] = []
+    refused: list[str] = []
+    with OpensOutside(root) as outside:
+        try:
+            store = PlateStore.open(root)
+            for well in [*store.wells(), *store.unlisted_wells()]:
+                read.append(store.read_well(well))
+        except (WellZarrError, OSError) as err:  # refused: fine, with a message
+            refused.append(str(err))
+    assert not outside, outside
+    assert all(refused)
+    assert all(int(np.max(a)) != 666 for a in read)

@@ -68,6 +68,7 @@ from napari_wellzarr.testing.strategies import (
     storage_config_kwargs,
     user_patterns,
 )
+from tests.audit import OpensOutside
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -301,7 +302,6 @@ def test_a_runaway_match_ends_even_when_its_caller_died() -> None:
     # its own CPU limit ends it.
     import signal
     import subprocess
-    import sys
 
     from napari_wellzarr.convert import regex_guard
 
@@ -359,28 +359,6 @@ def test_from_dict_of_any_json_object_round_trips_or_is_refused(data: dict[str, 
 # -- (5) the backend's side files: symlinks and file-name maps -----------------------------------
 
 SIDE_SHAPE = (4, 5)
-_OPENED: list[str] | None = None
-
-
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if _OPENED is not None and event == "open" and isinstance(args[0], str | os.PathLike):
-        _OPENED.append(os.path.normpath(os.path.abspath(os.fspath(args[0]))))
-
-
-sys.addaudithook(_audit)
-
-
-class Opens:
-    """Record the files opened while the block runs (Python's ``open`` audit events)."""
-
-    def __enter__(self) -> list[str]:
-        global _OPENED
-        _OPENED = []
-        return _OPENED
-
-    def __exit__(self, *exc: object) -> None:
-        global _OPENED
-        _OPENED = None
 
 
 @pytest.fixture(scope="module")
@@ -401,30 +379,35 @@ def side_plate() -> Iterator[tuple[Path, dict[str, np.ndarray]]]:
     shutil.rmtree(base)
 
 
-def _outside(paths: list[str], store: Path) -> list[str]:
-    """The opened files of the "secret" array that lies outside the plate's directory."""
-    secret = str(store.parent.parent / "secret")
-    return [p for p in paths if p.startswith(secret + os.sep)]
+def _all_reads(
+    backend: ZarrStorageBackend, store: Path, probe: list[str], outside: list[str]
+) -> dict[str, Any]:
+    """Every read of the store; ``outside`` gets each file opened outside what it reads.
 
-
-def _all_reads(backend: ZarrStorageBackend, store: Path, probe: list[str]) -> dict[str, Any]:
+    The recursive listing reads the store's parent (it is asked to); everything else
+    may open nothing but the store (the plate root), watched on the whole process.
+    """
     out: dict[str, Any] = {}
-    for what, call in {
-        "list": lambda: backend.list_files(store),
-        "list recursive": lambda: backend.list_files(store.parent, recursive=True),
-        "list_dir": lambda: backend.list_dir(store),
-    }.items():
-        out[what] = timed(call, bound=5.0)
+    for what, call, root in [
+        ("list", lambda: backend.list_files(store), store),
+        ("list recursive", lambda: backend.list_files(store.parent, recursive=True), store.parent),
+        ("list_dir", lambda: backend.list_dir(store), store),
+    ]:
+        with OpensOutside(root) as opened:
+            out[what] = timed(call, bound=5.0)
+        outside.extend(opened)
     # A name with a "/" is a path the caller chose (maybe outside the store): not probed.
     for name in (n for n in probe if "/" not in n):
         path = os.path.join(store, name)
-        for what, call in {
+        for what, read in {
             "load": backend.load,
             "exists": backend.exists,
             "stat": backend.stat,
             "is_symlink": backend.is_symlink,
         }.items():
-            out[f"{what} {name!r}"] = timed(functools.partial(call, path), bound=5.0)
+            with OpensOutside(store) as opened:
+                out[f"{what} {name!r}"] = timed(functools.partial(read, path), bound=5.0)
+            outside.extend(opened)
     return out
 
 
@@ -453,12 +436,12 @@ def test_hostile_symlink_files_never_reach_outside_the_store(
 ) -> None:
     store, files = side_plate
     (store / SYMLINKS_FILE).write_text(json.dumps({"wellzarr_symlinks": links}))
+    outside: list[str] = []
     try:
-        with Opens() as opened:
-            out = _all_reads(ZarrStorageBackend(), store, [*links, *probe])
+        out = _all_reads(ZarrStorageBackend(), store, [*links, *probe], outside)
     finally:
         (store / SYMLINKS_FILE).unlink()
-    assert not _outside(opened, store), _outside(opened, store)
+    assert not outside, outside
     _check_reads(out, store, files)
     for name, result in out.items():
         if name.startswith("load ") and isinstance(result, Exception):
@@ -515,12 +498,12 @@ def test_hostile_file_name_maps_never_reach_outside_the_store(
         **entries,
     }
     doc_path.write_text(json.dumps(doc))
+    outside: list[str] = []
     try:
-        with Opens() as opened:
-            out = _all_reads(ZarrStorageBackend(), store, [*entries, *probe, "B02_s1_w2.tif"])
+        out = _all_reads(ZarrStorageBackend(), store, [*entries, *probe, "B02_s1_w2.tif"], outside)
     finally:
         doc_path.write_text(original)
-    assert not _outside(opened, store), _outside(opened, store)
+    assert not outside, outside
     _check_reads(out, store, files)
     listed = out["list"]
     if isinstance(listed, list):

@@ -379,6 +379,7 @@ except Exception as err:
     out["plate store write"] = [type(err).__name__, str(err)]
 print("RESULT " + json.dumps(out))
 """
+_CHILD_PROBE = "import sys; sys.path.insert(0, sys.argv[1]); import napari_wellzarr, numpy, zarr"
 
 
 @pytest.fixture
@@ -397,6 +398,32 @@ def public_dir() -> Iterator[Path]:
         yield base
     finally:
         shutil.rmtree(base)
+
+
+@pytest.fixture
+def public_code(public_dir: Path) -> Path:
+    """The code under test and this module, copied where nobody can read them.
+
+    The clone may sit in a private (0700) directory, such as ``mktemp -d`` or a home
+    directory, and the package under test is not necessarily the one the interpreter would
+    import for another user: the child imports these copies, first on its path.
+    """
+    import napari_wellzarr
+
+    code = public_dir / "code"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(Path(napari_wellzarr.__file__).parent, code / "napari_wellzarr", ignore=skip)
+    for rel in ("__init__.py", "storage/__init__.py", "storage/test_readonly.py"):
+        (code / "tests" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(TESTS / rel, code / "tests" / rel)
+    for dirpath, _, filenames in os.walk(code):
+        Path(dirpath).chmod(0o755)
+        for name in filenames:
+            (Path(dirpath) / name).chmod(0o644)
+    probe = as_nobody(sys.executable, "-c", _CHILD_PROBE, str(code))
+    if probe.returncode != 0:
+        pytest.skip(f"nobody cannot run this interpreter: {probe.stderr.strip()[-200:]}")
+    return code
 
 
 def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -425,15 +452,14 @@ def freeze(root: Path) -> None:
 
 
 @pytest.mark.slow
-def test_unprivileged_user_reads_a_frozen_plate(public_dir: Path, kind: str) -> None:
-    probe = as_nobody(sys.executable, "-c", "import napari_wellzarr, numpy, zarr")
-    if probe.returncode != 0:
-        pytest.skip(f"nobody cannot run this interpreter: {probe.stderr.strip()[-200:]}")
+def test_unprivileged_user_reads_a_frozen_plate(
+    public_dir: Path, public_code: Path, kind: str
+) -> None:
     root, files = backend_plate(public_dir, kind)
     leave_crash(root)
     freeze(public_dir)
     before = tree_state(public_dir)
-    done = as_nobody(sys.executable, "-c", _CHILD, str(TESTS.parent), str(root))
+    done = as_nobody(sys.executable, "-c", _CHILD, str(public_code), str(root))
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.split("RESULT ", 1)[1])
     assert tree_state(public_dir) == before
@@ -447,10 +473,10 @@ def test_unprivileged_user_reads_a_frozen_plate(public_dir: Path, kind: str) -> 
 
 
 @pytest.mark.slow
-def test_unprivileged_plate_store_write_is_our_error(public_dir: Path) -> None:
+def test_unprivileged_plate_store_write_is_our_error(public_dir: Path, public_code: Path) -> None:
     root, _ = backend_plate(public_dir, "0.5")
     freeze(public_dir)
-    done = as_nobody(sys.executable, "-c", _CHILD, str(TESTS.parent), str(root))
+    done = as_nobody(sys.executable, "-c", _CHILD, str(public_code), str(root))
     assert done.returncode == 0, done.stderr[-3000:]
     name, message = json.loads(done.stdout.split("RESULT ", 1)[1])["plate store write"]
     assert name == "StoreReadOnlyError"

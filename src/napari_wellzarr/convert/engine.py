@@ -20,7 +20,7 @@ from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage.acquisition import Acquisition
 from napari_wellzarr.storage.locations import refuse_url
 from napari_wellzarr.storage.metadata import Channel, default_channels
-from napari_wellzarr.storage.store import PlateStore
+from napari_wellzarr.storage.store import LIST_EVERY_S, PlateStore
 
 if TYPE_CHECKING:
     import os
@@ -38,9 +38,6 @@ __all__ = [
 ]
 
 _SHOW: Final = 5
-# How often the well list is brought up to date during a conversion: other readers then
-# see a killed conversion's wells, and each listing costs one scan and one plate write.
-LIST_EVERY_S: Final = 5.0
 
 
 @dataclass(frozen=True)

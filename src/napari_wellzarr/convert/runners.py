@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import signal
 import socket
 import time
@@ -17,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from napari_wellzarr.convert.welljob import WellOutcome, convert_well, load_well, write_loaded
-from napari_wellzarr.errors import ConfigError, WellZarrError
+from napari_wellzarr.errors import ClusterLostError, ConfigError, WellZarrError
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Sequence
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from napari_wellzarr.convert.welljob import WellJob
 
 __all__ = [
+    "NO_WORKERS_S",
     "WELL_FAILURES",
     "StopFlag",
     "Yielded",
@@ -38,6 +40,12 @@ __all__ = [
 WELL_FAILURES: Final = (WellZarrError, OSError, BrokenProcessPool)
 
 Yielded = tuple["WellJob", WellOutcome | BaseException]
+
+#: How long a dask cluster may have no live worker (all died, the nannies gave up)
+#: before the conversion stops with its wells failed (resumable), instead of waiting.
+NO_WORKERS_S: Final = 30.0
+#: How often the scheduler is asked for its workers while waiting for a well.
+_POLL_S: Final = 1.0
 
 
 class StopFlag(Protocol):
@@ -155,9 +163,10 @@ def run_dask(
     (whole), where a resumed conversion finds it.  File paths must be valid on the
     workers (the same shared file system).
     """
-    from distributed import KilledWorker, as_completed
+    from distributed import KilledWorker
 
     failures = (*WELL_FAILURES, KilledWorker)
+    finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
     with client:
         futures = {
             client.submit(
@@ -165,18 +174,70 @@ def run_dask(
             ): job
             for job in jobs
         }
-        finished = as_completed(futures, loop=client.loop)  # type: ignore[no-untyped-call]
+        for submitted in futures:
+            submitted.add_done_callback(finished.put)
+        watch = _Workers(client)
+        future: Any = None
         try:
-            for future in finished:
-                job = futures.pop(future)
+            while futures:
                 try:
-                    outcome = future.result()
-                except failures as err:
-                    yield job, err
-                else:
-                    yield job, outcome
+                    future = finished.get(timeout=_POLL_S)
+                    if future not in futures:
+                        continue
+                    # A result whose worker died before it was fetched is computed again:
+                    # fetching it waits, so the cluster is watched meanwhile too.
+                    outcome = _outcome(future, failures)
+                except (queue.Empty, TimeoutError):
+                    lost = watch.lost()
+                    if lost is not None:
+                        yield from ((job, lost) for job in futures.values())
+                        return
+                    if future is not None and future in futures:
+                        finished.put(future)  # fetch it again at the next turn
+                    future = None
+                    continue
+                yield futures.pop(future), outcome
+                future = None
                 if stop.is_set():
                     break
         finally:
             if futures:
                 client.cancel(list(futures))
+
+
+def _outcome(future: Any, failures: tuple[type[BaseException], ...]) -> Any:
+    """A done future's outcome, or ``TimeoutError`` while its lost result is recomputed."""
+    if future.status == "error":  # the well's own error (a TimeoutError among them)
+        err = future.exception()
+        if isinstance(err, failures):
+            return err
+        raise err
+    return future.result(timeout=_POLL_S)
+
+
+class _Workers:
+    """Whether a dask cluster still has a live worker; when not, since when."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.since: float | None = None
+
+    def lost(self) -> ClusterLostError | None:
+        """The error to fail the remaining wells with, once no worker for ``NO_WORKERS_S``."""
+        try:
+            alive = bool(self.client.nthreads())
+        except OSError:  # the scheduler is gone too: no worker either
+            alive = False
+        now = time.monotonic()
+        if alive:
+            self.since = None
+            return None
+        self.since = now if self.since is None else self.since
+        if now - self.since < NO_WORKERS_S:
+            return None
+        return ClusterLostError(
+            f"the dask cluster at {self.client.scheduler.address} has had no live worker for "
+            f"{now - self.since:.0f} s (every worker died and none was restarted); the wells "
+            "in flight were not converted: start workers and run the same conversion again "
+            "with --resume"
+        )

@@ -184,6 +184,7 @@ class ZarrStorageBackend(PlateIndex):
         self._maps[(root, target)] = dict(zip(names, keys, strict=True))
         if root in self._index:
             self._index[root].update((n, (target, k)) for n, k in zip(names, keys, strict=True))
+        self._list_progress(root)
         return missing
 
     def load_batch(self, file_paths: Sequence[PathLike]) -> list[Any]:

@@ -35,7 +35,7 @@ from napari_wellzarr.openhcs.paths import (
 )
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage.config import StorageConfig
-from napari_wellzarr.storage.store import PlateStore
+from napari_wellzarr.storage.store import LIST_EVERY_S, PlateStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -82,6 +82,7 @@ class PlateIndex:
         self._dirty: set[Path] = set()
         self._index: dict[Path, dict[str, tuple[str, PlaneKey]]] = {}
         self._maps: dict[tuple[Path, str], dict[str, PlaneKey]] = {}
+        self._listed_at: dict[Path, float] = {}
         self._lock = threading.RLock()
         self._finalizer = weakref.finalize(self, flush_stores, self._stores, self._dirty)
 
@@ -150,8 +151,23 @@ class PlateIndex:
             if flush and root in self._dirty:
                 store.flush()
             self._dirty.discard(root)
+            self._listed_at.pop(root, None)
             self._index.pop(root, None)
             self._maps = {k: v for k, v in self._maps.items() if k[0] != root}
+
+    def _list_progress(self, root: Path) -> None:
+        """List ``root``'s new wells after its first well, then at most every ``LIST_EVERY_S``.
+
+        OpenHCS callers never flush: this keeps the plate valid OME from its first well on
+        and lets other readers see progress, at one plate-metadata write per interval.
+        """
+        now = time.monotonic()
+        last = self._listed_at.get(root)
+        if last is not None and now - last < LIST_EVERY_S:
+            return
+        self._stores[root].flush()
+        self._dirty.discard(root)
+        self._listed_at[root] = now
 
     def _flush_under(self, under: Path) -> None:
         for root in [r for r in self._dirty if r == under or under in r.parents]:

@@ -25,6 +25,7 @@ from napari_wellzarr.storage import fsio, memory
 from napari_wellzarr.storage._spec import WELLZARR_KEY
 from napari_wellzarr.storage.acquisition import Acquisition, parse_acquisition
 from napari_wellzarr.storage.axes import ImageAxes, PlaneKey, WellAxes
+from napari_wellzarr.storage.bounds import chunk_bound
 from napari_wellzarr.storage.locations import RemoteLocation, is_url, open_location
 from napari_wellzarr.storage.memory import check_memory, check_size, nbytes
 from napari_wellzarr.storage.metadata import (
@@ -36,7 +37,7 @@ from napari_wellzarr.storage.metadata import (
 )
 from napari_wellzarr.storage.namemaps import read_plane_names
 from napari_wellzarr.storage.shards import ShardGrid, ShardReader
-from napari_wellzarr.storage.zstore import read_store
+from napari_wellzarr.storage.zstore import expect_chunks, read_store
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -421,7 +422,8 @@ def _open_array(zstore: LocalStore | Any, path: str, zarr_format: int, well: str
     from zarr.errors import NodeNotFoundError
 
     try:
-        return zarr.open_array(store=zstore, path=path, mode="r", zarr_format=zarr_format)  # type: ignore[arg-type]
+        array = zarr.open_array(store=zstore, path=path, mode="r", zarr_format=zarr_format)  # type: ignore[arg-type]
+        expect_chunks(zstore, path, chunk_bound(array, path))
     except (FileNotFoundError, NodeNotFoundError) as err:
         raise CorruptDataError(f"well {well}: array {path} is missing") from err
     except Exception as err:
@@ -430,6 +432,7 @@ def _open_array(zstore: LocalStore | Any, path: str, zarr_format: int, well: str
         raise CorruptDataError(
             f"well {well}: array {path} has unreadable metadata: {type(err).__name__}: {err}"
         ) from err
+    return array
 
 
 def _check_chunk(

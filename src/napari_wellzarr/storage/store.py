@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from napari_wellzarr.errors import (
     MetadataError,
@@ -48,7 +48,11 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-__all__ = ["PlateStore", "WellInfo"]
+__all__ = ["LIST_EVERY_S", "PlateStore", "WellInfo"]
+
+# How often a writer brings the well list up to date (after its first well, then at most
+# this often, and at the end): other readers see progress, and each listing costs one write.
+LIST_EVERY_S: Final = 5.0
 
 _T = TypeVar("_T")
 

@@ -6,17 +6,26 @@ import functools
 import gzip
 import io
 import struct
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from napari_wellzarr.errors import CorruptDataError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from zarr.storage import LocalStore
 
     from napari_wellzarr.storage.locations import RemoteLocation
 
-__all__ = ["blosc_decoded_size", "gunzip_into", "read_store", "zstd_content_size"]
+__all__ = [
+    "ChunkCheck",
+    "blosc_decoded_size",
+    "blosc_sizes",
+    "expect_chunks",
+    "gunzip_into",
+    "read_store",
+    "zstd_content_size",
+]
 
 _METADATA_FILES: Final = frozenset({".zarray", ".zattrs", ".zgroup", ".zmetadata", "zarr.json"})
 _BLOSC_HEADER: Final = struct.Struct("<BBBBIII")  # version, versionlz, flags, typesize, sizes
@@ -28,22 +37,43 @@ _U32: Final = struct.Struct("<I")
 def read_store(
     root: Path | RemoteLocation, *, strict: bool, blosc_frames: bool = False
 ) -> LocalStore | Any:
-    """A read-only store on ``root``; ``strict`` for plates whose every chunk was written.
+    """A read-only store on ``root`` that bounds what each chunk may decode to.
 
-    A remote ``root`` gets zarr's ``ObjectStore`` over the same obstore client.
+    ``strict`` for plates whose every chunk was written (a missing chunk is damage);
+    ``blosc_frames`` when every chunk is a whole blosc frame.  Arrays opened on it are
+    registered with :func:`expect_chunks`; their chunks are checked before zarr decodes.
+    A remote ``root`` gets zarr's ``ObjectStore`` over the same obstore client, bounded
+    the same way (never strict: a remote listing costs requests).
     """
-    from zarr.storage import LocalStore
+    from pathlib import Path
 
-    if not isinstance(root, Path):
-        from zarr.storage import ObjectStore
+    if isinstance(root, Path):
+        store = _bounded_store_class("local")(root, read_only=True)
+        store.where = str(root)
+    else:
+        from napari_wellzarr.storage.locations import redact
 
-        return ObjectStore(root.store_at(), read_only=True)
-
-    if not strict:
-        return LocalStore(root, read_only=True)
-    store = _strict_store_class()(root, read_only=True)
+        store = _bounded_store_class("remote")(root.store_at(), read_only=True)
+        store.where = redact(str(root))
+        strict = blosc_frames = False
+    store.strict = strict
     store.blosc_frames = blosc_frames
+    store.bounds = {}
     return store
+
+
+def expect_chunks(store: LocalStore, path: str, bound: ChunkCheck | None) -> None:
+    """Check every chunk of the array at ``path`` with ``bound`` before zarr decodes it."""
+    bounds = getattr(store, "bounds", None)
+    if bounds is not None and bound is not None:
+        bounds[path.strip("/")] = bound
+
+
+class ChunkCheck(Protocol):
+    """What :func:`expect_chunks` calls on each stored chunk of an array."""
+
+    def check(self, data: Any, ranged: bool, key: str) -> None:
+        """Raise ``CorruptDataError`` when the stored chunk ``data`` of ``key`` is refused."""
 
 
 def zstd_content_size(data: bytes) -> int | None:
@@ -169,14 +199,20 @@ def blosc_decoded_size(data: bytes) -> int:
         When ``data`` is shorter than a blosc header, or its header gives another frame
         length than ``len(data)`` (a truncated or overwritten frame).
     """
-    nbytes, cbytes = _blosc_sizes(data, len(data))
+    nbytes, cbytes = blosc_sizes(data, len(data))
     if cbytes != len(data):
         raise ValueError(f"{len(data)} bytes, but the blosc header says {cbytes}")
     return nbytes
 
 
-def _blosc_sizes(head: bytes, size: int) -> tuple[int, int]:
-    """``(decoded, frame)`` sizes from the header at the start of a ``size``-byte frame."""
+def blosc_sizes(head: bytes, size: int) -> tuple[int, int]:
+    """``(decoded, frame)`` sizes from the header at the start of a ``size``-byte frame.
+
+    Raises
+    ------
+    ValueError
+        When ``size`` is shorter than a blosc header.
+    """
     if size < _BLOSC_HEADER.size:
         raise ValueError(f"{size} bytes: shorter than a blosc header")
     *_, nbytes, _, cbytes = _BLOSC_HEADER.unpack(head[: _BLOSC_HEADER.size])
@@ -185,7 +221,7 @@ def _blosc_sizes(head: bytes, size: int) -> tuple[int, int]:
 
 def _check_blosc_frame(data: bytes, size: int, where: str) -> None:
     try:
-        _, cbytes = _blosc_sizes(data, size)
+        _, cbytes = blosc_sizes(data, size)
     except ValueError:
         raise CorruptDataError(
             f"chunk file {where} holds {size} bytes: not a blosc frame"
@@ -197,27 +233,48 @@ def _check_blosc_frame(data: bytes, size: int, where: str) -> None:
         )
 
 
+def _bound_of(bounds: dict[str, ChunkCheck], key: str) -> ChunkCheck | None:
+    """The registered array whose chunk ``key`` is (its longest path prefix)."""
+    at = key.rfind("/")
+    while at > 0:
+        found = bounds.get(key[:at])
+        if found is not None:
+            return found
+        at = key.rfind("/", 0, at)
+    return None
+
+
 @functools.cache
-def _strict_store_class() -> Any:
-    from zarr.storage import LocalStore
+def _bounded_store_class(kind: str) -> Any:
+    from zarr.storage import LocalStore, ObjectStore
 
-    class StrictLocalStore(LocalStore):
-        """A LocalStore whose missing, empty or truncated chunk files raise."""
+    base: Any = LocalStore if kind == "local" else ObjectStore
 
+    class BoundedStore(base):  # type: ignore[misc]
+        """A LocalStore that checks chunks before they are decoded (see :func:`read_store`)."""
+
+        strict: bool = False
         blosc_frames: bool = False
+        bounds: dict[str, ChunkCheck]
+        where: str = ""
 
         async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
             buf = await super().get(key, prototype, byte_range)
             if key.rsplit("/", 1)[-1] in _METADATA_FILES:
                 return buf
-            where = str(self.root / key)
+            where = f"{self.where}/{key}"
             if buf is None:
-                raise CorruptDataError(f"chunk file {where} is missing")
-            if len(buf) == 0:
+                if self.strict:
+                    raise CorruptDataError(f"chunk file {where} is missing")
+                return buf
+            if len(buf) == 0 and self.strict:
                 raise CorruptDataError(f"chunk file {where} is empty")
-            if self.blosc_frames and byte_range is None:
+            if self.strict and self.blosc_frames and byte_range is None:
                 head = buf.as_numpy_array()[: _BLOSC_HEADER.size].tobytes()
                 _check_blosc_frame(head, len(buf), where)
+            bound = _bound_of(self.bounds, key)
+            if bound is not None:
+                bound.check(buf.as_numpy_array(), byte_range is not None, key)
             return buf
 
-    return StrictLocalStore
+    return BoundedStore
