@@ -46,6 +46,7 @@ _STORAGE_OPTIONS: Final = (
     "plate",
     "fields",
     "pyramid_levels",
+    "pyramid_factor",
 )
 
 
@@ -107,7 +108,12 @@ def _convert_parser(sub: Any) -> None:
         "--plate-format", dest="plate", metavar="FORMAT", help="6..1536 wells or ROWSxCOLUMNS"
     )
     store.add_argument("--fields", choices=_values(FieldArrangement))
-    store.add_argument("--pyramid-levels", type=int, metavar="N")
+    store.add_argument(
+        "--pyramid-levels", type=int, metavar="N", help="default: down to 64 px planes"
+    )
+    store.add_argument(
+        "--pyramid-factor", type=int, choices=(2, 4, 8), help="default: 8, or 2 with N levels"
+    )
     store.add_argument("--pixel-size", type=float, metavar="UM", help="micrometres per pixel")
     store.add_argument("--z-step", type=float, metavar="UM", help="micrometres between z planes")
     run = conv.add_argument_group("running")
@@ -140,10 +146,13 @@ def _storage_config(args: argparse.Namespace, plan: ConversionPlan) -> StorageCo
         base = {"plate": plan.smallest_plate()}
         if plan.has_time and "fields" not in given:
             base["fields"] = "per-field"  # a stacked well cannot hold a time axis
-    elif "compressor" in given:
-        for key in ("level", "shuffle"):  # another codec: its own defaults unless given
-            if key not in given:
-                base.pop(key, None)
+    else:
+        others = {"compressor": ("level", "shuffle"), "pyramid_levels": ("pyramid_factor",)}
+        for option, dependents in others.items():
+            # another codec or level count: its own defaults unless given
+            for key in dependents if option in given else ():
+                if key not in given:
+                    base.pop(key, None)
     return StorageConfig.from_dict({**base, **given})
 
 

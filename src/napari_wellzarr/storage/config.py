@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
+    "OVERVIEW_SIDE",
     "ChunkStrategy",
     "Compressor",
     "FieldArrangement",
@@ -21,6 +22,13 @@ __all__ = [
     "Shuffle",
     "StorageConfig",
 ]
+
+
+#: Automatic pyramids stop once a plane's longer side is at most this many pixels.
+OVERVIEW_SIDE: Final = 64
+#: Level-to-level shrink factor of automatic pyramids.
+AUTO_FACTOR: Final = 8
+PYRAMID_FACTORS: Final = (2, 4, 8)
 
 
 class Compressor(StrEnum):
@@ -143,8 +151,13 @@ class StorageConfig:
     fields
         ``stacked`` (one (field, c, z, y, x) array per well, default) or ``per-field``.
     pyramid_levels
-        Resolution levels written per image (1 = full resolution only); each further
-        level halves y and x.
+        Resolution levels written per image (1 = full resolution only).  ``None``
+        (default): as many as make the coarsest plane's longer side at most
+        ``OVERVIEW_SIDE`` (64) pixels, the tile a whole-plate overview draws.
+    pyramid_factor
+        How much each level shrinks y and x: 2, 4 or 8.  ``None``: 8 with the default
+        automatic levels (a sparse pyramid: 1/63 more pixels to write), 2 with an
+        explicit ``pyramid_levels``.
     checksum
         Store a CRC32C checksum with every chunk so that damaged chunks are reported,
         never decoded into wrong pixels (blosc has no checksum of its own).  Default:
@@ -160,8 +173,9 @@ class StorageConfig:
     ngff_version: NgffVersion = NgffVersion.V05
     plate: PlateGeometry = field(default_factory=lambda: PlateGeometry(8, 12))
     fields: FieldArrangement = FieldArrangement.STACKED
-    pyramid_levels: int = 1
+    pyramid_levels: int | None = None
     checksum: bool | None = None
+    pyramid_factor: int | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -198,8 +212,17 @@ class StorageConfig:
         elif not isinstance(self.checksum, bool):
             raise ConfigError(f"checksum must be True or False, got {self.checksum!r}")
         levels = self.pyramid_levels
-        if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 12:
-            raise ConfigError(f"pyramid_levels must be an integer in 1..12, got {levels!r}")
+        if levels is not None and (
+            isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 12
+        ):
+            raise ConfigError(
+                f"pyramid_levels must be an integer in 1..12 or None (automatic), got {levels!r}"
+            )
+        factor = self.pyramid_factor
+        if factor is None:
+            set_(self, "pyramid_factor", AUTO_FACTOR if levels is None else 2)
+        elif isinstance(factor, bool) or factor not in PYRAMID_FACTORS:
+            raise ConfigError(f"pyramid_factor must be one of 2, 4, 8 or None, got {factor!r}")
 
     @staticmethod
     def _checked_level(compressor: Compressor, level: object) -> int | None:
@@ -229,6 +252,23 @@ class StorageConfig:
                 )
             return None
         return Shuffle.BIT if shuffle is None else _coerce(Shuffle, shuffle, "shuffle")
+
+    def level_shapes(self, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """Array shapes of the resolution levels written for an image of ``shape``.
+
+        Each level divides y and x by ``pyramid_factor`` (rounding up); with automatic
+        levels, until the longer side is at most :data:`OVERVIEW_SIDE`.
+        """
+        factor = self.pyramid_factor or 2
+        out = [tuple(shape)]
+        while (
+            len(out) < self.pyramid_levels
+            if self.pyramid_levels is not None
+            else max(out[-1][-2:]) > OVERVIEW_SIDE and len(out) < 12
+        ):
+            y, x = out[-1][-2:]
+            out.append((*shape[:-2], -(-y // factor), -(-x // factor)))
+        return out
 
     # -- what zarr needs -------------------------------------------------------------
 
