@@ -46,7 +46,6 @@ _STORAGE_OPTIONS: Final = (
     "plate",
     "fields",
     "pyramid_levels",
-    "pyramid_factor",
 )
 
 
@@ -109,10 +108,7 @@ def _convert_parser(sub: Any) -> None:
     )
     store.add_argument("--fields", choices=_values(FieldArrangement))
     store.add_argument(
-        "--pyramid-levels", type=int, metavar="N", help="default: down to 64 px planes"
-    )
-    store.add_argument(
-        "--pyramid-factor", type=int, choices=(2, 4, 8), help="default: 8, or 2 with N levels"
+        "--pyramid-levels", type=int, metavar="N", help="default: a whole-plate overview"
     )
     store.add_argument("--pixel-size", type=float, metavar="UM", help="micrometres per pixel")
     store.add_argument("--z-step", type=float, metavar="UM", help="micrometres between z planes")
@@ -146,13 +142,10 @@ def _storage_config(args: argparse.Namespace, plan: ConversionPlan) -> StorageCo
         base = {"plate": plan.smallest_plate()}
         if plan.has_time and "fields" not in given:
             base["fields"] = "per-field"  # a stacked well cannot hold a time axis
-    else:
-        others = {"compressor": ("level", "shuffle"), "pyramid_levels": ("pyramid_factor",)}
-        for option, dependents in others.items():
-            # another codec or level count: its own defaults unless given
-            for key in dependents if option in given else ():
-                if key not in given:
-                    base.pop(key, None)
+    elif "compressor" in given:
+        for key in ("level", "shuffle"):  # another codec: its own defaults unless given
+            if key not in given:
+                base.pop(key, None)
     return StorageConfig.from_dict({**base, **given})
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from napari_wellzarr.errors import PlaneNotFoundError, WellZarrError
 from napari_wellzarr.storage.axes import PlaneKey, WellAxes, shrink
+from napari_wellzarr.storage.geometry import well_gap, whole_plate_levels
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -33,12 +34,6 @@ __all__ = [
     "shrink",
 ]
 
-#: A mosaic whose longer side exceeds this many pixels is shown as a multiscale layer
-#: (napari cannot hold more than 16384 pixels in one GPU texture; smaller limits keep
-#: single-scale slices cheap).
-SINGLE_SCALE_LIMIT: Final = 4096
-#: Multiscale mosaics get levels until the coarsest one is at most this long.
-COARSEST_SIDE: Final = 2048
 CACHE_BYTES: Final = 512 * 2**20
 #: A well whose planes at a stored level take at most this many bytes is read whole:
 #: one file read, and every field, z and time step after it is in the cache.
@@ -125,12 +120,8 @@ class MosaicGeometry:
     def for_plate(cls, n_rows: int, n_columns: int, tile: tuple[int, int]) -> MosaicGeometry:
         """Choose the gap between wells and the number of display levels for a plate."""
         h, w = tile
-        gap = max(2, round(0.04 * max(h, w)))
-        side = max(n_rows * (h + gap), n_columns * (w + gap))
-        levels = 1
-        if side > SINGLE_SCALE_LIMIT:
-            while side / 2 ** (levels - 1) > COARSEST_SIDE:
-                levels += 1
+        gap = well_gap(tile)
+        levels = whole_plate_levels(n_rows, n_columns, tile)
         # Pitches divisible by 2**(levels-1) make every level exactly 2x the next one.
         m = 2 ** (levels - 1)
         return cls(n_rows, n_columns, tile, (_round_up(h + gap, m), _round_up(w + gap, m)), levels)

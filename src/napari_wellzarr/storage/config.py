@@ -8,13 +8,12 @@ from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from napari_wellzarr.errors import ConfigError
-from napari_wellzarr.storage.geometry import PlateGeometry
+from napari_wellzarr.storage.geometry import PlateGeometry, whole_plate_levels
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
-    "OVERVIEW_SIDE",
     "ChunkStrategy",
     "Compressor",
     "FieldArrangement",
@@ -24,11 +23,8 @@ __all__ = [
 ]
 
 
-#: Automatic pyramids stop once a plane's longer side is at most this many pixels.
-OVERVIEW_SIDE: Final = 64
-#: Level-to-level shrink factor of automatic pyramids.
-AUTO_FACTOR: Final = 8
-PYRAMID_FACTORS: Final = (2, 4, 8)
+#: Automatic pyramids shrink by at most this much from one level to the next.
+AUTO_STEP: Final = 8
 
 
 class Compressor(StrEnum):
@@ -151,13 +147,9 @@ class StorageConfig:
     fields
         ``stacked`` (one (field, c, z, y, x) array per well, default) or ``per-field``.
     pyramid_levels
-        Resolution levels written per image (1 = full resolution only).  ``None``
-        (default): as many as make the coarsest plane's longer side at most
-        ``OVERVIEW_SIDE`` (64) pixels, the tile a whole-plate overview draws.
-    pyramid_factor
-        How much each level shrinks y and x: 2, 4 or 8.  ``None``: 8 with the default
-        automatic levels (a sparse pyramid: 1/63 more pixels to write), 2 with an
-        explicit ``pyramid_levels``.
+        Resolution levels written per image, each halving y and x (1 = full resolution
+        only).  ``None`` (default): a sparse pyramid for browsing the whole plate, see
+        :meth:`level_factors`.
     checksum
         Store a CRC32C checksum with every chunk so that damaged chunks are reported,
         never decoded into wrong pixels (blosc has no checksum of its own).  Default:
@@ -175,7 +167,6 @@ class StorageConfig:
     fields: FieldArrangement = FieldArrangement.STACKED
     pyramid_levels: int | None = None
     checksum: bool | None = None
-    pyramid_factor: int | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -218,11 +209,6 @@ class StorageConfig:
             raise ConfigError(
                 f"pyramid_levels must be an integer in 1..12 or None (automatic), got {levels!r}"
             )
-        factor = self.pyramid_factor
-        if factor is None:
-            set_(self, "pyramid_factor", AUTO_FACTOR if levels is None else 2)
-        elif isinstance(factor, bool) or factor not in PYRAMID_FACTORS:
-            raise ConfigError(f"pyramid_factor must be one of 2, 4, 8 or None, got {factor!r}")
 
     @staticmethod
     def _checked_level(compressor: Compressor, level: object) -> int | None:
@@ -253,22 +239,30 @@ class StorageConfig:
             return None
         return Shuffle.BIT if shuffle is None else _coerce(Shuffle, shuffle, "shuffle")
 
-    def level_shapes(self, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
-        """Array shapes of the resolution levels written for an image of ``shape``.
+    def level_factors(self, plane: tuple[int, int]) -> list[int]:
+        """How much each written level shrinks a ``plane``-sized (y, x) image.
 
-        Each level divides y and x by ``pyramid_factor`` (rounding up); with automatic
-        levels, until the longer side is at most :data:`OVERVIEW_SIDE`.
+        With ``pyramid_levels`` given: 1, 2, 4, ...  Automatic (``None``): the level a
+        viewer draws the whole plate with (:func:`whole_plate_levels`: the plate's
+        mosaic at most 2048 px across, e.g. 8x smaller for 384 wells of 512 x 512),
+        and on the way there every 8x step (2048 x 2048 planes on 1536 wells: 1, 8,
+        64).  A 1/63 or less more pixels to write, yet a field, z or time step on the
+        whole plate reads only overview pixels.  A plate small enough to be shown
+        at full resolution gets no level.
         """
-        factor = self.pyramid_factor or 2
-        out = [tuple(shape)]
-        while (
-            len(out) < self.pyramid_levels
-            if self.pyramid_levels is not None
-            else max(out[-1][-2:]) > OVERVIEW_SIDE and len(out) < 12
-        ):
-            y, x = out[-1][-2:]
-            out.append((*shape[:-2], -(-y // factor), -(-x // factor)))
-        return out
+        if self.pyramid_levels is not None:
+            return [2**k for k in range(self.pyramid_levels)]
+        levels = whole_plate_levels(self.plate.rows, self.plate.columns, plane)
+        overview = 2 ** (levels - 1)
+        factors = [1]
+        while factors[-1] * AUTO_STEP < overview:
+            factors.append(factors[-1] * AUTO_STEP)
+        return factors if overview == 1 else [*factors, overview]
+
+    def level_shapes(self, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """Array shapes of the levels written for an image of ``shape`` (y, x rounded up)."""
+        y, x = shape[-2:]
+        return [(*shape[:-2], -(-y // f), -(-x // f)) for f in self.level_factors((y, x))]
 
     # -- what zarr needs -------------------------------------------------------------
 

@@ -475,13 +475,15 @@ def _write_levels(
     """Write an image's levels; sharded levels go to ``pending``, still being encoded."""
     level = image
     dims = tuple(a.name for a in multiscale.axes)
-    factor = config.pyramid_factor or 2
+    factors = config.level_factors(image.shape[-2:])
     for index, dataset in enumerate(multiscale.datasets):
+        step = factors[index] // factors[index - 1] if index else 1
         if index and nearest:
-            level = level[..., ::factor, ::factor]
+            level = level[..., ::step, ::step]
         elif index:
-            # Factor 2 keeps the 2x2 means older plates were written with (ties to even).
-            level = downsample(level) if factor == 2 else _shrunk(level, factor.bit_length() - 1)
+            # 2x steps keep the 2x2 means plates were always written with (ties to even);
+            # larger ones are the viewer's own block means, so both show the same pixels.
+            level = downsample(level) if step == 2 else _shrunk(level, step.bit_length() - 1)
         name = f"{path}/{dataset.path}"
         level_attrs = attrs if index == 0 and attrs else None
         direct = _sharded_metadata(level.shape, level.dtype.str, config, dims)
