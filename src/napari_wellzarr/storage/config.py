@@ -380,6 +380,10 @@ class StorageConfig:
             if isinstance(value, Enum):
                 out[key] = value.value
         out["plate"] = f"{self.plate.rows}x{self.plate.columns}"
+        if self.pyramid_levels is None:
+            # Left out, not null: versions before the automatic pyramid refuse null, and
+            # read the plate from its multiscales metadata anyway.
+            del out["pyramid_levels"]
         return out
 
     @classmethod
