@@ -448,6 +448,7 @@ class LazyMosaic(_ArrayLike):
         self.level = level
         self.channel = channel
         self.label = label
+        self._placed: dict[tuple[range, range], list[tuple[str, slice, slice, slice, slice]]] = {}
         self.has_time = len(lead_shape) == 3
         self.shape: tuple[int, ...] = (*lead_shape, *reader.geometry.shape(level))
         dtype = reader.dtype if label is None else reader.label_dtype
@@ -497,6 +498,17 @@ class LazyMosaic(_ArrayLike):
         return out[tuple(slice(None) if k else 0 for k in kept)]
 
     def _placements(self, ys: range, xs: range) -> list[tuple[str, slice, slice, slice, slice]]:
+        # napari slices the same region at every field, z or time step: computed once.
+        key = (ys, xs)
+        found = self._placed.get(key)
+        if found is None:
+            found = self._place(ys, xs)
+            if len(self._placed) >= 64:
+                self._placed.clear()
+            self._placed[key] = found
+        return found
+
+    def _place(self, ys: range, xs: range) -> list[tuple[str, slice, slice, slice, slice]]:
         geometry = self.reader.geometry
         th, tw = self.reader.plans[self.level].shape
         found = []
