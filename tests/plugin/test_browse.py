@@ -12,7 +12,7 @@ import pytest
 
 from napari_wellzarr.core import Channel, PlateStore, StorageConfig
 from napari_wellzarr.storage import shards
-from tests.plugin.test_viewer import camera_of, well_centre
+from tests.plugin.helpers import camera_of, well_centre
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -23,7 +23,7 @@ WELLS = ("A01", "C05", "H12", "P24")
 FIELDS, CHANNELS, SIDE = 3, 2, 256
 
 
-def write_plate(path: Path, **config: Any) -> Path:
+def browse_plate(path: Path, **config: Any) -> Path:
     """A 384-well plate (4 wells written), 3 fields x 2 channels of 256 x 256, field = value."""
     channels = [Channel("DAPI", "0000FF", (0, 4000, 0, 3000)), Channel("GFP", "00FF00")]
     data = np.zeros((FIELDS, CHANNELS, 1, SIDE, SIDE), dtype="u2")
@@ -85,7 +85,7 @@ def draw(viewer: Any) -> np.ndarray:
 def test_field_steps_on_the_whole_plate_read_overview_chunks_only(
     make_napari_viewer: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = write_plate(tmp_path / "plate.zarr")  # the default configuration
+    path = browse_plate(tmp_path / "plate.zarr")  # the default configuration
     assert PlateStore.open(path).well_info("A01").level_shapes[1][-2:] == (64, 64)
     audit = ReadAudit(monkeypatch)
     viewer = make_napari_viewer(show=True)
@@ -121,7 +121,7 @@ def test_field_steps_on_the_whole_plate_read_overview_chunks_only(
 def test_zoom_into_one_well_reads_its_full_resolution_only(
     make_napari_viewer: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = write_plate(tmp_path / "plate.zarr")
+    path = browse_plate(tmp_path / "plate.zarr")
     viewer = make_napari_viewer(show=True)
     viewer.open(str(path), plugin=PLUGIN)
     dapi = viewer.layers["DAPI"]
@@ -145,7 +145,7 @@ def test_without_stored_levels_a_field_step_reads_every_full_resolution_plane(
     make_napari_viewer: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The previous default (``pyramid_levels=1``): what the overview level saves."""
-    path = write_plate(tmp_path / "plate.zarr", pyramid_levels=1)
+    path = browse_plate(tmp_path / "plate.zarr", pyramid_levels=1)
     audit = ReadAudit(monkeypatch)
     viewer = make_napari_viewer(show=True)
     viewer.open(str(path), plugin=PLUGIN)
@@ -157,4 +157,4 @@ def test_without_stored_levels_a_field_step_reads_every_full_resolution_plane(
     draw(viewer)
     # every well's plane of the new field, at full resolution, for each channel
     assert sum(audit.chunks.values()) == len(WELLS) * CHANNELS
-    assert audit.bytes > overview_bytes(write_plate(tmp_path / "default.zarr"))
+    assert audit.bytes > overview_bytes(browse_plate(tmp_path / "default.zarr"))
