@@ -231,9 +231,13 @@ def shrink(data: np.ndarray[Any, Any], halvings: int) -> np.ndarray[Any, Any]:
         data = np.pad(data, pad, mode="edge")
     # Exact in uint32 for 8/16-bit pixels (at most 2**16 of them summed per block).
     exact = data.dtype.kind == "u" and data.dtype.itemsize <= 2 and halvings <= 8
-    total: np.ndarray[Any, np.dtype[Any]] = data.astype(np.uint32 if exact else np.float64)
-    # Pairwise sums of strided views: several times faster than a reduction over blocks.
-    for _ in range(halvings):
+    # Pairwise sums of strided views: several times faster than a reduction over blocks;
+    # the first one widens to the sum's dtype (no separate copy of the data).
+    total: np.ndarray[Any, np.dtype[Any]] = np.add(
+        data[..., 0::2, :], data[..., 1::2, :], dtype=np.uint32 if exact else np.float64
+    )
+    total = np.add(total[..., 0::2], total[..., 1::2])
+    for _ in range(halvings - 1):
         total = np.add(total[..., 0::2, :], total[..., 1::2, :])
         total = np.add(total[..., 0::2], total[..., 1::2])
     n = f * f
