@@ -99,7 +99,7 @@ def plane_file_name(well: str, field: int, c: int) -> str:
 class WellZarr:
     """napari-wellzarr's PlateStore: write_well per well in one ``with PlateStore.create``."""
 
-    def __init__(self, **options: str) -> None:
+    def __init__(self, **options: Any) -> None:
         # StorageConfig options; none given = the default configuration
         self.options = options
 

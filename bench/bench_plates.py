@@ -69,6 +69,7 @@ class Contender:
 
 
 DEFAULT = "wellzarr default (sharded, blosc-lz4-9-bit)"
+PREVIOUS = "wellzarr default without stored levels (pyramid_levels=1, before issue 13)"
 POLY = "polystore 0.6.3 default (zlib3, well chunk)"
 RAW = "raw open().write(), uncompressed"
 TIFF = "TIFF per plane (tifffile)"
@@ -80,6 +81,8 @@ def _variant(name: str, options: dict[str, str]) -> Contender:
 
 CONTENDERS = [
     Contender(DEFAULT, "wellzarr", {}, repeats=3),
+    # the default before issue 13: no stored level (what the whole-plate level costs)
+    Contender(PREVIOUS, "wellzarr", {"pyramid_levels": 1}, repeats=3),
     Contender(POLY, "polystore", sizes="small"),
     Contender("ome-zarr-py write_image defaults", "ome-zarr", sizes="small"),
     Contender(TIFF, "tiff", repeats=3),

@@ -107,7 +107,9 @@ def _convert_parser(sub: Any) -> None:
         "--plate-format", dest="plate", metavar="FORMAT", help="6..1536 wells or ROWSxCOLUMNS"
     )
     store.add_argument("--fields", choices=_values(FieldArrangement))
-    store.add_argument("--pyramid-levels", type=int, metavar="N")
+    store.add_argument(
+        "--pyramid-levels", type=int, metavar="N", help="default: a whole-plate overview"
+    )
     store.add_argument("--pixel-size", type=float, metavar="UM", help="micrometres per pixel")
     store.add_argument("--z-step", type=float, metavar="UM", help="micrometres between z planes")
     run = conv.add_argument_group("running")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -133,3 +134,18 @@ def assert_same_plate(src: Path, dst: Path) -> None:
         assert ia.labels == ib.labels
         for label in ia.labels:
             np.testing.assert_array_equal(a.read_labels(name, label), b.read_labels(other, label))
+
+
+def camera_of(viewer: Any) -> Any:
+    """The 2D camera of a viewer."""
+    # napari 0.9 moved the camera to viewer.scene (viewer.camera warns).
+    return viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+
+
+def well_centre(layer: Any, well: str) -> tuple[float, float]:
+    """World (y, x) of the centre of ``well`` in a plate layer."""
+    layout = layer.metadata["wellzarr"]
+    (h, w), (py, px) = layout["tile"], layout["pitch"]
+    pos = Well.parse(well)
+    sy, sx = layer.scale[-2:]
+    return (pos.row * py + h / 2) * sy, (pos.column * px + w / 2) * sx

@@ -510,15 +510,20 @@ def damaged_plate_layers(
     error the mosaic blanks a well for), before anything is allocated.
     """
     read: set[str] = set()
-    original = PlateStore.read_plane
 
-    def spy(self: PlateStore, well: str, *args: Any, **kwargs: Any) -> np.ndarray:
-        if well == damaged:
-            raise AssertionError(f"the pixels of {well} were read")
-        read.add(well)
-        return original(self, well, *args, **kwargs)
+    def spy(name: str) -> Any:
+        original = getattr(PlateStore, name)
 
-    monkeypatch.setattr(PlateStore, "read_plane", spy)
+        def read_pixels(self: PlateStore, well: str, *args: Any, **kwargs: Any) -> Any:
+            if well == damaged:
+                raise AssertionError(f"the pixels of {well} were read")
+            read.add(well)
+            return original(self, well, *args, **kwargs)
+
+        return read_pixels
+
+    for name in ("read_plane", "read_planes"):  # the mosaic reads a well's tiles together
+        monkeypatch.setattr(PlateStore, name, spy(name))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         layers = layers_by_name(path)

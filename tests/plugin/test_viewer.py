@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from napari_wellzarr.core import Channel, PlateStore, StorageConfig, Well
+from napari_wellzarr.core import Channel, PlateStore, StorageConfig
 from napari_wellzarr.plugin.view import UnfinishedPlateWarning
 from tests.helpers import write_plate
-from tests.plugin.helpers import assert_same_plate
+from tests.plugin.helpers import assert_same_plate, camera_of, well_centre
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -48,11 +48,6 @@ def bright_plate(
     return write_plate(path, dict.fromkeys(wells, data), plate=plate, write=write, **config)
 
 
-def camera_of(viewer: Any) -> Any:
-    # napari 0.9 moved the camera to viewer.scene (viewer.camera warns).
-    return viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
-
-
 def screen_position(
     viewer: Any, world_yx: tuple[float, float], screen: np.ndarray
 ) -> tuple[int, int]:
@@ -63,14 +58,6 @@ def screen_position(
     return round((world_yx[0] - cy) * zoom + screen.shape[0] / 2), round(
         (world_yx[1] - cx) * zoom + screen.shape[1] / 2
     )
-
-
-def well_centre(layer: Any, well: str) -> tuple[float, float]:
-    layout = layer.metadata["wellzarr"]
-    (h, w), (py, px) = layout["tile"], layout["pitch"]
-    pos = Well.parse(well)
-    sy, sx = layer.scale[-2:]
-    return (pos.row * py + h / 2) * sy, (pos.column * px + w / 2) * sx
 
 
 def lit(screen: np.ndarray, yx: tuple[int, int]) -> bool:

@@ -68,7 +68,33 @@ def test_defaults_resolve() -> None:
     assert LEVEL_RANGE["blosc-lz4"][0] <= cfg.level <= LEVEL_RANGE["blosc-lz4"][1]
     assert (cfg.plate.rows, cfg.plate.columns) == PLATES[96]
     assert cfg.fields is FieldArrangement.STACKED
-    assert cfg.pyramid_levels == 1
+    assert cfg.pyramid_levels is None  # automatic: a sparse whole-plate pyramid
+    # 96 wells of 2048 x 2048: drawn whole 16x smaller, via an 8x level
+    assert cfg.level_factors((2048, 2048)) == [1, 8, 16]
+    assert cfg.level_shapes((4, 3, 1, 2048, 2050))[1:] == [(4, 3, 1, 256, 257), (4, 3, 1, 128, 129)]
+
+
+@pytest.mark.parametrize(
+    ("plate", "plane", "factors"),
+    [
+        (24, (512, 512), [1]),  # shown at full resolution: no level
+        (96, (512, 512), [1, 4]),
+        (384, (512, 512), [1, 8]),
+        (1536, (2048, 2048), [1, 8, 64]),
+        (384, (2160, 2560), [1, 8, 32]),
+    ],
+)
+def test_automatic_pyramid_stores_the_whole_plate_level(
+    plate: int, plane: tuple[int, int], factors: list[int]
+) -> None:
+    from napari_wellzarr.plugin.mosaic import MosaicGeometry
+
+    cfg = StorageConfig(plate=plate)
+    assert cfg.level_factors(plane) == factors
+    rows, columns = cfg.plate.rows, cfg.plate.columns
+    # the viewer's coarsest whole-plate level is the last one written
+    assert 2 ** (MosaicGeometry.for_plate(rows, columns, plane).n_levels - 1) == factors[-1]
+    assert StorageConfig(plate=plate, pyramid_levels=3).level_factors(plane) == [1, 2, 4]
 
 
 def test_default_chunks_on_04_are_planes() -> None:
@@ -211,7 +237,7 @@ def test_shuffle_for_non_blosc_is_refused(compressor: str, shuffle: str) -> None
     assert "blosc" in message
 
 
-@pytest.mark.parametrize("bad", [0, 13, -1, True, 1.5, "2", None])
+@pytest.mark.parametrize("bad", [0, 13, -1, True, 1.5, "2"])
 def test_pyramid_levels_out_of_range(bad: object) -> None:
     with pytest.raises(ConfigError) as err:
         StorageConfig(pyramid_levels=bad)  # type: ignore[arg-type]

@@ -123,7 +123,8 @@ class ConversionOptions:
     fields
         Fields of view in one array per well, or one image group per field.
     pyramid_levels
-        Resolution levels (1 = full resolution only).
+        Resolution levels (1 = full resolution only; 0 = automatic: the level napari
+        draws the whole plate with, the storage default).
     strict
         Refuse a source with missing planes.
     resume
@@ -157,7 +158,7 @@ class ConversionOptions:
     fields: Annotated[FieldArrangement, {"label": "Fields", "choices": _FIELDS}] = (
         StorageConfig.fields
     )
-    pyramid_levels: Annotated[int, {"label": "Pyramid levels", "min": 1, "max": 12}] = 1
+    pyramid_levels: Annotated[int, {"label": "Pyramid levels", "min": 0, "max": 12}] = 0
     strict: Annotated[bool, {"text": "strict (refuse missing planes)", "label": ""}] = False
     resume: Annotated[bool, {"text": "resume an interrupted conversion", "label": ""}] = False
     overwrite: Annotated[bool, {"text": "overwrite an existing plate", "label": ""}] = False
@@ -195,7 +196,7 @@ class ConversionOptions:
             ngff_version=self.ngff_version,
             plate=plate,
             fields=self.fields,
-            pyramid_levels=int(self.pyramid_levels),
+            pyramid_levels=int(self.pyramid_levels) or None,
         )
         if self.resume and self.overwrite:
             raise ConfigError("resume and overwrite exclude each other")

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import numpy as np
 
 from napari_wellzarr.errors import PlaneNotFoundError, WellZarrError
-from napari_wellzarr.storage.axes import PlaneKey
+from napari_wellzarr.storage.axes import PlaneKey, WellAxes, shrink
+from napari_wellzarr.storage.geometry import well_gap, whole_plate_levels
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -30,15 +31,13 @@ __all__ = [
     "MosaicView",
     "PlaneSource",
     "TileReader",
+    "shrink",
 ]
 
-#: A mosaic whose longer side exceeds this many pixels is shown as a multiscale layer
-#: (napari cannot hold more than 16384 pixels in one GPU texture; smaller limits keep
-#: single-scale slices cheap).
-SINGLE_SCALE_LIMIT: Final = 4096
-#: Multiscale mosaics get levels until the coarsest one is at most this long.
-COARSEST_SIDE: Final = 2048
 CACHE_BYTES: Final = 512 * 2**20
+#: A well whose planes at a stored level take at most this many bytes is read whole:
+#: one file read, and every field, z and time step after it is in the cache.
+WHOLE_WELL_BYTES: Final = 256 * 2**10
 _READ_ERRORS: Final = (WellZarrError, OSError, ValueError, KeyError, IndexError)
 
 _Plane = np.ndarray[Any, Any]
@@ -57,6 +56,10 @@ class PlaneSource(Protocol):
 
     def read_plane(self, well: str, key: PlaneKey, level: int) -> _Plane:
         """One 2D plane of ``well`` at stored resolution ``level``."""
+        ...
+
+    def read_planes(self, well: str, keys: Sequence[PlaneKey], level: int) -> list[_Plane]:
+        """Several planes of ``well`` at stored ``level``, each chunk decoded once."""
         ...
 
     def read_labels(self, well: str, name: str, level: int) -> _Plane:
@@ -93,38 +96,6 @@ def level_tiles(stored: Sequence[tuple[int, int]], n_levels: int) -> tuple[Level
     return tuple(plans)
 
 
-def shrink(plane: _Plane, halvings: int) -> _Plane:
-    """Average ``plane`` down by ``2**halvings`` in y and x (block means).
-
-    Blocks at the far edges are completed by repeating the edge pixels, so the shape is
-    ``ceil(size / 2**halvings)``, as the core's pyramid levels have it; integers are
-    rounded half up back to the plane's dtype.
-    """
-    if halvings <= 0:
-        return plane
-    f = 2**halvings
-    h, w = plane.shape
-    hh, ww = -(-h // f), -(-w // f)
-    if (hh * f, ww * f) != (h, w):
-        plane = np.pad(plane, ((0, hh * f - h), (0, ww * f - w)), mode="edge")
-    # Exact in uint32 for 8/16-bit pixels (at most 2**16 of them summed per block).
-    exact = plane.dtype.kind == "u" and plane.dtype.itemsize <= 2 and halvings <= 8
-    total: np.ndarray[Any, np.dtype[Any]] = plane.astype(np.uint32 if exact else np.float64)
-    # Pairwise sums of strided views: several times faster than a 4-d reduction.
-    for _ in range(halvings):
-        total = np.add(total[0::2], total[1::2])
-        total = np.add(total[:, 0::2], total[:, 1::2])
-    n = f * f
-    out: _Plane
-    if exact:
-        out = ((total + n // 2) // n).astype(plane.dtype)
-    elif plane.dtype.kind in "iu":
-        out = np.floor(total / n + 0.5).astype(plane.dtype)
-    else:
-        out = (total / n).astype(plane.dtype)
-    return out
-
-
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
@@ -149,12 +120,8 @@ class MosaicGeometry:
     def for_plate(cls, n_rows: int, n_columns: int, tile: tuple[int, int]) -> MosaicGeometry:
         """Choose the gap between wells and the number of display levels for a plate."""
         h, w = tile
-        gap = max(2, round(0.04 * max(h, w)))
-        side = max(n_rows * (h + gap), n_columns * (w + gap))
-        levels = 1
-        if side > SINGLE_SCALE_LIMIT:
-            while side / 2 ** (levels - 1) > COARSEST_SIDE:
-                levels += 1
+        gap = well_gap(tile)
+        levels = whole_plate_levels(n_rows, n_columns, tile)
         # Pitches divisible by 2**(levels-1) make every level exactly 2x the next one.
         m = 2 ** (levels - 1)
         return cls(n_rows, n_columns, tile, (_round_up(h + gap, m), _round_up(w + gap, m)), levels)
@@ -206,9 +173,13 @@ class TileReader:
     def tiles(
         self, requests: Sequence[tuple[str, str | None, PlaneKey, int]]
     ) -> list[_Plane | None]:
-        """Tiles for ``(well, label name or None, plane key, level)``; ``None`` = blank."""
+        """Tiles for ``(well, label name or None, plane key, level)``; ``None`` = blank.
+
+        The missing tiles of one well are read together, one task per well on the read
+        pool, with the planes the next slices will ask for (see :meth:`_wanted`).
+        """
         out: list[_Plane | None] = [None] * len(requests)
-        todo = []
+        groups: dict[tuple[str, str | None, int], list[int]] = {}
         for i, request in enumerate(requests):
             if request[0] in self._failed:
                 continue
@@ -217,39 +188,99 @@ class TileReader:
                 if hit is not None:
                     self._cache.move_to_end(request)
             if hit is None:
-                todo.append(i)
+                well, label, _, level = request
+                groups.setdefault((well, label, level), []).append(i)
             out[i] = hit
+        todo = list(groups.items())
+
+        def fetch(item: tuple[tuple[str, str | None, int], list[int]]) -> list[_Plane | None]:
+            (well, label, level), members = item
+            keys = [requests[i][2] for i in members]
+            if label is not None:
+                return [self._fetch(well, label, key, level) for key in keys]
+            return self._fetch_images(well, keys, level)
+
         if len(todo) > 1:
             pool = _pool(REMOTE_WORKERS if self.remote else None)
-            results = list(pool.map(lambda i: self._fetch(*requests[i]), todo))
+            results = list(pool.map(fetch, todo))
         else:
-            results = [self._fetch(*requests[i]) for i in todo]
-        for i, tile in zip(todo, results, strict=True):
-            out[i] = tile
+            results = [fetch(t) for t in todo]
+        for (_, members), tiles in zip(todo, results, strict=True):
+            for i, tile in zip(members, tiles, strict=True):
+                out[i] = tile
         self._report()
         return out
 
-    def _fetch(self, well: str, label: str | None, key: PlaneKey, level: int) -> _Plane | None:
+    def _fetch_images(self, well: str, keys: list[PlaneKey], level: int) -> list[_Plane | None]:
+        """Image tiles of ``well`` at ``keys``, read in one go with the planes worth reading."""
+        plan = self.plans[level]
+        blank: list[_Plane | None] = [None] * len(keys)
+        try:
+            mismatch = self._mismatch(well, plan)
+            if mismatch is not None:
+                self._fail(well, mismatch)
+                return blank
+            wanted = self._wanted(well, keys, plan)
+            planes = self.source.read_planes(well, wanted, plan.source)
+        except _READ_ERRORS as err:
+            self._fail(well, f"{type(err).__name__}: {err}")
+            return blank
+        got: dict[PlaneKey, _Plane] = {}
+        for key, plane in zip(wanted, planes, strict=True):
+            tile = shrink(plane, plan.halvings)
+            if tile.shape != plan.shape or tile.dtype != self.dtype:
+                self._fail(
+                    well,
+                    f"its image planes are {tile.shape} {tile.dtype} at level {level}, "
+                    f"the plate's are {plan.shape} {self.dtype}",
+                )
+                return blank
+            self._remember((well, None, key, level), tile)
+            got[key] = tile
+        return [got[key] for key in keys]
+
+    def _wanted(self, well: str, keys: list[PlaneKey], plan: LevelTiles) -> list[PlaneKey]:
+        """``keys`` and the planes of ``well`` likely asked for next, when they cost little.
+
+        Every channel of each requested (field, z, t): napari slices the channel layers
+        one after the other.  And every plane of the well when the whole well at the
+        stored level is at most :data:`WHOLE_WELL_BYTES` (an overview level): the next
+        field, z or time step is then in the cache.  Keys outside the well are kept, so
+        that the read reports them.
+        """
+        with self._lock:
+            info = self._infos[well]
+        every = WellAxes("t" in info.axes).keys(info.shape)
+        if not set(keys) <= set(every):
+            return keys
+        stored = info.level_shapes[plan.source]
+        plane_bytes = stored[-2] * stored[-1] * info.dtype.itemsize
+        if len(every) * plane_bytes <= WHOLE_WELL_BYTES:
+            wanted = every
+        else:
+            leads = {(k.field, k.z, k.t) for k in keys}
+            wanted = [k for k in every if (k.field, k.z, k.t) in leads]
+        with self._lock:
+            cached = {k for k in wanted if (well, None, k, plan.level) in self._cache}
+        return [k for k in wanted if k not in cached or k in keys]
+
+    def _fetch(self, well: str, label: str, key: PlaneKey, level: int) -> _Plane | None:
         plan = self.plans[level]
         try:
             mismatch = self._mismatch(well, plan)
             if mismatch is not None:
                 self._fail(well, mismatch)
                 return None
-            if label is None:
-                plane = shrink(self.source.read_plane(well, key, plan.source), plan.halvings)
-            else:
-                plane = self._label_plane(well, label, key, plan)
+            plane = self._label_plane(well, label, key, plan)
         except _READ_ERRORS as err:
             self._fail(well, f"{type(err).__name__}: {err}")
             return None
-        expected = self.dtype if label is None else self.label_dtype
+        expected = self.label_dtype
         if plane.shape != plan.shape or (expected is not None and plane.dtype != expected):
-            what = f"label {label}" if label else "image"
             self._fail(
                 well,
-                f"its {what} planes are {plane.shape} {plane.dtype} at level {level}, "
-                f"the plate's are {plan.shape} {expected}",
+                f"its label {label} planes are {plane.shape} {plane.dtype} at level {level}, "
+                f"the plate's are {plan.shape} {self.label_dtype}",
             )
             return None
         self._remember((well, label, key, level), plane)
@@ -417,6 +448,7 @@ class LazyMosaic(_ArrayLike):
         self.level = level
         self.channel = channel
         self.label = label
+        self._placed: dict[tuple[range, range], list[tuple[str, slice, slice, slice, slice]]] = {}
         self.has_time = len(lead_shape) == 3
         self.shape: tuple[int, ...] = (*lead_shape, *reader.geometry.shape(level))
         dtype = reader.dtype if label is None else reader.label_dtype
@@ -466,6 +498,17 @@ class LazyMosaic(_ArrayLike):
         return out[tuple(slice(None) if k else 0 for k in kept)]
 
     def _placements(self, ys: range, xs: range) -> list[tuple[str, slice, slice, slice, slice]]:
+        # napari slices the same region at every field, z or time step: computed once.
+        key = (ys, xs)
+        found = self._placed.get(key)
+        if found is None:
+            found = self._place(ys, xs)
+            if len(self._placed) >= 64:
+                self._placed.clear()
+            self._placed[key] = found
+        return found
+
+    def _place(self, ys: range, xs: range) -> list[tuple[str, slice, slice, slice, slice]]:
         geometry = self.reader.geometry
         th, tw = self.reader.plans[self.level].shape
         found = []

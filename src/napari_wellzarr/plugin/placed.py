@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from napari_wellzarr.plugin.mosaic import PlaneSource
     from napari_wellzarr.storage.axes import PlaneKey
@@ -137,6 +137,10 @@ class PlacedSource:
         return self._paste(
             well, level, lambda f: self.base.read_plane(well, key._replace(field=f), level), ()
         )
+
+    def read_planes(self, well: str, keys: Sequence[PlaneKey], level: int) -> list[_Plane]:
+        """:meth:`read_plane` for each of ``keys``."""
+        return [self.read_plane(well, key, level) for key in keys]
 
     def read_labels(self, well: str, name: str, level: int) -> _Plane:
         """Label image ``name`` as ``(1, [t,] z, Y, X)``: the fields' labels placed."""

@@ -10,6 +10,8 @@ import numpy as np
 from napari_wellzarr.errors import MetadataError, PlaneNotFoundError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from napari_wellzarr.convert.plan import ConversionPlan, SourcePlane
     from napari_wellzarr.convert.vendors import Vendor
     from napari_wellzarr.plugin.view import PlateView
@@ -57,6 +59,12 @@ class PlanSource:
             return np.zeros(self.plan.plane_shape, dtype=self.plan.dtype)
         stack = read_stack(plane.path, self.plan.plane_shape, self.plan.dtype)
         return np.asarray(stack[plane.page or 0])
+
+    def read_planes(
+        self, well: str, keys: Sequence[PlaneKey], level: int
+    ) -> list[np.ndarray[Any, Any]]:
+        """:meth:`read_plane` for each of ``keys``."""
+        return [self.read_plane(well, key, level) for key in keys]
 
     def read_labels(self, well: str, name: str, level: int) -> np.ndarray[Any, Any]:
         """Exports have no label images."""

@@ -61,6 +61,11 @@ class _StoreSource:
     def read_plane(self, well: str, key: PlaneKey, level: int) -> np.ndarray[Any, Any]:
         return self.store.read_plane(well, key.field, key.c, key.z, key.t, level=level)
 
+    def read_planes(
+        self, well: str, keys: Sequence[PlaneKey], level: int
+    ) -> list[np.ndarray[Any, Any]]:
+        return self.store.read_planes(well, keys, level=level)
+
     def read_labels(self, well: str, name: str, level: int) -> np.ndarray[Any, Any]:
         return self.store.read_labels(well, name, level=level)
 
@@ -74,6 +79,11 @@ class _WellSource:
 
     def read_plane(self, well: str, key: PlaneKey, level: int) -> np.ndarray[Any, Any]:
         return self.well.read_planes([key], level)[0]
+
+    def read_planes(
+        self, well: str, keys: Sequence[PlaneKey], level: int
+    ) -> list[np.ndarray[Any, Any]]:
+        return self.well.read_planes(keys, level)
 
     def read_labels(self, well: str, name: str, level: int) -> np.ndarray[Any, Any]:
         return self.well.read_labels(name, level)

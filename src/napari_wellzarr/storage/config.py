@@ -8,7 +8,7 @@ from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from napari_wellzarr.errors import ConfigError
-from napari_wellzarr.storage.geometry import PlateGeometry
+from napari_wellzarr.storage.geometry import PlateGeometry, whole_plate_levels
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -21,6 +21,10 @@ __all__ = [
     "Shuffle",
     "StorageConfig",
 ]
+
+
+#: Automatic pyramids shrink by at most this much from one level to the next.
+AUTO_STEP: Final = 8
 
 
 class Compressor(StrEnum):
@@ -143,8 +147,9 @@ class StorageConfig:
     fields
         ``stacked`` (one (field, c, z, y, x) array per well, default) or ``per-field``.
     pyramid_levels
-        Resolution levels written per image (1 = full resolution only); each further
-        level halves y and x.
+        Resolution levels written per image, each halving y and x (1 = full resolution
+        only).  ``None`` (default): a sparse pyramid for browsing the whole plate, see
+        :meth:`level_factors`.
     checksum
         Store a CRC32C checksum with every chunk so that damaged chunks are reported,
         never decoded into wrong pixels (blosc has no checksum of its own).  Default:
@@ -160,7 +165,7 @@ class StorageConfig:
     ngff_version: NgffVersion = NgffVersion.V05
     plate: PlateGeometry = field(default_factory=lambda: PlateGeometry(8, 12))
     fields: FieldArrangement = FieldArrangement.STACKED
-    pyramid_levels: int = 1
+    pyramid_levels: int | None = None
     checksum: bool | None = None
 
     def __post_init__(self) -> None:
@@ -198,8 +203,12 @@ class StorageConfig:
         elif not isinstance(self.checksum, bool):
             raise ConfigError(f"checksum must be True or False, got {self.checksum!r}")
         levels = self.pyramid_levels
-        if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 12:
-            raise ConfigError(f"pyramid_levels must be an integer in 1..12, got {levels!r}")
+        if levels is not None and (
+            isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 12
+        ):
+            raise ConfigError(
+                f"pyramid_levels must be an integer in 1..12 or None (automatic), got {levels!r}"
+            )
 
     @staticmethod
     def _checked_level(compressor: Compressor, level: object) -> int | None:
@@ -229,6 +238,31 @@ class StorageConfig:
                 )
             return None
         return Shuffle.BIT if shuffle is None else _coerce(Shuffle, shuffle, "shuffle")
+
+    def level_factors(self, plane: tuple[int, int]) -> list[int]:
+        """How much each written level shrinks a ``plane``-sized (y, x) image.
+
+        With ``pyramid_levels`` given: 1, 2, 4, ...  Automatic (``None``): the level a
+        viewer draws the whole plate with (:func:`whole_plate_levels`: the plate's
+        mosaic at most 2048 px across, e.g. 8x smaller for 384 wells of 512 x 512),
+        and on the way there every 8x step (2048 x 2048 planes on 1536 wells: 1, 8,
+        64).  A 1/63 or less more pixels to write, yet a field, z or time step on the
+        whole plate reads only overview pixels.  A plate small enough to be shown
+        at full resolution gets no level.
+        """
+        if self.pyramid_levels is not None:
+            return [2**k for k in range(self.pyramid_levels)]
+        levels = whole_plate_levels(self.plate.rows, self.plate.columns, plane)
+        overview = 2 ** (levels - 1)
+        factors = [1]
+        while factors[-1] * AUTO_STEP < overview:
+            factors.append(factors[-1] * AUTO_STEP)
+        return factors if overview == 1 else [*factors, overview]
+
+    def level_shapes(self, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """Array shapes of the levels written for an image of ``shape`` (y, x rounded up)."""
+        y, x = shape[-2:]
+        return [(*shape[:-2], -(-y // f), -(-x // f)) for f in self.level_factors((y, x))]
 
     # -- what zarr needs -------------------------------------------------------------
 
@@ -346,6 +380,10 @@ class StorageConfig:
             if isinstance(value, Enum):
                 out[key] = value.value
         out["plate"] = f"{self.plate.rows}x{self.plate.columns}"
+        if self.pyramid_levels is None:
+            # Left out, not null: versions before the automatic pyramid refuse null, and
+            # read the plate from its multiscales metadata anyway.
+            del out["pyramid_levels"]
         return out
 
     @classmethod

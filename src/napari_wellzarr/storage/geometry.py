@@ -10,13 +10,24 @@ from typing import Final
 from napari_wellzarr.errors import ConfigError, WellNameError
 
 __all__ = [
+    "COARSEST_SIDE",
+    "SINGLE_SCALE_LIMIT",
     "STANDARD_FORMATS",
     "PlateGeometry",
     "Well",
     "column_number",
     "row_index",
     "row_letters",
+    "well_gap",
+    "whole_plate_levels",
 ]
+
+#: A plate mosaic whose longer side exceeds this many pixels is shown as a multiscale
+#: layer (napari cannot hold more than 16384 pixels in one GPU texture; smaller limits
+#: keep single-scale slices cheap).
+SINGLE_SCALE_LIMIT: Final = 4096
+#: Multiscale mosaics get levels until the coarsest one is at most this long.
+COARSEST_SIDE: Final = 2048
 
 #: Standard SBS plate formats: wells -> (rows, columns).
 STANDARD_FORMATS: Final[dict[int, tuple[int, int]]] = {
@@ -214,3 +225,23 @@ class PlateGeometry:
     def all_wells(self) -> list[Well]:
         """Every well in plate order (row by row)."""
         return [Well(r, c) for r in range(self.rows) for c in range(self.columns)]
+
+
+def well_gap(tile: tuple[int, int]) -> int:
+    """Pixels between neighbouring wells in a plate mosaic of ``tile``-sized wells."""
+    return max(2, round(0.04 * max(tile)))
+
+
+def whole_plate_levels(n_rows: int, n_columns: int, tile: tuple[int, int]) -> int:
+    """Display levels (each halving) of a plate mosaic: 1, or until its side <= 2048.
+
+    The coarsest, ``2**(levels - 1)`` times smaller than the wells' planes, is what a
+    viewer draws to show the whole plate; automatic pyramids store that level.
+    """
+    gap = well_gap(tile)
+    side = max(n_rows * (tile[0] + gap), n_columns * (tile[1] + gap))
+    levels = 1
+    if side > SINGLE_SCALE_LIMIT:
+        while side / 2 ** (levels - 1) > COARSEST_SIDE:
+            levels += 1
+    return levels

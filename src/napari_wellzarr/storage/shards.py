@@ -26,6 +26,8 @@ __all__ = ["EncodedShards", "ShardGrid", "ShardReader", "StaleFileError", "encod
 
 _EMPTY: Final = 2**64 - 1  # an index entry (offset, nbytes) of two of these = no chunk
 _CRC: Final = 4
+#: Planes of at most this many bytes are decoded on the calling thread, not on the pool.
+POOL_DECODE_BYTES: Final = 64 * 2**10
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -599,10 +601,12 @@ class ShardReader:
             self.layout.decode(blob, f"{where} (inner chunk {chunk})", out[n])
 
         items = list(zip(blobs, spans, strict=True))
-        if len(items) > 1:
+        # Small chunks (overview levels) decode faster here than a pool task is handed over.
+        if len(items) > 1 and out[0].nbytes > POOL_DECODE_BYTES:
             list(encode_pool().map(decode, items))
         else:
-            decode(items[0])
+            for item in items:
+                decode(item)
 
     def identity(self) -> tuple[int, ...] | None:
         """The array's single shard file as ``(size, mtime_ns, *chunk sizes)``, else None.

@@ -24,7 +24,7 @@ from napari_wellzarr.storage.axes import (
     WellAxes,
     downsample,
     image_meta_for,
-    pyramid_shapes,
+    shrink,
 )
 from napari_wellzarr.storage.config import Compressor, FieldArrangement, StorageConfig
 from napari_wellzarr.storage.metadata import (
@@ -384,7 +384,7 @@ def build_well(
             meta = image_meta_for(
                 stacked=stacked,
                 has_time=payload.axes.has_time,
-                shapes=pyramid_shapes(payload.array[f].shape, config.pyramid_levels),
+                shapes=config.level_shapes(payload.array[f].shape),
                 channels=payload.channels,
                 pixel_size=payload.pixel_size,
                 z_step=payload.z_step,
@@ -475,9 +475,15 @@ def _write_levels(
     """Write an image's levels; sharded levels go to ``pending``, still being encoded."""
     level = image
     dims = tuple(a.name for a in multiscale.axes)
+    factors = config.level_factors(image.shape[-2:])
     for index, dataset in enumerate(multiscale.datasets):
-        if index:
-            level = level[..., ::2, ::2] if nearest else downsample(level)
+        step = factors[index] // factors[index - 1] if index else 1
+        if index and nearest:
+            level = level[..., ::step, ::step]
+        elif index:
+            # 2x steps keep the 2x2 means plates were always written with (ties to even);
+            # larger ones are the viewer's own block means, so both show the same pixels.
+            level = downsample(level) if step == 2 else _shrunk(level, step.bit_length() - 1)
         name = f"{path}/{dataset.path}"
         level_attrs = attrs if index == 0 and attrs else None
         direct = _sharded_metadata(level.shape, level.dtype.str, config, dims)
@@ -486,6 +492,16 @@ def _write_levels(
         else:
             target = zstore.root / name
             pending.append((target, _start_sharded_array(target, level, *direct, level_attrs)))
+
+
+def _shrunk(image: np.ndarray[Any, Any], halvings: int) -> np.ndarray[Any, Any]:
+    """:func:`shrink` plane by plane: a plane's uint32 sums at a time, not the image's."""
+    h, w = image.shape[-2:]
+    f = 2**halvings
+    out = np.empty((*image.shape[:-2], -(-h // f), -(-w // f)), dtype=image.dtype)
+    for index in np.ndindex(*image.shape[:-2]):
+        out[index] = shrink(image[index], halvings)
+    return out
 
 
 def _start_sharded_array(

@@ -1,0 +1,160 @@
+"""Browsing a default-config plate in napari reads overview pixels only (chunks counted)."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+
+from napari_wellzarr.core import Channel, PlateStore, StorageConfig
+from napari_wellzarr.storage import shards
+from tests.plugin.helpers import camera_of, well_centre
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+pytestmark = pytest.mark.gui
+PLUGIN = "napari-wellzarr"
+WELLS = ("A01", "C05", "H12", "P24")
+FIELDS, CHANNELS, SIDE = 3, 2, 256
+
+
+def browse_plate(path: Path, **config: Any) -> Path:
+    """A 384-well plate (4 wells written), 3 fields x 2 channels of 256 x 256, field = value."""
+    channels = [Channel("DAPI", "0000FF", (0, 4000, 0, 3000)), Channel("GFP", "00FF00")]
+    data = np.zeros((FIELDS, CHANNELS, 1, SIDE, SIDE), dtype="u2")
+    for f in range(FIELDS):
+        data[f] = 1000 * (f + 1)
+    with PlateStore.create(path, StorageConfig(plate=384, **config)) as store:
+        for well in WELLS:
+            store.write_well(well, data, channels=channels, pixel_size=0.5)
+    return path
+
+
+class ReadAudit:
+    """Every shard read of the storage layer: which array, how many chunks, how many bytes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.chunks: Counter[str] = Counter()
+        self.bytes = 0
+        original_read, original_pread = shards.ShardReader._read_shard, os.pread
+        audit = self
+
+        def read_shard(self: shards.ShardReader, key: str, members: Any, out: Any) -> bool:
+            audit.chunks[str(self.directory / key)] += len(members)
+            return original_read(self, key, members, out)
+
+        def pread(fd: int, n: int, offset: int) -> bytes:
+            blob = original_pread(fd, n, offset)
+            audit.bytes += len(blob)
+            return blob
+
+        monkeypatch.setattr(shards.ShardReader, "_read_shard", read_shard)
+        monkeypatch.setattr(os, "pread", pread)
+
+    def levels(self) -> set[str]:
+        """The stored levels read (each shard file is ``<well>/0/<level>/c.0.0.0.0.0``)."""
+        return {Path(p).parent.name for p in self.chunks}
+
+    def wells(self) -> set[str]:
+        """The wells read, as ``<row>/<column>``."""
+        return {"/".join(Path(p).parts[-5:-3]) for p in self.chunks}
+
+    def reset(self) -> None:
+        self.chunks.clear()
+        self.bytes = 0
+
+
+def overview_bytes(path: Path) -> int:
+    """Size of every well's overview shard file (stored level 1) on disk."""
+    sizes = [f.stat().st_size for f in path.glob("*/*/0/1/c.*")]
+    assert len(sizes) == len(WELLS)
+    return sum(sizes)
+
+
+def draw(viewer: Any) -> np.ndarray:
+    """What the canvas shows now (drawing it slices every layer for the current view)."""
+    shot: np.ndarray = viewer.screenshot(canvas_only=True, flash=False)
+    return shot
+
+
+def test_field_steps_on_the_whole_plate_read_overview_chunks_only(
+    make_napari_viewer: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = browse_plate(tmp_path / "plate.zarr")  # the default configuration
+    assert PlateStore.open(path).well_info("A01").level_shapes[1][-2:] == (64, 64)
+    audit = ReadAudit(monkeypatch)
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(path), plugin=PLUGIN)
+    dapi = viewer.layers["DAPI"]
+    viewer.reset_view()
+    draw(viewer)
+    assert dapi.multiscale
+    assert dapi.data_level == len(dapi.data) - 1  # the whole plate
+    # napari slices a new layer once before fitting the view to it: the full-resolution
+    # corner at the origin, where well A01 is; everything else came from the overview
+    by_level: dict[str, dict[str, int]] = {}
+    for p, n in audit.chunks.items():
+        by_level.setdefault(Path(p).parent.name, {})["/".join(Path(p).parts[-5:-3])] = n
+    assert set(by_level) <= {"0", "1"}
+    assert set(by_level.get("0", {})) <= {"A/01"}
+    overview = by_level["1"]
+    assert set(overview) == {f"{w[0]}/{w[1:]}" for w in WELLS}
+    # every well's overview shard read once, whole: its 3 fields x 2 channels
+    assert sorted(overview.values()) == [FIELDS * CHANNELS] * len(WELLS)
+    audit.reset()
+    first = viewer.dims.current_step[0]
+    for step in range(1, FIELDS + 1):
+        field = (first + step) % FIELDS
+        viewer.dims.set_current_step(0, field)
+        draw(viewer)
+        np.testing.assert_array_equal(
+            np.unique(np.asarray(dapi.data[-1][field])), [0, 1000 * (field + 1)]
+        )
+    assert (dict(audit.chunks), audit.bytes) == ({}, 0)  # every field step: from the cache
+
+
+def test_zoom_into_one_well_reads_its_full_resolution_only(
+    make_napari_viewer: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = browse_plate(tmp_path / "plate.zarr")
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(path), plugin=PLUGIN)
+    dapi = viewer.layers["DAPI"]
+    viewer.layers["plate map"].visible = False
+    viewer.reset_view()
+    draw(viewer)
+    audit = ReadAudit(monkeypatch)
+    camera = camera_of(viewer)
+    camera.center = well_centre(dapi, "H12")
+    camera.zoom = 4 / min(dapi.scale[-2:])  # well beyond one screen pixel per data pixel
+    draw(viewer)
+    assert dapi.data_level == 0
+    assert audit.levels() == {"0"}
+    assert audit.wells() == {"H/12"}  # the one well in view
+    # the planes on screen, one per channel: 256 x 256 uint16 each, compressed
+    assert sum(audit.chunks.values()) == CHANNELS
+    assert 0 < audit.bytes <= CHANNELS * SIDE * SIDE * 2 + 4096
+
+
+def test_without_stored_levels_a_field_step_reads_every_full_resolution_plane(
+    make_napari_viewer: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The previous default (``pyramid_levels=1``): what the overview level saves."""
+    path = browse_plate(tmp_path / "plate.zarr", pyramid_levels=1)
+    audit = ReadAudit(monkeypatch)
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(path), plugin=PLUGIN)
+    viewer.reset_view()
+    draw(viewer)
+    assert audit.levels() == {"0"}
+    audit.reset()
+    viewer.dims.set_current_step(0, (viewer.dims.current_step[0] + 1) % FIELDS)
+    draw(viewer)
+    # every well's plane of the new field, at full resolution, for each channel
+    assert sum(audit.chunks.values()) == len(WELLS) * CHANNELS
+    assert audit.bytes > overview_bytes(browse_plate(tmp_path / "default.zarr"))
