@@ -22,7 +22,7 @@ from napari_wellzarr.errors import (
     WellNotFoundError,
     WellZarrError,
 )
-from napari_wellzarr.storage import fsio
+from napari_wellzarr.storage import fsio, labelsave
 from napari_wellzarr.storage._spec import WELLZARR_KEY
 from napari_wellzarr.storage.acquisition import PROJECTIONS_PATH, Acquisition
 from napari_wellzarr.storage.axes import PlaneKey
@@ -93,6 +93,7 @@ class PlateStore:
         # Complete wells found on disk but not listed (unlisted_wells): readable, not listed.
         self._found: set[str] = set()
         self._wells: dict[str, OpenWell] = {}
+        self._acquired: dict[tuple[str, int], OpenWell] = {}  # wells opened per acquisition
         # Layout records (ours, sharded): wells that share one layout are read through a
         # clone of one opened "template" well, without reading their own metadata.
         self._records = LayoutRecords()  # this session's wells
@@ -388,6 +389,32 @@ class PlateStore:
             # "No space left on device" alone does not say which well failed
             raise OSError(err.errno, f"well {target.name}: {err.strerror}", err.filename) from err
 
+    def save_labels(
+        self,
+        well: str | Well,
+        name: str,
+        stack: np.ndarray[Any, Any],
+        *,
+        acquisition: int | None = None,
+    ) -> None:
+        """Write label image ``name`` of ``well`` (``(field, [t,] z, y, x)``), in place.
+
+        Works on any plate opened with ``mode="r+"``, foreign ones too: see
+        :func:`labelsave.save_labels` (staged, swapped in whole; images untouched).
+        """
+        if self.read_only:
+            raise StoreReadOnlyError(f"{self.root} was opened read-only (mode='r')")
+        target = self._target(well)
+        with fsio.plate_lock(self.root):
+            labelsave.save_labels(
+                self.root, target.path, target.name, self.zarr_format, name, stack,
+                acquisition=acquisition,
+            )  # fmt: skip
+        with self._lock:
+            self._wells.pop(target.path, None)
+            for key in [k for k in self._acquired if k[0] == target.path]:
+                del self._acquired[key]
+
     def _write_payload(
         self, target: _Target, payload: WellPayload, config: StorageConfig, overwrite: bool
     ) -> WellInfo:
@@ -406,6 +433,8 @@ class PlateStore:
             if files is not None:
                 self._records.add(target.path, staged.layout_key(), files, pending=True)
             self._wells.pop(target.path, None)
+            for key in [k for k in self._acquired if k[0] == target.path]:
+                del self._acquired[key]
             self._templates.forget(target.path)
         return dataclasses.replace(staged.info, path=target.path)
 
@@ -491,6 +520,7 @@ class PlateStore:
         """Flush the well list and forget cached arrays."""
         self.flush()
         self._wells.clear()
+        self._acquired.clear()
         self._templates.clear()
 
     def recover(self) -> list[str]:
@@ -605,8 +635,10 @@ class PlateStore:
 
     # -- reading ----------------------------------------------------------------------
 
-    def _open(self, well: str | Well) -> OpenWell:
+    def _open(self, well: str | Well, acquisition: int | None = None) -> OpenWell:
         target = self._target(well)
+        if acquisition is not None:
+            return self._open_acquisition(target, acquisition)
         cached = self._wells.get(target.path)
         if cached is not None:
             return cached
@@ -615,6 +647,27 @@ class PlateStore:
         opened = open_well(self.location, target.path, target.name, self.zarr_format)
         self._wells[target.path] = opened
         return opened
+
+    def _open_acquisition(self, target: _Target, acquisition: int) -> OpenWell:
+        key = (target.path, acquisition)
+        cached = self._acquired.get(key)
+        if cached is not None:
+            return cached
+        if not self._is_listed(target.path) and target.path not in self._found:
+            raise WellNotFoundError(f"well {target.name} is not in the plate {self.root}")
+        opened = open_well(self.root, target.path, target.name, self.zarr_format, acquisition)
+        self._acquired[key] = opened
+        return opened
+
+    def acquisitions(self) -> list[tuple[int, str]]:
+        """The plate's ``acquisitions`` block as ``(id, name)``; unnamed ones are ``"acq<id>"``."""
+        out: dict[int, str] = {}
+        for entry in self._plate.acquisitions:
+            ident = entry.get("id")
+            if isinstance(ident, int) and not isinstance(ident, bool) and ident not in out:
+                name = entry.get("name")
+                out[ident] = name if isinstance(name, str) and name else f"acq{ident}"
+        return list(out.items())
 
     def _pixels(self, well: str | Well, read: Callable[[OpenWell], _T]) -> _T:
         """``read(well)`` through the well's recorded layout when the plate has one.
@@ -647,11 +700,14 @@ class PlateStore:
             self._disk_records = LayoutRecords.load(self.location)
         return self._disk_records
 
-    def well_info(self, well: str | Well) -> WellInfo:
-        """Shape, dtype, axes, channels, scales, levels and file names of a well."""
-        return self._open(well).info
+    def well_info(self, well: str | Well, acquisition: int | None = None) -> WellInfo:
+        """Shape, dtype, axes, channels, scales, levels and file names of a well.
 
-    def layout_info(self, well: str | Well) -> WellInfo:
+        ``acquisition``: the images of that acquisition (see :func:`open_well`).
+        """
+        return self._open(well, acquisition).info
+
+    def layout_info(self, well: str | Well, acquisition: int | None = None) -> WellInfo:
         """Shape, dtype, axes and levels that reads of ``well`` give, as cheaply as possible.
 
         From the plate's layout records when the well's documents are unchanged since
@@ -659,6 +715,8 @@ class PlateStore:
         own metadata: exactly the layout :meth:`read_plane` reads it with.  Its channels,
         file names and labels may be another well's: :meth:`well_info` gives its own.
         """
+        if acquisition is not None:
+            return self._open(well, acquisition).info
         target = self._target(well)
         opened = self._wells.get(target.path) or self._clone(target)
         return (opened or self._open(well)).info
@@ -702,9 +760,12 @@ class PlateStore:
         t: int = 0,
         *,
         level: int = 0,
+        acquisition: int | None = None,
     ) -> np.ndarray[Any, Any]:
         """Read one 2D plane, decoding only the chunk(s) it lives in."""
         key = PlaneKey(field, c, z, t)
+        if acquisition is not None:
+            return self._open(well, acquisition).read_planes([key], level)[0]
         return self._pixels(well, lambda w: w.read_planes([key], level)[0])
 
     def read_planes(
@@ -714,9 +775,11 @@ class PlateStore:
         parsed = [plane_key(k, f"well {well}") for k in keys]
         return self._pixels(well, lambda w: w.read_planes(parsed, level))
 
-    def read_labels(self, well: str | Well, name: str, *, level: int = 0) -> np.ndarray[Any, Any]:
+    def read_labels(
+        self, well: str | Well, name: str, *, level: int = 0, acquisition: int | None = None
+    ) -> np.ndarray[Any, Any]:
         """Read the OME label image ``name`` of a well as ``(field, [t,] z, y, x)``."""
-        return self._open(well).read_labels(name, level)
+        return self._open(well, acquisition).read_labels(name, level)
 
     def plane_key(self, well: str | Well, name: str) -> PlaneKey:
         """The coordinate that an original file name maps to in a well."""
