@@ -12,6 +12,7 @@ from napari_wellzarr.errors import PlateExistsError, WellDataError
 from napari_wellzarr.plugin.layer_wells import label_name
 from napari_wellzarr.plugin.mosaic import LazyMosaic
 from napari_wellzarr.plugin.view import META_KEY, PlateView, open_view
+from napari_wellzarr.storage import fsio, labelsave
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -76,8 +77,15 @@ def save_into_plate(path: str | Path, layers: Sequence[LayerTuple]) -> list[str]
                     f"not the {layer_type} layer {meta.get('name')!r}"
                 )
             saves += _plan(root, view, store, data[0] if meta.get("multiscale") else data, meta)
+        if store.read_only or not isinstance(store.root, Path):
+            raise PlateExistsError(f"{root} cannot be written (read-only or remote)")
         for save in saves:
-            store.save_labels(save.well, save.name, save.stack, acquisition=save.acquisition)
+            path = store.well_info(save.well, save.acquisition).path
+            with fsio.plate_lock(store.root):
+                labelsave.save_labels(
+                    store.root, path, save.well, store.zarr_format, save.name, save.stack,
+                    acquisition=save.acquisition,
+                )  # fmt: skip
     finally:
         store.close()
     return [str(root)]

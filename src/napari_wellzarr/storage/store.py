@@ -22,7 +22,7 @@ from napari_wellzarr.errors import (
     WellNotFoundError,
     WellZarrError,
 )
-from napari_wellzarr.storage import fsio, labelsave
+from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage._spec import WELLZARR_KEY
 from napari_wellzarr.storage.acquisition import PROJECTIONS_PATH, Acquisition
 from napari_wellzarr.storage.axes import PlaneKey
@@ -389,32 +389,6 @@ class PlateStore:
             # "No space left on device" alone does not say which well failed
             raise OSError(err.errno, f"well {target.name}: {err.strerror}", err.filename) from err
 
-    def save_labels(
-        self,
-        well: str | Well,
-        name: str,
-        stack: np.ndarray[Any, Any],
-        *,
-        acquisition: int | None = None,
-    ) -> None:
-        """Write label image ``name`` of ``well`` (``(field, [t,] z, y, x)``), in place.
-
-        Works on any plate opened with ``mode="r+"``, foreign ones too: see
-        :func:`labelsave.save_labels` (staged, swapped in whole; images untouched).
-        """
-        if self.read_only:
-            raise StoreReadOnlyError(f"{self.root} was opened read-only (mode='r')")
-        target = self._target(well)
-        with fsio.plate_lock(self.root):
-            labelsave.save_labels(
-                self.root, target.path, target.name, self.zarr_format, name, stack,
-                acquisition=acquisition,
-            )  # fmt: skip
-        with self._lock:
-            self._wells.pop(target.path, None)
-            for key in [k for k in self._acquired if k[0] == target.path]:
-                del self._acquired[key]
-
     def _write_payload(
         self, target: _Target, payload: WellPayload, config: StorageConfig, overwrite: bool
     ) -> WellInfo:
@@ -433,8 +407,7 @@ class PlateStore:
             if files is not None:
                 self._records.add(target.path, staged.layout_key(), files, pending=True)
             self._wells.pop(target.path, None)
-            for key in [k for k in self._acquired if k[0] == target.path]:
-                del self._acquired[key]
+            self._acquired = {k: v for k, v in self._acquired.items() if k[0] != target.path}
             self._templates.forget(target.path)
         return dataclasses.replace(staged.info, path=target.path)
 
@@ -650,24 +623,18 @@ class PlateStore:
 
     def _open_acquisition(self, target: _Target, acquisition: int) -> OpenWell:
         key = (target.path, acquisition)
-        cached = self._acquired.get(key)
-        if cached is not None:
-            return cached
+        if key in self._acquired:
+            return self._acquired[key]
         if not self._is_listed(target.path) and target.path not in self._found:
             raise WellNotFoundError(f"well {target.name} is not in the plate {self.root}")
-        opened = open_well(self.root, target.path, target.name, self.zarr_format, acquisition)
-        self._acquired[key] = opened
-        return opened
+        self._acquired[key] = open_well(
+            self.root, target.path, target.name, self.zarr_format, acquisition
+        )
+        return self._acquired[key]
 
     def acquisitions(self) -> list[tuple[int, str]]:
-        """The plate's ``acquisitions`` block as ``(id, name)``; unnamed ones are ``"acq<id>"``."""
-        out: dict[int, str] = {}
-        for entry in self._plate.acquisitions:
-            ident = entry.get("id")
-            if isinstance(ident, int) and not isinstance(ident, bool) and ident not in out:
-                name = entry.get("name")
-                out[ident] = name if isinstance(name, str) and name else f"acq{ident}"
-        return list(out.items())
+        """The plate's ``acquisitions`` block as ``(id, name)`` (see ``PlateMeta``)."""
+        return self._plate.acquisition_names()
 
     def _pixels(self, well: str | Well, read: Callable[[OpenWell], _T]) -> _T:
         """``read(well)`` through the well's recorded layout when the plate has one.
