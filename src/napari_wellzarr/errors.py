@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "AcquisitionNotFoundError",
     "ConfigError",
     "CorruptDataError",
     "MetadataError",
@@ -74,6 +75,10 @@ class PlaneNotFoundError(WellZarrError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class AcquisitionNotFoundError(PlaneNotFoundError):
+    """A well has no image of the acquisition asked for."""
 
 
 class StoreReadOnlyError(WellZarrError, PermissionError):

@@ -44,16 +44,28 @@ def read_plate(path: str | os.PathLike[str] | list[str]) -> LayerData:
 
     Returns one image layer per channel (field, [t,] z, y, x mosaics of every well at
     its plate position), one labels layer per OME label image and a "plate map"
-    points layer with the well outlines and names.  A plate whose writer was
+    points layer with the well outlines and names (and each well's condition, from
+    the plate's condition tables).  A plate of several acquisitions gets these layers
+    per acquisition (``"round1: EdU"``); ROI tables are drawn as (hidden) shapes
+    layers, and every table is listed in the plate map's metadata.  A plate whose writer was
     interrupted shows its complete wells, listed or not yet (a plate with none: the
     plate map alone), with an ``UnfinishedPlateWarning``; a damaged well shows blank
     with a ``DamagedWellWarning``.  Wells whose fields have stage positions show them
     placed where they were imaged (the "Plate fields" widget switches to a slider).
     """
-    from napari_wellzarr.plugin.view import open_view
+    from pathlib import Path
+
+    from napari_wellzarr.plugin.annotations import plate_annotations, roi_layers
+    from napari_wellzarr.plugin.view import PlateView, open_view
 
     target = path[0] if isinstance(path, list) else path
-    return open_view(os.fspath(target)).layers()
+    view = open_view(os.fspath(target))
+    if not isinstance(view, PlateView) or view.store is None or not isinstance(view.path, Path):
+        return view.layers()
+    tables, conditions = plate_annotations(view.path, view.store.zarr_format)
+    rois, image_tables = roi_layers(view, view.store)
+    listed = [t.to_json() for t in [*tables, *image_tables]]
+    return view.layers(conditions=conditions, extra=rois, tables=listed)
 
 
 _INDEX_NAMES = frozenset({"index.idx.xml", "index.xml", "measurementdata.mlf"})

@@ -14,7 +14,11 @@ __all__ = ["write_image", "write_layers"]
 
 
 def write_layers(path: str, layers: Sequence[tuple[Any, dict[str, Any], str]]) -> list[str]:
-    """Write image and labels layers as one plate at ``path``; return ``[path]``."""
+    """Write image and labels layers as one plate at ``path``; return ``[path]``.
+
+    An existing ``path`` is refused, except for labels layers saved into the plate
+    they came from (edits written back) or of its mosaic's shape (new label images).
+    """
     from napari_wellzarr.errors import PlateExistsError
     from napari_wellzarr.plugin import layer_wells
     from napari_wellzarr.storage import fsio
@@ -23,8 +27,13 @@ def write_layers(path: str, layers: Sequence[tuple[Any, dict[str, Any], str]]) -
     refuse_url(path, "a plate")
     target = Path(path)
     if os.path.lexists(target):
+        from napari_wellzarr.plugin import saveback
+
+        if target.is_dir() and saveback.is_labels_only(layers):
+            return saveback.save_into_plate(target, layers)
         raise PlateExistsError(
-            f"{target} already exists; napari-wellzarr never overwrites: choose a new name"
+            f"{target} already exists; napari-wellzarr never overwrites (it only saves "
+            "labels layers into the plate they came from): choose a new name"
         )
     mapping = layer_wells.map_layers(layers)
     stage = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from napari_wellzarr.errors import MetadataError, WellZarrError
+from napari_wellzarr.errors import AcquisitionNotFoundError, MetadataError, WellZarrError
 from napari_wellzarr.plugin.mosaic import DamagedWellWarning
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ def _infos(
             continue
         try:
             info = read(name)
+        except AcquisitionNotFoundError:
+            continue  # a well not imaged in this acquisition: blank, nothing wrong
         except READ_ERRORS as err:
             failed[name] = f"{type(err).__name__}: {err}"
             warnings.warn(
@@ -85,17 +87,27 @@ def _majority(infos: Sequence[tuple[str, WellInfo]]) -> _Signature:
     return Counter(_signature(info) for _, info in infos).most_common(1)[0][0]
 
 
-def reference_well(store: PlateStore, wells: list[str], failed: dict[str, str]) -> WellInfo:
+def reference_well(
+    store: PlateStore, wells: list[str], failed: dict[str, str], acquisition: int | None = None
+) -> WellInfo:
     """The metadata of a well that has what most wells have: the plate's dtype and planes.
 
     The first, middle and last wells' metadata is read, stopping as soon as two agree
     (wells that do not read are replaced by the next ones); only when they disagree are
     the other wells counted (:func:`_census`).  No pixel is read.  Wells whose metadata
-    does not read are reported and recorded in ``failed``.
+    does not read are reported and recorded in ``failed``.  ``acquisition``: the
+    images of that acquisition in each well (see :meth:`PlateStore.well_info`).
     """
+
+    def info(name: str) -> WellInfo:
+        return store.well_info(name, acquisition)
+
+    def layout(name: str) -> WellInfo:
+        return store.layout_info(name, acquisition)
+
     first = _spread(wells, _SAMPLE)
     order = [*first, *(w for w in wells if w not in first)]
-    sample = _until_two_agree(_infos(store.well_info, order, failed), _SAMPLE)
+    sample = _until_two_agree(_infos(info, order, failed), _SAMPLE)
     if not sample:
         raise MetadataError(
             f"{store.root}: none of its {len(wells)} well(s) can be read"
@@ -103,17 +115,21 @@ def reference_well(store: PlateStore, wells: list[str], failed: dict[str, str]) 
         )
     if len({_signature(info) for _, info in sample}) == 1:
         return sample[0][1]
-    best, names = _census(store, wells, sample, failed)
-    chosen = next((info for _, info in sample if _signature(info) == best), None)
+    best, names = _census(store, layout, wells, sample, failed)
+    chosen = next((i for _, i in sample if _signature(i) == best), None)
     if chosen is None:  # a well's own metadata (channels, labels), not its layout record
         read = {name for name, _ in sample}
-        others = _infos(store.well_info, [n for n in names if n not in read], failed)
-        chosen = next((info for _, info in others if _signature(info) == best), None)
+        others = _infos(info, [n for n in names if n not in read], failed)
+        chosen = next((i for _, i in others if _signature(i) == best), None)
     return chosen or sample[0][1]
 
 
 def _census(
-    store: PlateStore, wells: list[str], sample: list[tuple[str, WellInfo]], failed: dict[str, str]
+    store: PlateStore,
+    layout: Callable[[str], WellInfo],
+    wells: list[str],
+    sample: list[tuple[str, WellInfo]],
+    failed: dict[str, str],
 ) -> tuple[_Signature, list[str]]:
     """The signature most ``wells`` have, and some wells that have it (metadata only).
 
@@ -126,14 +142,14 @@ def _census(
     grouped: set[str] = set()
     for group in store.layout_groups(wells):
         grouped.update(group)
-        members = _until_two_agree(_infos(store.layout_info, _spread(group, 3), failed), 3)
+        members = _until_two_agree(_infos(layout, _spread(group, 3), failed), 3)
         if members:
             signature = _majority(members)
             votes[signature] = votes.get(signature, 0.0) + len(group)
         for name, info in members:
             names.setdefault(_signature(info), []).append(name)
     rest = [w for w in wells if w not in grouped]
-    sampled = list(_infos(store.layout_info, _spread(rest, _CENSUS_SAMPLE), failed))
+    sampled = list(_infos(layout, _spread(rest, _CENSUS_SAMPLE), failed))
     for name, info in sampled:
         signature = _signature(info)
         votes[signature] = votes.get(signature, 0.0) + len(rest) / len(sampled)

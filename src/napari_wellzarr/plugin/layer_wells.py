@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from napari_wellzarr.convert.engine import WellEvent
     from napari_wellzarr.storage.store import PlateStore
 
-__all__ = ["LayerMapping", "MappedWell", "map_layers", "write_plate"]
+__all__ = ["LayerMapping", "MappedWell", "label_name", "map_layers", "write_plate"]
 
 LayerTuple = tuple[Any, dict[str, Any], str]
 # "B03", "B3", "B03_DAPI", "AF48 GFP": capital row letters of a plate of at most 1536
@@ -159,7 +159,8 @@ def _dtype_range(dtype: np.dtype[Any], limits: Any) -> tuple[float, float]:
     return (float(limits[0]), float(limits[1])) if limits is not None else (0.0, 1.0)
 
 
-def _label_name(name: str) -> str:
+def label_name(name: str) -> str:
+    """A layer name as an OME label name: letters, digits and ``_``."""
     clean = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_")
     return clean or "labels"
 
@@ -181,8 +182,8 @@ def map_layers(layers: Sequence[LayerTuple]) -> LayerMapping:
     problems = _Problems()
     kept: list[LayerTuple] = []
     for data, meta, layer_type in layers:
-        if layer_type == "points" and _wz(meta).get("kind") == "plate_map":
-            continue  # the reader's plate map is a view of the plate, not data
+        if _wz(meta).get("kind") in ("plate_map", "roi_table"):
+            continue  # the reader's plate map and ROI tables are views of the plate, not data
         if layer_type not in ("image", "labels"):
             problems.add(meta, layer_type, "only image and labels layers can be saved as a plate")
         elif meta.get("rgb"):
@@ -199,6 +200,16 @@ def map_layers(layers: Sequence[LayerTuple]) -> LayerMapping:
             kept.append((_level0(data, meta), meta, layer_type))
     if not any(t == "image" for _, _, t in kept) and not problems:
         problems.append("no image layer: a plate needs at least one image layer")
+    rounds = {
+        tuple(_wz(m)["acquisition"]) for _, m, _ in kept if _wz(m).get("acquisition") is not None
+    }
+    if len(rounds) > 1:
+        names = ", ".join(sorted(str(name) for _, name in rounds))
+        problems.append(
+            f"the layers come from {len(rounds)} acquisitions of one plate ({names}): the "
+            "writer stores one acquisition per plate; select one acquisition's layers "
+            "(or save edited labels into the plate they came from)"
+        )
     layout = next((_wz(m) for _, m, t in kept if _wz(m).get("kind") in ("image", "labels")), None)
     plan = _from_plate(kept, layout, problems) if layout else _from_layers(kept, problems)
     problems.raise_if_any()
@@ -273,7 +284,7 @@ def _from_plate(
     dtype = dtypes.pop()
     channels = [_channel(m, str(m["name"]), dtype, i) for i, (_, _, m) in enumerate(images)]
     blocks = [_read_tiles(d, wells, geometry) for _, d, _ in images]
-    label_blocks = {_label_name(m["name"]): _read_tiles(d, wells, geometry) for d, m in labels}
+    label_blocks = {label_name(m["name"]): _read_tiles(d, wells, geometry) for d, m in labels}
     c_axis = 2 if "t" in axes else 1
     kept = _source_channels(layout, images, channels)
     planned = [
@@ -464,7 +475,7 @@ def _map_well(well: Well, group: _Group, problems: _Problems) -> MappedWell | No
         return None
     channels = [_channel(m, label, dtype, i) for i, (label, _, m) in enumerate(group.images)]
     data = np.stack([a for _, a, _ in group.images], axis=2 if len(shape) == 5 else 1)
-    labels = {_label_name(n): a for n, a, _ in group.labels}
+    labels = {label_name(n): a for n, a, _ in group.labels}
     return MappedWell(name, data, channels, labels)
 
 

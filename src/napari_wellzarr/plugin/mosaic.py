@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
 
-from napari_wellzarr.errors import PlaneNotFoundError, WellZarrError
+from napari_wellzarr.errors import AcquisitionNotFoundError, PlaneNotFoundError, WellZarrError
 from napari_wellzarr.storage.axes import PlaneKey, WellAxes, shrink
 from napari_wellzarr.storage.geometry import well_gap, whole_plate_levels
 
@@ -146,7 +146,7 @@ class TileReader:
         plans: Sequence[LevelTiles],
         dtype: np.dtype[Any],
         *,
-        label_dtype: np.dtype[Any] | None = None,
+        label_dtypes: Mapping[str, np.dtype[Any]] | None = None,
         cache_bytes: int = CACHE_BYTES,
         remote: bool = False,
     ) -> None:
@@ -156,7 +156,8 @@ class TileReader:
         self.geometry = geometry
         self.plans = tuple(plans)
         self.dtype = dtype
-        self.label_dtype = label_dtype
+        #: Each label image's dtype (from the reference well).
+        self.label_dtypes = dict(label_dtypes or {})
         self._cache: OrderedDict[tuple[Any, ...], _Plane] = OrderedDict()
         self._cache_bytes = 0
         self._cache_limit = cache_bytes
@@ -181,7 +182,7 @@ class TileReader:
         out: list[_Plane | None] = [None] * len(requests)
         groups: dict[tuple[str, str | None, int], list[int]] = {}
         for i, request in enumerate(requests):
-            if request[0] in self._failed:
+            if request[0] in self._failed or _label_key(request[0], request[1]) in self._failed:
                 continue
             with self._lock:
                 hit = self._cache.get(request)
@@ -222,6 +223,8 @@ class TileReader:
                 return blank
             wanted = self._wanted(well, keys, plan)
             planes = self.source.read_planes(well, wanted, plan.source)
+        except AcquisitionNotFoundError:
+            return blank  # a well not imaged in this acquisition: blank, as expected
         except _READ_ERRORS as err:
             self._fail(well, f"{type(err).__name__}: {err}")
             return blank
@@ -272,15 +275,22 @@ class TileReader:
                 self._fail(well, mismatch)
                 return None
             plane = self._label_plane(well, label, key, plan)
-        except _READ_ERRORS as err:
-            self._fail(well, f"{type(err).__name__}: {err}")
+        except AcquisitionNotFoundError:
+            return None  # a well not imaged in this acquisition: blank, as expected
+        except PlaneNotFoundError as err:
+            if "has no label image" in str(err):
+                return None  # labels exist on some wells only
+            self._fail(_label_key(well, label), f"{type(err).__name__}: {err}")
             return None
-        expected = self.label_dtype
+        except _READ_ERRORS as err:
+            self._fail(_label_key(well, label), f"{type(err).__name__}: {err}")
+            return None
+        expected = self.label_dtypes.get(label)
         if plane.shape != plan.shape or (expected is not None and plane.dtype != expected):
             self._fail(
-                well,
+                _label_key(well, label),
                 f"its label {label} planes are {plane.shape} {plane.dtype} at level {level}, "
-                f"the plate's are {plan.shape} {self.label_dtype}",
+                f"the plate's are {plan.shape} {expected}",
             )
             return None
         self._remember((well, label, key, level), plane)
@@ -349,11 +359,17 @@ class TileReader:
             new = [w for w in self._failed if w not in self._reported]
             self._reported.update(new)
         for well in new:
+            what = well.replace("\n", " label ", 1)
             warnings.warn(
-                f"well {well} cannot be shown and is left blank: {self._failed[well]}",
+                f"well {what} cannot be shown and is left blank: {self._failed[well]}",
                 DamagedWellWarning,
                 stacklevel=4,
             )
+
+
+def _label_key(well: str, label: str | None) -> str:
+    """What a failure is recorded under: the well, or one label image of it."""
+    return well if label is None else f"{well}\n{label}"
 
 
 _POOLS: dict[int | None, ThreadPoolExecutor] = {}
@@ -384,6 +400,20 @@ def _span(index: Any, size: int) -> tuple[range, bool]:
     if isinstance(index, slice):
         return range(*index.indices(size)), True
     raise IndexError(f"only integers and slices index a plate mosaic, not {index!r}")
+
+
+def _fancy(key: Any, ndim: int) -> tuple[np.ndarray[Any, Any], ...] | None:
+    """One integer array per axis, broadcast together (napari's paint indices), else None."""
+    if not isinstance(key, tuple) or len(key) != ndim:
+        return None
+    if not any(isinstance(k, np.ndarray | list) for k in key):
+        return None
+    if not all(isinstance(k, np.ndarray | list | Integral) for k in key):
+        raise IndexError("a plate mosaic takes integer arrays on every axis, or none")
+    arrays = np.broadcast_arrays(*(np.asarray(k) for k in key))
+    if any(a.dtype.kind not in "iu" for a in arrays):
+        raise IndexError("a plate mosaic takes integer index arrays only")
+    return tuple(a.astype(np.int64) for a in arrays)
 
 
 def _normalise(key: Any, ndim: int) -> tuple[Any, ...]:
@@ -451,8 +481,20 @@ class LazyMosaic(_ArrayLike):
         self._placed: dict[tuple[range, range], list[tuple[str, slice, slice, slice, slice]]] = {}
         self.has_time = len(lead_shape) == 3
         self.shape: tuple[int, ...] = (*lead_shape, *reader.geometry.shape(level))
-        dtype = reader.dtype if label is None else reader.label_dtype
+        dtype = reader.dtype if label is None else reader.label_dtypes[label]
         self.dtype: np.dtype[Any] = np.dtype(dtype)
+        #: Edited tiles of a label mosaic: ``(well, lead index) -> whole tile``.
+        self.edits: dict[tuple[str, tuple[int, ...]], _Plane] = {}
+        self._cells = {pos: well for well, pos in reader.wells.items()}
+
+    def edited_wells(self) -> list[str]:
+        """The wells with edited tiles, in plate order."""
+        touched = {well for well, _ in self.edits}
+        return [w for w in self.reader.wells if w in touched]
+
+    def edited_tiles(self, well: str) -> dict[PlaneKey, _Plane]:
+        """The edited tiles of ``well`` by plane key (channel 0)."""
+        return {self._key(lead): t for (w, lead), t in self.edits.items() if w == well}
 
     def __repr__(self) -> str:
         what = f"label {self.label!r}" if self.label else f"channel {self.channel}"
@@ -473,9 +515,82 @@ class LazyMosaic(_ArrayLike):
         napari first cuts the displayed region with every leading axis whole, then
         picks the plane: reading on the first cut would read every field and z.
         """
+        fancy = _fancy(key, self.ndim)
+        if fancy is not None:
+            return self._gather(fancy)
         items = _normalise(key, self.ndim)
         spans = [_span(i, s) for i, s in zip(items, self.shape, strict=True)]
         return _select([r for r, _ in spans], [k for _, k in spans], self)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        """Edit a label mosaic in memory: only the touched tiles are read and kept.
+
+        Takes what napari's painting, filling and undo use: integers and slices, or one
+        integer array per axis.  Pixels between wells hold no data and stay 0.
+        """
+        if self.label is None or self.level != 0:
+            what = "an image mosaic" if self.label is None else f"level {self.level}"
+            raise TypeError(f"{self!r}: {what} is read-only; only level 0 of labels is editable")
+        fancy = _fancy(key, self.ndim)
+        if fancy is not None:
+            values = np.broadcast_to(np.asarray(value, dtype=self.dtype), fancy[0].shape)
+            for tile, cell, where in self._cells_of(fancy, edit=True):
+                tile[cell] = values[where]
+            return
+        items = _normalise(key, self.ndim)
+        spans = [_span(i, s) for i, s in zip(items, self.shape, strict=True)]
+        ranges = [r for r, _ in spans]
+        full = tuple(len(r) for r in ranges)
+        kept_shape = tuple(n for n, (_, k) in zip(full, spans, strict=True) if k)
+        data = np.broadcast_to(np.asarray(value, dtype=self.dtype), kept_shape).reshape(full)
+        placements = self._placements(ranges[-2], ranges[-1])
+        for lead_out in np.ndindex(*full[:-2]) if full[:-2] else [()]:
+            lead = tuple(r[i] for r, i in zip(ranges[:-2], lead_out, strict=True))
+            for well, out_y, out_x, tile_y, tile_x in placements:
+                edit = self._tile(well, lead, edit=True)
+                if edit is not None:
+                    edit[tile_y, tile_x] = data[(*lead_out, out_y, out_x)]
+
+    def _tile(self, well: str, lead: tuple[int, ...], *, edit: bool) -> _Plane | None:
+        """The (edited) tile of ``well`` at ``lead``; ``edit``: keep a writable copy."""
+        edited = self.edits.get((well, lead))
+        if edited is not None:
+            return edited
+        read = self.reader.tiles([(well, self.label, self._key(lead), self.level)])[0]
+        if not edit:
+            return read
+        shape = self.reader.plans[self.level].shape
+        tile = np.zeros(shape, self.dtype) if read is None else np.array(read, dtype=self.dtype)
+        self.edits[(well, lead)] = tile
+        return tile
+
+    def _cells_of(self, index: tuple[_Plane, ...], *, edit: bool) -> list[tuple[_Plane, Any, Any]]:
+        """``(tile, index in tile, positions in index)`` for the wells fancy ``index`` hits."""
+        geometry, (th, tw) = self.reader.geometry, self.reader.plans[self.level].shape
+        ys, xs = index[-2], index[-1]
+        rows, oy = np.divmod(ys, geometry.pitch[0] >> self.level)
+        columns, ox = np.divmod(xs, geometry.pitch[1] >> self.level)
+        inside = (oy < th) & (ox < tw)
+        for axis, size in zip(index, self.shape, strict=True):
+            inside &= (axis >= 0) & (axis < size)
+        leads = np.stack([*index[:-2], rows, columns], axis=-1).reshape(-1, self.ndim)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for n in np.flatnonzero(inside.reshape(-1)):
+            groups.setdefault(tuple(int(v) for v in leads[n]), []).append(int(n))
+        out = []
+        for group, members in groups.items():
+            well = self._cells.get((group[-2], group[-1]))
+            tile = None if well is None else self._tile(well, group[:-2], edit=edit)
+            if tile is not None:
+                where = np.unravel_index(np.asarray(members), ys.shape)
+                out.append((tile, (oy[where], ox[where]), where))
+        return out
+
+    def _gather(self, index: tuple[np.ndarray[Any, Any], ...]) -> _Plane:
+        out = np.zeros(index[0].shape, dtype=self.dtype)
+        for tile, cell, where in self._cells_of(index, edit=False):
+            out[where] = tile[cell]
+        return out
 
     def read(self, ranges: Sequence[range], kept: Sequence[bool]) -> _Plane:
         """Read the pixels at ``ranges`` (one per axis); drop the axes not ``kept``."""
@@ -488,6 +603,10 @@ class LazyMosaic(_ArrayLike):
         for lead_out in leads:
             lead = tuple(r[i] for r, i in zip(ranges[:-2], lead_out, strict=True))
             for well, out_y, out_x, tile_y, tile_x in placements:
+                edited = self.edits.get((well, lead)) if self.edits else None
+                if edited is not None:
+                    out[(*lead_out, out_y, out_x)] = edited[tile_y, tile_x]
+                    continue
                 requests.append((well, self.label, self._key(lead), self.level))
                 targets.append((lead_out, out_y, out_x, tile_y, tile_x))
         for tile, (lead_out, out_y, out_x, tile_y, tile_x) in zip(

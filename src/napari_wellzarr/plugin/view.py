@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -10,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from napari_wellzarr.errors import PlateNotFoundError, WellNameError, WellZarrError
+from napari_wellzarr.errors import MetadataError, PlateNotFoundError, WellNameError, WellZarrError
 from napari_wellzarr.plugin import mosaic
-from napari_wellzarr.plugin.census import reference_well
+from napari_wellzarr.plugin.census import READ_ERRORS, reference_well
 from napari_wellzarr.plugin.placed import FieldLayout, PlacedSource
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage._spec import WELLZARR_KEY
@@ -22,7 +23,7 @@ from napari_wellzarr.storage.locations import RemoteLocation, is_url, open_locat
 from napari_wellzarr.storage.store import PlateStore
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from napari_wellzarr.storage.axes import PlaneKey
     from napari_wellzarr.storage.config import StorageConfig
@@ -43,6 +44,8 @@ LayerTuple = tuple[Any, dict[str, Any], str]
 EMPTY_TILE: Final = (64, 64)
 #: Wells named in a warning before "and N more".
 _NAMED: Final = 24
+#: Wells whose metadata is read to find the acquisitions of a plate that lists none.
+_PROBE: Final = 3
 
 
 class UnfinishedPlateWarning(UserWarning):
@@ -55,22 +58,25 @@ class UnfinishedPlateWarning(UserWarning):
 
 
 class _StoreSource:
-    def __init__(self, store: PlateStore) -> None:
+    def __init__(self, store: PlateStore, acquisition: int | None = None) -> None:
         self.store = store
+        self.acquisition = acquisition
 
     def read_plane(self, well: str, key: PlaneKey, level: int) -> np.ndarray[Any, Any]:
-        return self.store.read_plane(well, key.field, key.c, key.z, key.t, level=level)
+        return self.store.read_plane(
+            well, key.field, key.c, key.z, key.t, level=level, acquisition=self.acquisition
+        )
 
     def read_planes(
         self, well: str, keys: Sequence[PlaneKey], level: int
     ) -> list[np.ndarray[Any, Any]]:
-        return self.store.read_planes(well, keys, level=level)
+        return self.store.read_planes(well, keys, level=level, acquisition=self.acquisition)
 
     def read_labels(self, well: str, name: str, level: int) -> np.ndarray[Any, Any]:
-        return self.store.read_labels(well, name, level=level)
+        return self.store.read_labels(well, name, level=level, acquisition=self.acquisition)
 
     def well_info(self, well: str) -> WellInfo:
-        return self.store.layout_info(well)
+        return self.store.layout_info(well, self.acquisition)
 
 
 class _WellSource:
@@ -109,6 +115,12 @@ class PlateView:
     placed: bool = False
     #: ``well -> "name: value; ..."``: the wells' conditions (compound, dose...), if any.
     conditions: dict[str, str] | None = None
+    #: ``(id, name)`` of the acquisition shown, in a plate of several (else None).
+    acquisition: tuple[int, str] | None = None
+    #: The views of the plate's other acquisitions, at the same well positions.
+    others: tuple[PlateView, ...] = ()
+    #: The opened plate (None for a well folder on its own).
+    store: PlateStore | None = None
 
     @property
     def lead_axes(self) -> tuple[str, ...]:
@@ -122,7 +134,8 @@ class PlateView:
             s for a, s in zip(self.info.axes, self.info.shape, strict=True) if a in self.lead_axes
         )
 
-    def _common(self) -> dict[str, Any]:
+    def common_kwargs(self) -> dict[str, Any]:
+        """Scale, axis labels, units and projection shared by this acquisition's layers."""
         axes = (*self.lead_axes, "y", "x")
         scale = [s for a, s in zip(self.info.axes, self.info.scale, strict=True) if a != "c"]
         unit = self.info.unit or "pixel"
@@ -146,20 +159,44 @@ class PlateView:
             "ngff_version": self.ngff_version,
             "fields": "placed" if self.placed else "slider",
             "conditions": self.conditions,
+            "acquisition": list(self.acquisition) if self.acquisition else None,
         }
 
-    def layers(self) -> list[LayerTuple]:
-        """One image layer per channel, one labels layer per label image, the plate map."""
+    @property
+    def prefix(self) -> str:
+        """What layer names start with: ``"round1: "`` in a plate of several acquisitions."""
+        return f"{self.acquisition[1]}: " if self.acquisition else ""
+
+    def layers(
+        self,
+        *,
+        conditions: dict[str, str] | None = None,
+        extra: Sequence[LayerTuple] = (),
+        tables: Sequence[dict[str, str]] = (),
+    ) -> list[LayerTuple]:
+        """One image layer per channel, one labels layer per label image, the plate map.
+
+        ``extra`` layers (ROI shapes) go before the plate map; ``conditions`` (well ->
+        text) label the plate map's wells; ``tables`` are listed in its metadata.
+        """
+        out = self.data_layers()
+        for other in self.others:
+            out += other.data_layers()
+        out += extra
+        out.append(self._plate_map(conditions or {}, tables))
+        return out
+
+    def data_layers(self) -> list[LayerTuple]:
+        """The layers of this acquisition: one per channel, one per label image."""
         out = [self._channel(c) for c in range(self.info.n_channels)]
         out += [self._labels(name) for name in self.info.labels]
-        out.append(self._plate_map())
         return out
 
     def _channel(self, c: int) -> LayerTuple:
         channel = self.info.channels[c]
         data = mosaic.mosaic_levels(self.reader, self.lead_shape, channel=c)
         kwargs: dict[str, Any] = {
-            "name": channel.label,
+            "name": f"{self.prefix}{channel.label}",
             "colormap": f"#{channel.color}",
             "blending": "additive",
             "visible": channel.active,
@@ -178,7 +215,7 @@ class PlateView:
                     ],
                 }
             },
-            **self._common(),
+            **self.common_kwargs(),
         }
         if channel.window is not None:
             start, end = channel.window[2:]
@@ -188,23 +225,24 @@ class PlateView:
     def _labels(self, name: str) -> LayerTuple:
         data = mosaic.mosaic_levels(self.reader, self.lead_shape, label=name)
         meta = {META_KEY: {**self.describe(), "kind": "labels", "label": name}}
-        kwargs = {"name": name, "multiscale": len(data) > 1, "metadata": meta, **self._common()}
+        kwargs = {
+            "name": f"{self.prefix}{name}",
+            "multiscale": len(data) > 1,
+            "metadata": meta,
+            **self.common_kwargs(),
+        }
         return (data if len(data) > 1 else data[0], kwargs, "labels")
 
-    def _plate_map(self) -> LayerTuple:
-        common = self._common()
+    def _plate_map(
+        self, conditions: dict[str, str], tables: Sequence[dict[str, str]]
+    ) -> LayerTuple:
+        common = self.common_kwargs()
         scale, units = common["scale"][-2:], common["units"][-2:]
         geometry = self.reader.geometry
         return plate_map(
-            self.path,
-            self.rows,
-            self.columns,
-            set(self.wells),
-            geometry,
-            scale,
-            units,
-            self.conditions,
-        )
+            self.path, self.rows, self.columns, set(self.wells), geometry, scale, units,
+            conditions={**(self.conditions or {}), **conditions}, tables=tables,
+        )  # fmt: skip
 
 
 @dataclass
@@ -230,21 +268,26 @@ def plate_map(
     geometry: mosaic.MosaicGeometry,
     scale: list[float],
     units: list[str],
-    conditions: dict[str, str] | None = None,
+    conditions: Mapping[str, str] | None = None,
+    *,
+    tables: Sequence[dict[str, str]] = (),
 ) -> LayerTuple:
     """The "plate map" points layer: every well's outline and name, ``present`` ones bright.
 
     With ``conditions`` (well -> text), each well's conditions are written under its name
-    and are a ``condition`` feature (shown when hovering).
+    and are a ``condition`` feature (shown in the status bar when the pointer is over the
+    well, with the plate map selected).  ``tables`` are listed in its metadata.
     """
     h, w = geometry.tile
-    names, centres, here = [], [], []
+    names, centres, here, treated = [], [], [], []
+    by_position = _by_position(conditions or {})
     for r, row in enumerate(rows):
         for c, column in enumerate(columns):
             y0, x0 = geometry.origin(r, c)
             names.append(f"{row}{column}")
             centres.append((y0 + h / 2, x0 + w / 2))
             here.append(names[-1] in present)
+            treated.append(by_position.get((r, c), (conditions or {}).get(names[-1], "")))
     colours = np.where(np.array(here)[:, None], [[1, 1, 1, 1]], [[0.5, 0.5, 0.5, 0.6]])
     kwargs = {
         "name": "plate map",
@@ -256,10 +299,10 @@ def plate_map(
         "features": {
             "well": names,
             "present": here,
-            **({"condition": [conditions.get(n, "") for n in names]} if conditions else {}),
+            **({"condition": treated} if any(treated) else {}),
         },
         "text": {
-            "string": "{well}\n{condition}" if conditions else "{well}",
+            "string": "{well}\n{condition}" if any(treated) else "{well}",
             "anchor": "center",
             "translation": [-0.38 * h, 0],
             "size": 8 if len(names) <= 96 else 6,
@@ -267,9 +310,20 @@ def plate_map(
         },
         "scale": scale,
         "units": units,
-        "metadata": {META_KEY: {"kind": "plate_map", "source": str(path)}},
+        "metadata": {META_KEY: {"kind": "plate_map", "source": str(path), "tables": list(tables)}},
     }
     return (np.array(centres, dtype=float).reshape(-1, 2), kwargs, "points")
+
+
+def _by_position(conditions: Mapping[str, str]) -> dict[tuple[int, int], str]:
+    out = {}
+    for name, text in conditions.items():
+        try:
+            well = Well.parse(name)
+        except WellNameError:
+            continue
+        out[(well.row, well.column)] = text
+    return out
 
 
 def well_positions(
@@ -409,13 +463,95 @@ def _plate_view(path: Path | str, placed: bool) -> PlateView | EmptyPlateView:
         message = f"{root} has no wells yet; it is shown as an empty plate map"
         _warn_unfinished(message, ours=store.config is not None)
         return EmptyPlateView(root, rows, columns)
-    failed: dict[str, str] = {}
-    info = reference_well(store, list(wells), failed)
     what = (store.config, store.ngff_version, "plate")
-    source, info = _placed(_StoreSource(store), info, store.field_positions, placed)
-    view = _view(root, (rows, columns, wells), info, source, what, failed)
-    view.conditions = _conditions(store, list(wells), failed) if _has_conditions(info) else None
-    return view
+    layout = (rows, columns, wells)
+    acquisitions = _acquisitions(store, list(wells))
+    if len(acquisitions) <= 1:
+        failed: dict[str, str] = {}
+        info = reference_well(store, list(wells), failed)
+        source, info = _placed(_StoreSource(store), info, store.field_positions, placed)
+        single = _view(root, layout, info, source, what, failed)
+        single.conditions = (
+            _conditions(store, list(wells), failed) if _has_conditions(info) else None
+        )
+        single.store = store
+        return single
+    parts = []
+    for ident, name in acquisitions:
+        failed = {}
+        try:
+            info = reference_well(store, list(wells), failed, ident)
+        except MetadataError as err:
+            warnings.warn(
+                f"{root}: acquisition {name!r} (id {ident}) cannot be shown: {err}",
+                mosaic.DamagedWellWarning,
+                stacklevel=4,
+            )
+            continue
+        parts.append(((ident, name), info, failed))
+    if not parts:
+        raise MetadataError(f"{root}: no acquisition of {acquisitions} can be read")
+    geometries = aligned_geometries(len(rows), len(columns), [info for _, info, _ in parts])
+    views = [
+        _view(root, layout, info, _StoreSource(store, acq[0]), what, failed, geometry, acq)
+        for (acq, info, failed), geometry in zip(parts, geometries, strict=True)
+    ]
+    views[0].others = tuple(views[1:])
+    views[0].store = store
+    return views[0]
+
+
+def _acquisitions(store: PlateStore, wells: Sequence[str]) -> list[tuple[int, str]]:
+    """The acquisitions to show: the plate's block, else those the first readable well names."""
+    listed = store.acquisitions()
+    if len(listed) > 1:
+        return listed
+    names = dict(listed)
+    for well in wells[:_PROBE]:
+        try:
+            ids = store.well_info(well).acquisition_ids
+        except READ_ERRORS:
+            continue  # reported when the well is read for display
+        return [(a, names.get(a, f"acq{a}")) for a in ids if a is not None]
+    return listed
+
+
+def aligned_geometries(
+    n_rows: int, n_columns: int, infos: Sequence[WellInfo]
+) -> list[mosaic.MosaicGeometry]:
+    """One mosaic geometry per acquisition, whose wells sit at the same physical places.
+
+    The pitch between wells fits the largest tile of any acquisition (in the first
+    acquisition's pixel size); each other acquisition's pitch is the same distance in
+    its own pixels, so its wells overlay the first's (to within a pixel).
+    """
+    sizes = [_yx_scale(info) for info in infos]
+    tiles = [(info.level_shapes[0][-2], info.level_shapes[0][-1]) for info in infos]
+    (sy0, sx0) = sizes[0]
+    span = (
+        max(math.ceil(h * sy / sy0 - 1e-6) for (h, _), (sy, _) in zip(tiles, sizes, strict=True)),
+        max(math.ceil(w * sx / sx0 - 1e-6) for (_, w), (_, sx) in zip(tiles, sizes, strict=True)),
+    )
+    first = mosaic.MosaicGeometry.for_plate(n_rows, n_columns, span)
+    m = 2 ** (first.n_levels - 1)
+    out = []
+    for tile, (sy, sx) in zip(tiles, sizes, strict=True):
+        pitch = (
+            _round_up(max(tile[0] + 1, round(first.pitch[0] * sy0 / sy)), m),
+            _round_up(max(tile[1] + 1, round(first.pitch[1] * sx0 / sx)), m),
+        )
+        out.append(mosaic.MosaicGeometry(n_rows, n_columns, tile, pitch, first.n_levels))
+    return out
+
+
+def _yx_scale(info: WellInfo) -> tuple[float, float]:
+    sy, sx = info.scale[-2], info.scale[-1]
+    ok = all(math.isfinite(s) and s > 0 for s in (sy, sx))
+    return (sy, sx) if ok else (1.0, 1.0)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
 
 
 def _has_conditions(info: WellInfo) -> bool:
@@ -464,22 +600,25 @@ def _view(
     source: mosaic.PlaneSource,
     what: tuple[StorageConfig | None, str, str],
     failed: dict[str, str],
+    geometry: mosaic.MosaicGeometry | None = None,
+    acquisition: tuple[int, str] | None = None,
 ) -> PlateView:
     """The view of ``layout`` (rows, columns, well positions), tiled like ``info``'s well."""
     rows, columns, wells = layout
     stored = [tuple(s[-2:]) for s in info.level_shapes]
-    geometry = mosaic.MosaicGeometry.for_plate(
-        len(rows), len(columns), (stored[0][0], stored[0][1])
-    )
+    if geometry is None:
+        geometry = mosaic.MosaicGeometry.for_plate(
+            len(rows), len(columns), (stored[0][0], stored[0][1])
+        )
     tiles = mosaic.level_tiles([(h, w) for h, w in stored], geometry.n_levels)
-    label_dtype = _label_dtype(source, info, tiles[-1].source) if info.labels else None
+    dtypes = {name: _label_dtype(source, info, name, tiles[-1].source) for name in info.labels}
     reader = mosaic.TileReader(
         source,
         wells,
         geometry,
         tiles,
         info.dtype,
-        label_dtype=label_dtype,
+        label_dtypes=dtypes,
         remote=isinstance(root, RemoteLocation),
     )
     for name, why in failed.items():
@@ -487,13 +626,25 @@ def _view(
     config, version, kind = what
     placed = isinstance(source, PlacedSource)
     return PlateView(
-        root, tuple(rows), tuple(columns), wells, info, config, version, reader, kind, placed
+        root,
+        tuple(rows),
+        tuple(columns),
+        wells,
+        info,
+        config,
+        version,
+        reader,
+        kind,
+        placed,
+        acquisition=acquisition,
     )
 
 
-def _label_dtype(source: mosaic.PlaneSource, info: WellInfo, level: int) -> np.dtype[Any]:
+def _label_dtype(
+    source: mosaic.PlaneSource, info: WellInfo, name: str, level: int
+) -> np.dtype[Any]:
     # WellInfo does not carry label dtypes: read the reference well's coarsest labels once.
-    return np.dtype(source.read_labels(info.name, info.labels[0], level).dtype)
+    return np.dtype(source.read_labels(info.name, name, level).dtype)
 
 
 def export_view(

@@ -151,6 +151,24 @@ class ImageAxes:
                 block = np.expand_dims(block, i)
         return block
 
+    def from_well(self, block: np.ndarray[Any, Any], *, with_field: bool) -> np.ndarray[Any, Any]:
+        """Undo :meth:`to_well`: a block in well-axis order back in this image's axis order.
+
+        The well axes the image does not have must be of size 1.
+        """
+        order = [a for a in WellAxes(self.has_time).names if with_field or a != "field"]
+        if block.ndim != len(order):
+            raise WellDataError(f"image {self.path}: a block of {block.ndim} axes, not {order}")
+        missing = [i for i, a in enumerate(order) if a not in self.roles]
+        if any(block.shape[i] != 1 for i in missing):
+            raise WellDataError(
+                f"image {self.path}: the block {block.shape} ({order}) has data on axes "
+                f"the image {self.roles} does not have"
+            )
+        block = np.squeeze(block, axis=tuple(missing)) if missing else block
+        present = [a for a in order if a in self.roles]
+        return np.moveaxis(block, range(len(present)), [self.roles.index(a) for a in present])
+
     def selection(self, key: PlaneKey, *, field_in_image: bool) -> tuple[int | slice, ...]:
         """The image index of ``key``'s plane (y and x whole)."""
         values = {"field": key.field, "t": key.t, "c": key.c, "z": key.z}

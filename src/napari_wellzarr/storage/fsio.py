@@ -347,6 +347,30 @@ def _rmtree(path: Path) -> None:
         shutil.rmtree(path, onerror=vanished)
 
 
+def exchange(new: Path, old: Path) -> bool:
+    """Swap two directories in one step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Readers see ``old`` as it was or ``new`` whole, never neither.  Returns False
+    where the system or file system cannot (then nothing was moved).
+    """
+    import ctypes
+    import errno
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    done = renameat2(at_fdcwd, os.fsencode(new), at_fdcwd, os.fsencode(old), rename_exchange)
+    if done == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(old))
+
+
 def remove_tree(path: Path) -> None:
     """Delete ``path`` (a directory tree or a file).
 
@@ -364,3 +388,17 @@ def remove_tree(path: Path) -> None:
     except FileNotFoundError:  # someone else removed it first
         return
     _rmtree(trash)
+
+
+def subfolders(path: Path | RemoteLocation) -> list[str]:
+    """Names of the folders in ``path`` (none when it cannot be listed), hidden ones left out.
+
+    A remote plate has no folders to list: its unlisted wells are not looked for.
+    """
+    if isinstance(path, RemoteLocation):
+        return []
+    try:
+        with os.scandir(path) as entries:
+            return [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
+    except OSError:
+        return []

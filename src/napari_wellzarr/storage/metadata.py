@@ -127,6 +127,16 @@ class PlateMeta:
     field_count: int | None = None
     acquisitions: tuple[dict[str, Any], ...] = ()
 
+    def acquisition_names(self) -> list[tuple[int, str]]:
+        """The ``acquisitions`` as ``(id, name)``; unnamed ones are ``"acq<id>"``."""
+        out: dict[int, str] = {}
+        for entry in self.acquisitions:
+            ident = entry.get("id")
+            if isinstance(ident, int) and not isinstance(ident, bool) and ident not in out:
+                name = entry.get("name")
+                out[ident] = name if isinstance(name, str) and name else f"acq{ident}"
+        return list(out.items())
+
     def to_block(self) -> dict[str, Any]:
         """Return the JSON ``plate`` block (without version)."""
         block: dict[str, Any] = {

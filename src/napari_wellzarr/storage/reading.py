@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeGuard
 import numpy as np
 
 from napari_wellzarr.errors import (
+    AcquisitionNotFoundError,
     CorruptDataError,
     MetadataError,
     PlaneNotFoundError,
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
     from zarr.storage import LocalStore
 
-__all__ = ["OpenWell", "WellInfo", "open_well", "open_well_dir"]
+__all__ = ["OpenWell", "WellInfo", "open_well", "open_well_dir", "select_acquisition"]
 
 # One chunk is decoded into one buffer: a chunk larger than this is a memory bomb.
 MAX_CHUNK_BYTES: Final = 2**32
@@ -86,6 +87,10 @@ class WellInfo:
     acquisition: Acquisition = field(default_factory=Acquisition)
     #: Whether the well has a projection image (its ``projections`` group).
     has_projections: bool = False
+    #: The OME acquisition id these images belong to (None: the images carry no id).
+    acquisition_id: int | None = None
+    #: Every acquisition id the well's images name, in order of first appearance.
+    acquisition_ids: tuple[int | None, ...] = ()
 
     @property
     def n_fields(self) -> int:
@@ -129,6 +134,16 @@ class OpenWell:
         self._docs = dict(docs or {})
         self._arrays: dict[tuple[int, int], Any] = {}
         self._shards: dict[tuple[int, int], ShardReader | None] = {}
+
+    @property
+    def images(self) -> tuple[ImageAxes, ...]:
+        """The image groups this well reads (of its acquisition), in field order."""
+        return tuple(self._images)
+
+    @property
+    def root(self) -> Path | RemoteLocation:
+        """The directory (or remote folder) the well's path is relative to: the plate."""
+        return self._root
 
     def _array(self, image: int, level: int) -> Any:
         cached = self._arrays.get((image, level))
@@ -388,7 +403,14 @@ class OpenWell:
         """The layout and the (open, unread) array of label ``name`` in one image."""
         where = f"{self.info.name}/{layout.path}/labels/{name}"
         label_dir = self._root / self.info.path / layout.path / "labels" / name
-        meta, _ = parse_image(fsio.read_attrs(label_dir, self._zarr_format), where)
+        try:
+            attrs = fsio.read_attrs(label_dir, self._zarr_format)
+        except FileNotFoundError as err:
+            raise CorruptDataError(
+                f"well {self.info.name}: label {name!r} is listed but image {layout.path} "
+                f"has no label group {label_dir}"
+            ) from err
+        meta, _ = parse_image(attrs, where)
         label = ImageAxes.parse(f"{layout.path}/labels/{name}", meta, where)
         datasets = meta.multiscale.datasets
         if not 0 <= level < len(datasets):
@@ -506,10 +528,47 @@ def _chunk_key(array: Any, index: tuple[Any, ...]) -> str:
         return "/".join(str(c) for c in first)
 
 
-def open_well(root: Path | RemoteLocation, path: str, name: str, zarr_format: int) -> OpenWell:
+def select_acquisition(
+    images: Sequence[str], ids: Sequence[int | None], acquisition: int | None, well: str
+) -> tuple[list[int], int | None]:
+    """Indices of a well's ``images`` that belong to ``acquisition``, and its id.
+
+    ``None`` asks for the well's first acquisition (a well whose images carry no ids is
+    one acquisition).  Raises :class:`AcquisitionNotFoundError` when the well has no
+    image of ``acquisition``, :class:`MetadataError` when its images name none.
+    """
+    ids = list(ids) or [None] * len(images)
+    distinct = list(dict.fromkeys(ids))
+    if acquisition is None:
+        wanted = distinct[0]
+    elif distinct == [None]:
+        raise MetadataError(
+            f"well {well}: its images {list(images)} name no acquisition, so none of "
+            f"them can be told to belong to acquisition {acquisition}"
+        )
+    else:
+        wanted = acquisition
+    chosen = [i for i, a in enumerate(ids) if a == wanted]
+    if not chosen:
+        raise AcquisitionNotFoundError(
+            f"well {well} has no image of acquisition {wanted} (its images belong to "
+            f"acquisitions {distinct})"
+        )
+    return chosen, wanted
+
+
+def open_well(
+    root: Path | RemoteLocation,
+    path: str,
+    name: str,
+    zarr_format: int,
+    acquisition: int | None = None,
+) -> OpenWell:
     """Read a well's metadata (well, images, level-0 arrays) and return it open.
 
-    ``root`` is the directory the array paths are relative to (the plate).
+    ``root`` is the directory the array paths are relative to (the plate).  A well
+    with images of several acquisitions (``images[].acquisition``) opens the images of
+    ``acquisition`` only (``None``: the first acquisition listed).
     """
     well_dir = root / path
     if fsio.detect_zarr_format(well_dir) is None:
@@ -521,14 +580,18 @@ def open_well(root: Path | RemoteLocation, path: str, name: str, zarr_format: in
     # Wells written here store every chunk: read them strictly (see zstore.py).
     marker = well_attrs.get(WELLZARR_KEY)
     marker = marker if isinstance(marker, dict) else {}
-    acquisition, has_projections = parse_acquisition(marker)
+    details, has_projections = parse_acquisition(marker)
     zstore = read_store(
         root,
         strict=marker.get("all_chunks_written") is True,
         blosc_frames=marker.get("blosc_frames") is True,
     )
+    chosen, acquisition_id = select_acquisition(
+        well_meta.images, well_meta.acquisitions, acquisition, name
+    )
+    image_paths = tuple(well_meta.images[i] for i in chosen)
     images = []
-    for image_path in well_meta.images:
+    for image_path in image_paths:
         image_dir = well_dir / image_path
         try:
             attrs = fsio.read_attrs(image_dir, zarr_format)
@@ -539,7 +602,9 @@ def open_well(root: Path | RemoteLocation, path: str, name: str, zarr_format: in
     first = images[0]
     if any(img.roles != first.roles for img in images[1:]) or (first.stacked and len(images) > 1):
         raise MetadataError(
-            f"well {name}: its images {list(well_meta.images)} do not share one axis layout"
+            f"well {name}: its images {list(image_paths)}"
+            + (f" (acquisition {acquisition_id})" if acquisition_id is not None else "")
+            + " do not share one axis layout"
         )
     # Shapes and dtype come from the arrays' JSON documents: opening zarr arrays is left
     # to the first read (opening a plate of 1536 wells reads metadata only).
@@ -561,15 +626,17 @@ def open_well(root: Path | RemoteLocation, path: str, name: str, zarr_format: in
         shape=level_shapes[0],
         dtype=levels[0][1],
         stacked=first.stacked,
-        image_paths=well_meta.images,
+        image_paths=image_paths,
         channels=channels,
         scale=tuple(roles.get(a, 1.0) for a in axes),
         unit=y_axis.unit,
         level_shapes=level_shapes,
         plane_names=read_plane_names(well_dir, images, well_attrs, levels[0][2], zarr_format, name),
         labels=_label_names(well_dir / first.path, zarr_format, name),
-        acquisition=acquisition,
+        acquisition=details,
         has_projections=has_projections,
+        acquisition_id=acquisition_id,
+        acquisition_ids=tuple(dict.fromkeys(well_meta.acquisitions)),
     )
     docs = {(0, level): doc for level, (_, _, _, doc) in enumerate(levels)}
     return OpenWell(root, zstore, info, images, zarr_format, docs=docs)

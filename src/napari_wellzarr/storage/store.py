@@ -97,6 +97,7 @@ class PlateStore:
         # Complete wells found on disk but not listed (unlisted_wells): readable, not listed.
         self._found: set[str] = set()
         self._wells: dict[str, OpenWell] = {}
+        self._acquired: dict[tuple[str, int], OpenWell] = {}  # wells opened per acquisition
         # Layout records (ours, sharded): wells that share one layout are read through a
         # clone of one opened "template" well, without reading their own metadata.
         self._records = LayoutRecords()  # this session's wells
@@ -410,6 +411,7 @@ class PlateStore:
             if files is not None:
                 self._records.add(target.path, staged.layout_key(), files, pending=True)
             self._wells.pop(target.path, None)
+            self._acquired = {k: v for k, v in self._acquired.items() if k[0] != target.path}
             self._templates.forget(target.path)
         return dataclasses.replace(staged.info, path=target.path)
 
@@ -495,6 +497,7 @@ class PlateStore:
         """Flush the well list and forget cached arrays."""
         self.flush()
         self._wells.clear()
+        self._acquired.clear()
         self._templates.clear()
 
     def recover(self) -> list[str]:
@@ -551,12 +554,12 @@ class PlateStore:
         per_row = Counter(map(itemgetter(0), positions))
         listed: set[str] | None = None
         found = []
-        for row in _subfolders(self.location):
+        for row in fsio.subfolders(self.location):
             r = rows.get(row)
             if r is None or per_row[r] >= len(columns):
                 continue  # not a row, or a row whose every position is listed
             listed = listed if listed is not None else {w.path for w in wells}
-            for column in _subfolders(self.location / row):
+            for column in fsio.subfolders(self.location / row):
                 c, path = columns.get(column), f"{row}/{column}"
                 if c is None or path in listed:
                     continue
@@ -609,8 +612,10 @@ class PlateStore:
 
     # -- reading ----------------------------------------------------------------------
 
-    def _open(self, well: str | Well) -> OpenWell:
+    def _open(self, well: str | Well, acquisition: int | None = None) -> OpenWell:
         target = self._target(well)
+        if acquisition is not None:
+            return self._open_acquisition(target, acquisition)
         cached = self._wells.get(target.path)
         if cached is not None:
             return cached
@@ -619,6 +624,21 @@ class PlateStore:
         opened = open_well(self.location, target.path, target.name, self.zarr_format)
         self._wells[target.path] = opened
         return opened
+
+    def _open_acquisition(self, target: _Target, acquisition: int) -> OpenWell:
+        key = (target.path, acquisition)
+        if key in self._acquired:
+            return self._acquired[key]
+        if not self._is_listed(target.path) and target.path not in self._found:
+            raise WellNotFoundError(f"well {target.name} is not in the plate {self.root}")
+        self._acquired[key] = open_well(
+            self.root, target.path, target.name, self.zarr_format, acquisition
+        )
+        return self._acquired[key]
+
+    def acquisitions(self) -> list[tuple[int, str]]:
+        """The plate's ``acquisitions`` block as ``(id, name)`` (see ``PlateMeta``)."""
+        return self._plate.acquisition_names()
 
     def _pixels(self, well: str | Well, read: Callable[[OpenWell], _T]) -> _T:
         """``read(well)`` through the well's recorded layout when the plate has one.
@@ -651,11 +671,14 @@ class PlateStore:
             self._disk_records = LayoutRecords.load(self.location)
         return self._disk_records
 
-    def well_info(self, well: str | Well) -> WellInfo:
-        """Shape, dtype, axes, channels, scales, levels and file names of a well."""
-        return self._open(well).info
+    def well_info(self, well: str | Well, acquisition: int | None = None) -> WellInfo:
+        """Shape, dtype, axes, channels, scales, levels and file names of a well.
 
-    def layout_info(self, well: str | Well) -> WellInfo:
+        ``acquisition``: the images of that acquisition (see :func:`open_well`).
+        """
+        return self._open(well, acquisition).info
+
+    def layout_info(self, well: str | Well, acquisition: int | None = None) -> WellInfo:
         """Shape, dtype, axes and levels that reads of ``well`` give, as cheaply as possible.
 
         From the plate's layout records when the well's documents are unchanged since
@@ -663,6 +686,8 @@ class PlateStore:
         own metadata: exactly the layout :meth:`read_plane` reads it with.  Its channels,
         file names and labels may be another well's: :meth:`well_info` gives its own.
         """
+        if acquisition is not None:
+            return self._open(well, acquisition).info
         target = self._target(well)
         opened = self._wells.get(target.path) or self._clone(target)
         return (opened or self._open(well)).info
@@ -706,21 +731,33 @@ class PlateStore:
         t: int = 0,
         *,
         level: int = 0,
+        acquisition: int | None = None,
     ) -> np.ndarray[Any, Any]:
         """Read one 2D plane, decoding only the chunk(s) it lives in."""
         key = PlaneKey(field, c, z, t)
+        if acquisition is not None:
+            return self._open(well, acquisition).read_planes([key], level)[0]
         return self._pixels(well, lambda w: w.read_planes([key], level)[0])
 
     def read_planes(
-        self, well: str | Well, keys: Iterable[PlaneKey | Sequence[int]], *, level: int = 0
+        self,
+        well: str | Well,
+        keys: Iterable[PlaneKey | Sequence[int]],
+        *,
+        level: int = 0,
+        acquisition: int | None = None,
     ) -> list[np.ndarray[Any, Any]]:
         """Read several planes of a well; each chunk is decoded at most once."""
         parsed = [plane_key(k, f"well {well}") for k in keys]
+        if acquisition is not None:
+            return self._open(well, acquisition).read_planes(parsed, level)
         return self._pixels(well, lambda w: w.read_planes(parsed, level))
 
-    def read_labels(self, well: str | Well, name: str, *, level: int = 0) -> np.ndarray[Any, Any]:
+    def read_labels(
+        self, well: str | Well, name: str, *, level: int = 0, acquisition: int | None = None
+    ) -> np.ndarray[Any, Any]:
         """Read the OME label image ``name`` of a well as ``(field, [t,] z, y, x)``."""
-        return self._open(well).read_labels(name, level)
+        return self._open(well, acquisition).read_labels(name, level)
 
     def plane_key(self, well: str | Well, name: str) -> PlaneKey:
         """The coordinate that an original file name maps to in a well."""
@@ -754,17 +791,3 @@ class PlateStore:
             return None
         path = f"{opened.info.path}/{PROJECTIONS_PATH}"
         return open_well(self.root, path, f"{opened.info.name} projections", self.zarr_format)
-
-
-def _subfolders(path: Path | RemoteLocation) -> list[str]:
-    """Names of the folders in ``path`` (none when it cannot be listed), hidden ones left out.
-
-    A remote plate has no folders to list: its unlisted wells are not looked for.
-    """
-    if not isinstance(path, Path):
-        return []
-    try:
-        with os.scandir(path) as entries:
-            return [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
-    except OSError:
-        return []
