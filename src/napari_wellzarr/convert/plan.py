@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from napari_wellzarr.errors import ConfigError, WellNameError
+from napari_wellzarr.errors import ConfigError, WellDataError, WellNameError
 from napari_wellzarr.storage.geometry import STANDARD_FORMATS, PlateGeometry, Well
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
     from pathlib import Path
 
     from napari_wellzarr.convert.instrument import InstrumentMetadata
@@ -248,3 +248,28 @@ def estimate_ratio(
         raw += data.nbytes
         packed += len(codec.encode(data))
     return raw / max(1, packed)
+
+
+def common_plane(
+    root: Path, planes: Iterable[tuple[tuple[int, int], str, str]]
+) -> tuple[tuple[int, int], str]:
+    """The one ``(plane shape, dtype)`` of ``planes`` (``(shape, dtype, file)`` each).
+
+    Raises :class:`WellDataError` naming each kind and some of its files when they differ.
+    """
+    kinds: dict[tuple[tuple[int, int], str], list[str]] = {}
+    for shape, dtype, file in planes:
+        kinds.setdefault((shape, dtype), []).append(file)
+    if len(kinds) == 1:
+        return next(iter(kinds))
+    ranked = sorted(kinds.items(), key=lambda kv: -len(kv[1]))
+    parts = [
+        f"{'x'.join(map(str, shape))} {dtype} in {len(files)} file(s) ({', '.join(files[:_SHOW])}"
+        + (", ..." if len(files) > _SHOW else "")
+        + ")"
+        for (shape, dtype), files in ranked
+    ]
+    raise WellDataError(
+        f"the planes in {root} differ in shape or dtype; a plate needs one kind: "
+        + "; ".join(parts)
+    )

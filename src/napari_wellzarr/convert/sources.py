@@ -15,6 +15,7 @@ from napari_wellzarr.convert.plan import (
     SourcePlane,
     UnmatchedFile,
     WellSource,
+    common_plane,
 )
 from napari_wellzarr.convert.tiffio import read_header
 from napari_wellzarr.convert.vendors import detect_vendor, vendor_by_name
@@ -33,7 +34,6 @@ __all__ = ["IMAGE_SUFFIXES", "ConversionPlan", "scan_source"]
 
 IMAGE_SUFFIXES: Final = (".tif", ".tiff")
 _HEADER_THREADS: Final = 8
-_SHOW: Final = 5  # files named in an error message
 
 
 def scan_source(
@@ -182,7 +182,9 @@ def _build_plan(
     sizes: dict[str, int],
     channel_names: Sequence[str] | None,
 ) -> ConversionPlan:
-    plane_shape, dtype = _common_plane(root, parsed, headers)
+    plane_shape, dtype = common_plane(
+        root, ((h.plane_shape, h.dtype, n.source) for n, h in zip(parsed, headers, strict=True))
+    )
     by_well = _planes_by_well(root, parsed, headers)
     dims = tuple(max(p.key[i] for planes in by_well.values() for p in planes) + 1 for i in range(4))
     f, c, z, t = dims
@@ -205,27 +207,6 @@ def _build_plan(
         missing=_missing(root, wells, parsed, headers, (f, c, z, t), labels, scheme),
         source_bytes=sum(sizes[p.source] for p in parsed),
         n_files=len(parsed) + len(unmatched),
-    )
-
-
-def _common_plane(
-    root: Path, parsed: Sequence[ParsedName], headers: Sequence[TiffHeader]
-) -> tuple[tuple[int, int], str]:
-    kinds: dict[tuple[tuple[int, int], str], list[str]] = {}
-    for name, header in zip(parsed, headers, strict=True):
-        kinds.setdefault((header.plane_shape, header.dtype), []).append(name.source)
-    if len(kinds) == 1:
-        return next(iter(kinds))
-    ranked = sorted(kinds.items(), key=lambda kv: -len(kv[1]))
-    parts = [
-        f"{'x'.join(map(str, shape))} {dtype} in {len(files)} file(s) ({', '.join(files[:_SHOW])}"
-        + (", ..." if len(files) > _SHOW else "")
-        + ")"
-        for (shape, dtype), files in ranked
-    ]
-    raise WellDataError(
-        f"the planes in {root} differ in shape or dtype; a plate needs one kind: "
-        + "; ".join(parts)
     )
 
 

@@ -28,6 +28,7 @@ from napari_wellzarr.convert.plan import (
     SourcePlane,
     UnmatchedFile,
     WellSource,
+    common_plane,
 )
 from napari_wellzarr.convert.vendors.htd import HtdInfo, parse_metaseries, read_htd
 from napari_wellzarr.errors import MetadataError, WellDataError, WellNameError
@@ -43,7 +44,6 @@ __all__ = ["NAME", "detect", "scan"]
 NAME: Final = "metaxpress"
 _SUFFIXES: Final = (".tif", ".tiff")
 _THREADS: Final = 8
-_SHOW: Final = 5
 _DETECT_ENTRIES: Final = 5000  # directory entries looked at by detect()
 _GUID: Final = r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}"
 _FILE: Final = re.compile(
@@ -151,7 +151,7 @@ def scan(folder: Path, *, progress: Callable[[int, int], None] | None = None) ->
     files = [f for f in files if _classify(f)]
     kept, dropped = _deduplicate(files)
     skipped += dropped
-    plane_shape, dtype = _common_plane(root, kept)
+    plane_shape, dtype = common_plane(root, ((f.shape, f.dtype, f.rel) for f in kept))
     return _plan(root, kept, info, htd_rel, unmatched, skipped, other, plane_shape, dtype, warnings)
 
 
@@ -327,22 +327,6 @@ def _preference(f: _File) -> tuple[int, int]:
     else:
         own = tag_z is not None and f.z_folder == int(tag_z)
     return (0 if own else 1, f.z_folder or 0)
-
-
-def _common_plane(root: Path, files: Sequence[_File]) -> tuple[tuple[int, int], str]:
-    kinds: dict[tuple[tuple[int, int], str], list[str]] = {}
-    for f in files:
-        kinds.setdefault((f.shape, f.dtype), []).append(f.rel)
-    if len(kinds) == 1:
-        return next(iter(kinds))
-    parts = [
-        f"{'x'.join(map(str, shape))} {dtype} in {len(rels)} file(s) ({', '.join(rels[:_SHOW])})"
-        for (shape, dtype), rels in sorted(kinds.items(), key=lambda kv: -len(kv[1]))
-    ]
-    raise WellDataError(
-        f"the images in {root} differ in shape or dtype; a plate needs one kind: "
-        + "; ".join(parts)
-    )
 
 
 def _plan(

@@ -12,7 +12,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from napari_wellzarr.convert.plan import ConversionPlan, MissingPlane, SourcePlane, WellSource
+from napari_wellzarr.convert.plan import (
+    ConversionPlan,
+    MissingPlane,
+    SourcePlane,
+    WellSource,
+    common_plane,
+)
 from napari_wellzarr.convert.tiffio import read_header
 from napari_wellzarr.errors import MetadataError, WellDataError
 from napari_wellzarr.storage.axes import PlaneKey
@@ -155,7 +161,9 @@ def build_plan(
             "were moved"
         )
     headers = _read_headers(root, present, progress)
-    plane_shape, dtype = _common_plane(root, present, headers)
+    plane_shape, dtype = common_plane(
+        root, ((h.plane_shape, h.dtype, im.path) for im, h in zip(present, headers, strict=True))
+    )
     dims = tuple(max(im.key[i] for im in listed) + 1 for i in range(4))
     by_well: dict[Well, list[SourcePlane]] = {}
     for im in present:
@@ -232,24 +240,6 @@ def _read_headers(
                 "one plane per file"
             )
     return headers
-
-
-def _common_plane(
-    root: Path, images: Sequence[ListedImage], headers: Sequence[TiffHeader]
-) -> tuple[tuple[int, int], str]:
-    kinds: dict[tuple[tuple[int, int], str], list[str]] = {}
-    for im, header in zip(images, headers, strict=True):
-        kinds.setdefault((header.plane_shape, header.dtype), []).append(im.path)
-    if len(kinds) == 1:
-        return next(iter(kinds))
-    parts = [
-        f"{'x'.join(map(str, shape))} {dtype} in {len(files)} file(s) ({', '.join(files[:_SHOW])})"
-        for (shape, dtype), files in sorted(kinds.items(), key=lambda kv: -len(kv[1]))
-    ]
-    raise WellDataError(
-        f"the planes in {root} differ in shape or dtype; a plate needs one kind: "
-        + "; ".join(parts)
-    )
 
 
 def _missing(
