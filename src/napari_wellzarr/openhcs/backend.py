@@ -17,7 +17,7 @@ from napari_wellzarr.errors import (
     WellExistsError,
     WellNameError,
 )
-from napari_wellzarr.openhcs.batch import batch_names, batch_shape, batch_well, plane_coord
+from napari_wellzarr.openhcs.batch import batch_names, batch_shape, batch_well
 from napari_wellzarr.openhcs.index import PlateIndex, flush_stores, locked
 from napari_wellzarr.openhcs.paths import (
     PASSTHROUGH_EXTENSIONS,
@@ -44,6 +44,7 @@ from napari_wellzarr.openhcs.paths import (
 )
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage.arrays import to_host
+from napari_wellzarr.storage.axes import plane_key
 from napari_wellzarr.storage.locations import refuse_url
 
 if TYPE_CHECKING:
@@ -162,7 +163,7 @@ class ZarrStorageBackend(PlateIndex):
         explicit = row is not None or col is not None
         parsed = None if coords is not None and explicit else [parse_filename(n) for n in names]
         if coords is not None:
-            keys = [plane_coord(c, n) for c, n in zip(coords, names, strict=True)]
+            keys = [plane_key(c, repr(n)) for c, n in zip(coords, names, strict=True)]
         else:
             keys = [p.key for p in parsed or ()]
         well = batch_well(names, parsed, row, col)

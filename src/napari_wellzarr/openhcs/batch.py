@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from napari_wellzarr.errors import WellDataError, WellNameError
 from napari_wellzarr.openhcs.paths import PathLike, is_passthrough, split_path
 from napari_wellzarr.storage.axes import PlaneKey
@@ -17,7 +15,7 @@ if TYPE_CHECKING:
 
     from napari_wellzarr.convert.naming import ParsedName
 
-__all__ = ["batch_names", "batch_shape", "batch_well", "plane_coord"]
+__all__ = ["batch_names", "batch_shape", "batch_well"]
 
 
 def batch_names(paths: Sequence[PathLike]) -> tuple[Path, list[str]]:
@@ -54,18 +52,6 @@ def batch_well(
                 f"{names[0]!r} in {parsed[0].well.label}"
             )
     return parsed[0].well
-
-
-def plane_coord(coord: Sequence[int], name: str) -> PlaneKey:
-    """A ``coords=`` entry as a :class:`PlaneKey`: 3 or 4 integers >= 0, else an error."""
-    values = tuple(coord) if isinstance(coord, list | tuple) else ()
-    if len(values) not in (3, 4) or not all(
-        isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 0 for v in values
-    ):
-        raise WellDataError(
-            f"{name!r}: coordinate {coord!r} is not (field, c, z[, t]) of integers >= 0"
-        )
-    return PlaneKey(*(int(v) for v in values))
 
 
 def batch_shape(

@@ -28,6 +28,7 @@ __all__ = [
     "WellAxes",
     "downsample",
     "image_meta_for",
+    "plane_key",
     "shrink",
 ]
 
@@ -284,3 +285,18 @@ def downsample(data: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         mean = np.rint(mean)
     out: np.ndarray[Any, Any] = mean.astype(data.dtype)
     return out
+
+
+def plane_key(coord: object, what: str) -> PlaneKey:
+    """Turn ``(field, c, z[, t])`` into a :class:`PlaneKey`, refusing anything else."""
+    if isinstance(coord, PlaneKey):
+        values: tuple[Any, ...] = tuple(coord)
+    elif isinstance(coord, list | tuple) and len(coord) in (3, 4):
+        values = tuple(coord)
+    else:
+        raise WellDataError(f"{what}: coordinate {coord!r} is not (field, c, z[, t])")
+    if not all(
+        isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 0 for v in values
+    ):
+        raise WellDataError(f"{what}: coordinate {coord!r} must hold integers >= 0")
+    return PlaneKey(*(int(v) for v in values))

@@ -25,7 +25,7 @@ from napari_wellzarr.errors import (
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage._spec import WELLZARR_KEY
 from napari_wellzarr.storage.acquisition import PROJECTIONS_PATH, Acquisition
-from napari_wellzarr.storage.axes import PlaneKey
+from napari_wellzarr.storage.axes import PlaneKey, plane_key
 from napari_wellzarr.storage.config import StorageConfig
 from napari_wellzarr.storage.geometry import Well, row_letters
 from napari_wellzarr.storage.locations import RemoteLocation, is_url, open_location, refuse_url
@@ -34,13 +34,7 @@ from napari_wellzarr.storage.plates import foreign_config, lookup, parse_root
 from napari_wellzarr.storage.reading import OpenWell, WellInfo, open_well
 from napari_wellzarr.storage.records import LayoutRecords
 from napari_wellzarr.storage.templates import TemplateCache
-from napari_wellzarr.storage.writing import (
-    WellPayload,
-    assemble_planes,
-    build_well,
-    plane_key,
-    prepare_well,
-)
+from napari_wellzarr.storage.writing import WellPayload, assemble_planes, build_well, prepare_well
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
