@@ -33,6 +33,7 @@ def cells(seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_plate(root: Path) -> None:
+    """Write the two-acquisition ngio plate the screenshot shows."""
     import pandas as pd
     from ngio import ConditionTable, ImageInWellPath, create_empty_plate, create_ome_zarr_from_array
 
@@ -66,6 +67,7 @@ def write_plate(root: Path) -> None:
 
 
 def main() -> None:
+    """Open the plate in napari and save the screenshot under docs/."""
     import napari
 
     with tempfile.TemporaryDirectory() as tmp:
