@@ -194,6 +194,30 @@ def _after_a_kill(dest: Path, ref: Reference, where: str) -> list[str]:
     return on_disk
 
 
+def _run_with_assassin(
+    cluster: Any, client: Any, plan: Any, dest: Path, after: int, pause: float, index: int
+) -> _Assassin:
+    """Convert ``plan`` on the cluster while an assassin kills a busy worker."""
+    assassin = _Assassin(client, _two_workers(cluster, client), pause, SEED + 200 + index)
+
+    def progress(event: Any) -> None:
+        if event.done >= after:
+            assassin.reached.set()
+
+    if after == 0:
+        assassin.reached.set()
+    assassin.start()
+    try:
+        assassin.result = convert(
+            plan, dest, StorageConfig(), scheduler=cluster.scheduler_address, progress=progress
+        )
+    finally:
+        assassin.finished.set()
+        assassin.reached.set()
+        assassin.join()
+    return assassin
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(20), ids=lambda i: f"moment{i:02d}")
 def test_kill_9_of_the_command_then_resume_equals_a_clean_run(
@@ -303,6 +327,7 @@ class _Assassin(threading.Thread):
         self.chance = random.Random(seed)
         self.reached, self.finished = threading.Event(), threading.Event()
         self.killed: list[tuple[int, bool]] = []  # (pid, whether the conversion still ran)
+        self.result: Any = None  # the conversion's result
 
     def _busy(self) -> list[str]:
         processing = self.client.processing()
@@ -338,26 +363,19 @@ def test_dask_worker_killed_then_the_plate_equals_a_clean_run(
     # at least three wells are left to convert when the worker dies
     after = chance.randint(0, len(DASK_WELLS) - 3)
     pause = chance.uniform(0.0, 0.02)
-    where = f"dask moment {index} (a busy worker, after {after} well(s) + {pause:.3f} s)"
-    assassin = _Assassin(client, _two_workers(cluster, client), pause, SEED + 200 + index)
-
-    def progress(event: Any) -> None:
-        if event.done >= after:
-            assassin.reached.set()
-
     plan = scan_source(ref.src)
     dest = tmp_path / "plate.zarr"
-    if after == 0:
-        assassin.reached.set()
-    assassin.start()
-    try:
-        result = convert(
-            plan, dest, StorageConfig(), scheduler=cluster.scheduler_address, progress=progress
-        )
-    finally:
-        assassin.finished.set()
-        assassin.reached.set()
-        assassin.join()
+    # A late moment can pass unseen when the last wells finish between two looks at the
+    # scheduler (seen in a loaded full run): then the moment moves earlier and the (clean)
+    # plate is converted again, at most three times.
+    for _attempt in range(3):
+        where = f"dask moment {index} (a busy worker, after {after} well(s) + {pause:.3f} s)"
+        assassin = _run_with_assassin(cluster, client, plan, dest, after, pause, index)
+        result = assassin.result
+        if assassin.killed:
+            break
+        shutil.rmtree(dest)
+        after //= 2
     assert assassin.killed, f"{where}: no worker held a well before the conversion ended"
     assert assassin.killed[0][1], f"{where}: the worker died after the conversion ended"
     # The plate as the conversion left it: consistent, readable, its well list true.
