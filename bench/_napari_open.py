@@ -60,10 +60,11 @@ CHILD_TIMEOUT_S = 300
 def import_reader(reader: str) -> GetReader:
     """The reader's ``get_reader`` hook, with everything its first call would import imported."""
     if reader == PLUGIN:
-        # read_plate imports _plate on its first call and the core imports zarr when it
-        # opens the first well: ~0.25 s that napari-ome-zarr pays at import instead.
+        # read_plate imports the plate view and the core on its first call, and the core
+        # imports zarr when it opens the first well: what napari-ome-zarr pays at import.
         import zarr  # noqa: F401
 
+        from napari_wellzarr.plugin import annotations, view  # noqa: F401
         from napari_wellzarr.plugin._reader import get_reader
 
         return get_reader
@@ -340,9 +341,9 @@ def describe(results: list[dict[str, Any]]) -> str:
     n = max((r["n"] for r in results if "n" in r), default=0)
     return (
         f"Each reader in its own process, its imports done before the clock starts (for "
-        f"napari-wellzarr also `napari_wellzarr.plugin.view` and zarr, which its first open would "
-        f"import; napari-ome-zarr imports napari, zarr and dask itself); warm OS cache; plates "
-        f"built by this run. {PLUGIN} from this checkout; "
+        f"napari-wellzarr also `napari_wellzarr.plugin.view`, `.annotations` and zarr, which "
+        f"its first open would import; napari-ome-zarr imports napari, zarr and dask "
+        f"itself); warm OS cache; plates built by this run. {PLUGIN} from this checkout; "
         + (f"{OME} {ome} in `.venv-napari-ome-zarr`" if ome else f"{OME} not run")
         + f"; {versions}. Plates: 96 wells = 2 fields x 3 channels x 512x512 uint16 per well, "
         "1536 wells = 1 field x 1 channel x 256x256; *default* = this project's default stacked "

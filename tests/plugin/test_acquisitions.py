@@ -25,6 +25,7 @@ from tests.plugin.ngio_plates import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 NAMES = [f"{r}{c}" for r, c in WELLS]
@@ -197,6 +198,18 @@ def test_tables_are_listed_rois_drawn_and_conditions_named(ngio_plate: Path) -> 
     assert plate_map["text"]["string"] == "{well}\n{condition}"
     listed = {(t["name"], t["type"]) for t in plate_map["metadata"][META_KEY]["tables"]}
     assert listed == {("condition_table", "condition_table"), ("well_ROI_table", "roi_table")}
+
+
+def test_image_tables_are_looked_for_only_in_the_wells_that_have_some(
+    ngio_plate: Path, make_plate: Callable[..., Path]
+) -> None:
+    from napari_wellzarr.storage.tables import wells_with_tables
+
+    holders = wells_with_tables(ngio_plate)
+    with PlateStore.open(ngio_plate) as store:
+        # every well of the fixture has a well ROI table (drawn by the test above)
+        assert holders == {store.well_path(well) for well in NAMES}
+    assert wells_with_tables(make_plate()) == frozenset()  # our plates: no table
 
 
 def _list_table(tables_dir: Path, name: str) -> None:

@@ -14,6 +14,7 @@ from napari_wellzarr.storage.tables import (
     list_tables,
     read_table,
     well_conditions,
+    wells_with_tables,
 )
 
 if TYPE_CHECKING:
@@ -67,12 +68,17 @@ def roi_layers(view: PlateView, store: PlateStore) -> tuple[list[LayerTuple], li
     """
     layers: list[LayerTuple] = []
     listed: list[TableInfo] = []
+    holders = wells_with_tables(store.root)  # one listing: most plates have no table
+    if not holders:
+        return layers, listed
     for part in (view, *view.others):
         acquisition = part.acquisition[0] if part.acquisition else None
         sy, sx = part.info.scale[-2], part.info.scale[-1]
         boxes: dict[str, list[tuple[np.ndarray[Any, Any], str, str]]] = {}
         for well, (r, c) in part.wells.items():
             try:
+                if store.well_path(well) not in holders:
+                    continue
                 info = store.well_info(well, acquisition)
             except _ERRORS:
                 continue  # the well is reported (or blank) in the mosaic already

@@ -90,6 +90,8 @@ class PlateStore:
         self._session: dict[str, PlateWell] = {}
         # Complete wells found on disk but not listed (unlisted_wells): readable, not listed.
         self._found: set[str] = set()
+        # The listed wells' paths, for the plate's current well tuple (O(1) membership).
+        self._listed: tuple[tuple[PlateWell, ...] | None, frozenset[str]] = (None, frozenset())
         self._wells: dict[str, OpenWell] = {}
         self._acquired: dict[tuple[str, int], OpenWell] = {}  # wells opened per acquisition
         # Layout records (ours, sharded): wells that share one layout are read through a
@@ -270,7 +272,16 @@ class PlateStore:
         return self._is_listed(target.path)
 
     def _is_listed(self, path: str) -> bool:
-        return path in self._session or any(w.path == path for w in self._plate.wells)
+        if path in self._session:
+            return True
+        wells = self._plate.wells  # a tuple: replaced, never changed, when wells are added
+        if self._listed[0] is not wells:
+            self._listed = (wells, frozenset(w.path for w in wells))
+        return path in self._listed[1]
+
+    def well_path(self, well: str | Well) -> str:
+        """The folder of ``well`` inside the plate (``B/03``), whether it is written or not."""
+        return self._target(well).path
 
     def _name(self, row: int, column: int) -> str:
         return f"{self._plate.rows[row]}{self._plate.columns[column]}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -13,7 +14,14 @@ from napari_wellzarr.storage import fsio
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["ROI_COLUMNS", "TableInfo", "list_tables", "read_table", "well_conditions"]
+__all__ = [
+    "ROI_COLUMNS",
+    "TableInfo",
+    "list_tables",
+    "read_table",
+    "well_conditions",
+    "wells_with_tables",
+]
 
 #: The columns every ROI table has (micrometres, from the image's origin).
 ROI_COLUMNS: Final = ("x_micrometer", "y_micrometer", "len_x_micrometer", "len_y_micrometer")
@@ -58,6 +66,28 @@ def list_tables(group: Path, zarr_format: int) -> list[TableInfo]:
             kind = "missing"
         out.append(TableInfo(name, kind if isinstance(kind, str) else "table", path))
     return out
+
+
+def wells_with_tables(root: Path) -> frozenset[str]:
+    """Paths (``row/column``) of the wells of which an image has a ``tables`` group.
+
+    One listing of the plate's folders (no document is read), so that the tables of
+    a plate's images are only looked for in the wells that have some.
+    """
+    found = set()
+    for row in _subfolders(root):
+        for column in _subfolders(row):
+            if any(os.path.isdir(os.path.join(image, "tables")) for image in _subfolders(column)):
+                found.add(f"{os.path.basename(row)}/{os.path.basename(column)}")
+    return frozenset(found)
+
+
+def _subfolders(path: str | Path) -> list[str]:
+    try:
+        with os.scandir(path) as entries:
+            return [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
 
 
 def read_table(table: TableInfo, zarr_format: int) -> dict[str, np.ndarray[Any, Any]]:
