@@ -271,19 +271,16 @@ def test_the_status_bar_names_the_condition_of_the_well_under_the_pointer(
     assert "condition: drug=taxol, dose_uM=1" in status["coordinates"]
 
 
-def test_saving_one_acquisition_writes_its_plate_and_several_are_refused(
+def test_saving_one_acquisition_writes_a_plate_of_that_acquisition(
     ngio_plate: Path, tmp_path: Path
 ) -> None:
-    from napari_wellzarr.errors import WellDataError
     from napari_wellzarr.plugin._writer import write_layers
 
     layers = read_plate(ngio_plate)
-    with pytest.raises(WellDataError, match=r"2 acquisitions of one plate \(round1, round2\)"):
-        write_layers(str(tmp_path / "all.zarr"), layers)
-    assert not (tmp_path / "all.zarr").exists()
     round2_only = [t for t in layers if t[1]["name"].startswith("round2: ")]
     write_layers(str(tmp_path / "round2.zarr"), round2_only)
     store = PlateStore.open(tmp_path / "round2.zarr")
     assert sorted(store.wells()) == sorted(NAMES)
     for i, well in enumerate(NAMES):
         np.testing.assert_array_equal(store.read_plane(well), round2(i)[0])
+        assert [c.label for c in store.well_info(well).channels] == ["GFP"]

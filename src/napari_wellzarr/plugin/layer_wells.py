@@ -57,23 +57,53 @@ class MappedWell:
 
 @dataclass
 class LayerMapping:
-    """Everything the writer needs; built only when every layer could be mapped."""
+    """Everything the writer needs; built only when every layer could be mapped.
+
+    A plate of several acquisitions has one mapping per acquisition in ``rounds``
+    (with its entry of the plate's ``acquisitions`` block); ``wells``, ``pixel_size``
+    and ``z_step`` are then the first acquisition's.
+    """
 
     config: StorageConfig
     wells: list[MappedWell]
     pixel_size: tuple[float, float] | None
     z_step: float | None
+    rounds: tuple[tuple[dict[str, Any], LayerMapping], ...] = ()
 
-    def write(self, store: PlateStore, well: MappedWell) -> None:
-        """Write one planned well into ``store`` with the plan's scale."""
-        store.write_well(
-            well.name,
-            well.data,
-            channels=well.channels,
-            pixel_size=self.pixel_size,
-            z_step=self.z_step,
-            labels=well.labels or None,
-        )
+    def well_names(self) -> list[str]:
+        """Every well to write (of any acquisition), in order."""
+        if not self.rounds:
+            return [w.name for w in self.wells]
+        names = {w.name: None for _, m in self.rounds for w in m.wells}
+        return sorted(names, key=lambda name: Well.parse(name))
+
+    def write(self, store: PlateStore, well: MappedWell | str) -> int:
+        """Write one planned well into ``store`` with the plan's scale; return its bytes."""
+        if self.rounds:
+            name = well if isinstance(well, str) else well.name
+            images = {}
+            for entry, mapping in self.rounds:
+                mapped = next((w for w in mapping.wells if w.name == name), None)
+                if mapped is not None:
+                    images[int(entry["id"])] = mapping.arguments(mapped)
+            store.write_acquisitions(name, images)
+            return sum(int(a["data"].nbytes) for a in images.values())
+        mapped = well if isinstance(well, MappedWell) else self._well(well)
+        store.write_well(mapped.name, **self.arguments(mapped))
+        return int(mapped.data.nbytes)
+
+    def arguments(self, well: MappedWell) -> dict[str, Any]:
+        """The keyword arguments of :meth:`PlateStore.write_well` for ``well``."""
+        return {
+            "data": well.data,
+            "channels": well.channels,
+            "pixel_size": self.pixel_size,
+            "z_step": self.z_step,
+            "labels": well.labels or None,
+        }
+
+    def _well(self, name: str) -> MappedWell:
+        return next(w for w in self.wells if w.name == name)
 
 
 def write_plate(
@@ -107,16 +137,18 @@ def write_plate(
     from napari_wellzarr.storage.store import PlateStore
 
     written: list[str] = []
-    total = len(mapping.wells)
+    names = mapping.well_names()
     with PlateStore.create(dest, config or mapping.config, name=name, overwrite=overwrite) as store:
-        for well in mapping.wells:
+        if mapping.rounds:
+            store.set_acquisitions([entry for entry, _ in mapping.rounds])
+        for well in names:
             if cancel is not None and cancel.is_set():
                 break
             start = time.perf_counter()
-            mapping.write(store, well)
-            written.append(well.name)
+            nbytes = mapping.write(store, well)
+            written.append(well)
             seconds = time.perf_counter() - start
-            yield WellEvent(well.name, "written", len(written), total, well.data.nbytes, seconds)
+            yield WellEvent(well, "written", len(written), len(names), nbytes, seconds)
     return tuple(written)
 
 
@@ -203,18 +235,75 @@ def map_layers(layers: Sequence[LayerTuple]) -> LayerMapping:
     rounds = {
         tuple(_wz(m)["acquisition"]) for _, m, _ in kept if _wz(m).get("acquisition") is not None
     }
-    if len(rounds) > 1:
-        names = ", ".join(sorted(str(name) for _, name in rounds))
-        problems.append(
-            f"the layers come from {len(rounds)} acquisitions of one plate ({names}): the "
-            "writer stores one acquisition per plate; select one acquisition's layers "
-            "(or save edited labels into the plate they came from)"
-        )
     layout = next((_wz(m) for _, m, t in kept if _wz(m).get("kind") in ("image", "labels")), None)
-    plan = _from_plate(kept, layout, problems) if layout else _from_layers(kept, problems)
+    if len(rounds) > 1:
+        plan = _from_acquisitions(kept, problems)
+    else:
+        one = tuple(layout["acquisition"]) if layout and layout.get("acquisition") else None
+        acquisition = (int(one[0]), str(one[1])) if one else None
+        plan = (
+            _from_plate(kept, layout, problems, acquisition)
+            if layout
+            else _from_layers(kept, problems)
+        )
     problems.raise_if_any()
     assert plan is not None
     return plan
+
+
+def _from_acquisitions(layers: list[LayerTuple], problems: _Problems) -> LayerMapping | None:
+    """The layers of a plate of several acquisitions: one mapping per acquisition.
+
+    Layers made in napari (no acquisition in their metadata) join the first
+    acquisition whose mosaic has their shape.
+    """
+    groups: dict[tuple[int, str], list[LayerTuple]] = {}
+    shapes: dict[tuple[int, str], tuple[int, ...]] = {}
+    for data, meta, layer_type in layers:
+        acquisition = _wz(meta).get("acquisition")
+        if acquisition is not None:
+            key = (int(acquisition[0]), str(acquisition[1]))
+            groups.setdefault(key, []).append((data, meta, layer_type))
+            shapes.setdefault(key, tuple(data.shape))
+    for data, meta, layer_type in layers:
+        if _wz(meta).get("acquisition") is None:
+            match = next((k for k, s in shapes.items() if s == tuple(data.shape)), None)
+            if match is None:
+                shown = ", ".join(f"{n} {s}" for (_, n), s in shapes.items())
+                problems.add(
+                    meta, layer_type, f"shape {data.shape} is no acquisition's mosaic ({shown})"
+                )
+            else:
+                groups[match].append((data, meta, layer_type))
+    rounds = []
+    for (ident, name), members in groups.items():
+        layout = next(_wz(m) for _, m, _ in members if _wz(m).get("acquisition") is not None)
+        mapping = _from_plate(members, layout, problems, (ident, name))
+        if mapping is not None:
+            rounds.append((_acquisition_entry(layout, ident, name), mapping))
+    if problems or not rounds:
+        return None
+    first = rounds[0][1]
+    return LayerMapping(first.config, first.wells, first.pixel_size, first.z_step, tuple(rounds))
+
+
+def _acquisition_entry(layout: dict[str, Any], ident: int, name: str) -> dict[str, Any]:
+    """The source plate's ``acquisitions`` entry (times, description...), or id and name."""
+    store = _source_store(layout)
+    listed = store.plate.acquisitions if store is not None else ()
+    return next((dict(a) for a in listed if a.get("id") == ident), {"id": ident, "name": name})
+
+
+def _source_store(layout: dict[str, Any]) -> PlateStore | None:
+    """The plate the layers were read from, when it still opens."""
+    from napari_wellzarr.storage.store import PlateStore
+
+    if not layout.get("source") or layout.get("kind_of_source") != "plate":
+        return None
+    try:
+        return PlateStore.open(layout["source"])
+    except (WellZarrError, OSError):
+        return None
 
 
 def _scale(
@@ -247,8 +336,12 @@ def _micrometres(value: float, unit: object) -> float | None:
 
 
 def _from_plate(
-    layers: list[LayerTuple], layout: dict[str, Any], problems: _Problems
+    layers: list[LayerTuple],
+    layout: dict[str, Any],
+    problems: _Problems,
+    acquisition: tuple[int, str] | None = None,
 ) -> LayerMapping | None:
+    """The layers of one plate mosaic (``acquisition``: one acquisition of several)."""
     (th, tw), (py, px) = layout["tile"], layout["pitch"]
     geometry = mosaic.MosaicGeometry(
         len(layout["rows"]), len(layout["columns"]), (int(th), int(tw)), (int(py), int(px)), 1
@@ -282,17 +375,28 @@ def _from_plate(
         problems.add(first, "image", f"channels have different dtypes {sorted(map(str, dtypes))}")
         return None
     dtype = dtypes.pop()
-    channels = [_channel(m, str(m["name"]), dtype, i) for i, (_, _, m) in enumerate(images)]
+    prefix = f"{acquisition[1]}: " if acquisition else ""
+
+    def unprefixed(meta: dict[str, Any]) -> str:
+        name = str(meta["name"])
+        return name[len(prefix) :] if prefix and name.startswith(prefix) else name
+
+    channels = [_channel(m, unprefixed(m), dtype, i) for i, (_, _, m) in enumerate(images)]
     blocks = [_read_tiles(d, wells, geometry) for _, d, _ in images]
-    label_blocks = {label_name(m["name"]): _read_tiles(d, wells, geometry) for d, m in labels}
+    label_blocks = {label_name(unprefixed(m)): _read_tiles(d, wells, geometry) for d, m in labels}
+    origins = {label_name(unprefixed(m)): _wz(m).get("label") for _, m in labels}
     c_axis = 2 if "t" in axes else 1
-    kept = _source_channels(layout, images, channels)
+    ident = acquisition[0] if acquisition else None
+    source = _source_store(layout)
+    if source is not None and ident is not None:
+        wells = {name: at for name, at in wells.items() if _has(source, name, ident)}
+    kept = _source_channels(source, images, channels, ident)
     planned = [
         MappedWell(
             name,
             np.stack([block(name) for block in blocks], axis=c_axis),
             [kept(name, c, ch) for c, ch in enumerate(channels)],
-            {label: block(name) for label, block in label_blocks.items()},
+            _well_labels(name, label_blocks, origins, source, ident),
         )
         for name in wells
     ]
@@ -300,8 +404,48 @@ def _from_plate(
     return LayerMapping(_plate_config(layout, wells, planned), planned, pixel_size, z_step)
 
 
+def _well_labels(
+    well: str,
+    blocks: Mapping[str, Callable[[str], np.ndarray[Any, Any]]],
+    origins: Mapping[str, str | None],
+    source: PlateStore | None,
+    acquisition: int | None,
+) -> dict[str, np.ndarray[Any, Any]]:
+    """``well``'s label images.
+
+    A label read from the plate is left out of the wells that did not have it, unless
+    something was painted there.
+    """
+    out = {}
+    own: tuple[str, ...] | None = None
+    for label, block in blocks.items():
+        tile = block(well)
+        origin = origins[label]
+        if origin is not None and source is not None and not tile.any():
+            if own is None:
+                try:
+                    own = source.well_info(well, acquisition).labels
+                except (WellZarrError, OSError, ValueError):
+                    own = ()
+            if origin not in own:
+                continue
+        out[label] = tile
+    return out
+
+
+def _has(store: PlateStore, well: str, acquisition: int) -> bool:
+    """Whether ``well`` of the source plate has images of ``acquisition`` (else: not saved)."""
+    try:
+        return acquisition in store.well_info(well).acquisition_ids
+    except (WellZarrError, OSError, ValueError):
+        return True  # shown blank or as the reader could: saved as shown
+
+
 def _source_channels(
-    layout: dict[str, Any], images: list[tuple[int, Any, dict[str, Any]]], channels: list[Channel]
+    store: PlateStore | None,
+    images: list[tuple[int, Any, dict[str, Any]]],
+    channels: list[Channel],
+    acquisition: int | None = None,
 ) -> Callable[[str, int, Channel], Channel]:
     """Per-well channel metadata: the source well's own, for channels left as they were read.
 
@@ -309,26 +453,18 @@ def _source_channels(
     well's.  A channel whose layer settings still equal what was read keeps each
     well's own settings, so a plate saved unchanged keeps every well's metadata.
     """
-    from napari_wellzarr.storage.store import PlateStore
-
     unchanged = {
         c: int(_wz(m)["channel"])
         for c, ((_, _, m), ch) in enumerate(zip(images, channels, strict=True))
         if _wz(m).get("reference") == [ch.label, ch.color, list(ch.window or ()), ch.active]
     }
-    store: PlateStore | None = None
-    if unchanged and layout.get("source") and layout.get("kind_of_source") == "plate":
-        try:
-            store = PlateStore.open(layout["source"])
-        except (WellZarrError, OSError):
-            store = None
 
     def channel(well: str, c: int, default: Channel) -> Channel:
         source_c = unchanged.get(c)
         if store is None or source_c is None:
             return default
         try:
-            own = store.well_info(well).channels
+            own = store.well_info(well, acquisition).channels
         except (WellZarrError, OSError, ValueError):
             return default
         return own[source_c] if source_c < len(own) else default

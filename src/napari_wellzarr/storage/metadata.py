@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -163,6 +164,15 @@ class PlateMeta:
             self.rows, self.columns, tuple(ordered), self.name, self.field_count, self.acquisitions
         )
 
+    def with_acquisitions(self, acquisitions: Sequence[Mapping[str, Any]]) -> PlateMeta:
+        """Return a copy with this ``acquisitions`` block (each entry's ``id`` its own)."""
+        entries = tuple(dict(a) for a in acquisitions)
+        ids = [a.get("id") for a in entries]
+        bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int) or i < 0]
+        if bad or len(set(ids)) != len(ids):
+            raise MetadataError(f"acquisitions {list(entries)}: each needs its own id >= 0")
+        return dataclasses.replace(self, acquisitions=entries)
+
     def well_path(self, row_index: int, column_index: int) -> str:
         """The group path a well at these indices has (``<row>/<column>``)."""
         return f"{self.rows[row_index]}/{self.columns[column_index]}"
@@ -233,8 +243,14 @@ class WellMeta:
     acquisitions: tuple[int | None, ...] = ()
 
     def to_block(self) -> dict[str, Any]:
-        """Return the JSON ``well`` block (without version)."""
-        return {"images": [{"path": p} for p in self.images]}
+        """Return the JSON ``well`` block (without version), with the images' acquisition ids."""
+        ids = self.acquisitions or (None,) * len(self.images)
+        return {
+            "images": [
+                {"path": p} if a is None else {"acquisition": a, "path": p}
+                for p, a in zip(self.images, ids, strict=True)
+            ]
+        }
 
 
 def parse_well(attrs: Mapping[str, Any], where: str) -> tuple[WellMeta, str | None]:

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from napari_wellzarr.errors import PlateNotFoundError
+from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage._spec import WELLZARR_KEY
 from napari_wellzarr.storage.config import FieldArrangement, NgffVersion, StorageConfig
 from napari_wellzarr.storage.geometry import PlateGeometry
-from napari_wellzarr.storage.metadata import PlateMeta, find_block, parse_plate
+from napari_wellzarr.storage.metadata import PlateMeta, PlateWell, find_block, parse_plate
 from napari_wellzarr.storage.reading import open_well
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from napari_wellzarr.storage.locations import RemoteLocation
 
-__all__ = ["foreign_config", "lookup", "parse_root"]
+__all__ = ["foreign_config", "lookup", "parse_root", "scan_unlisted"]
 
 
 def lookup(names: tuple[str, ...], wanted: str, position: int, named: Any) -> int | None:
@@ -43,10 +47,14 @@ def parse_root(
         if config is not None and isinstance(marker, dict):
             name = marker.get("name")
             geometry = config.plate
+            acquisitions = marker.get("acquisitions")
             empty = PlateMeta(
                 geometry.row_names,
                 geometry.column_names,
                 name=name if isinstance(name, str) else None,
+                acquisitions=tuple(a for a in acquisitions if isinstance(a, dict))
+                if isinstance(acquisitions, list)
+                else (),
             )
             return empty, config.ngff_version.value
         raise PlateNotFoundError(f"{root} is a zarr group but not an HCS plate")
@@ -74,3 +82,32 @@ def foreign_config(
         pyramid_levels=min(levels, 12),
     )
     return config, paths
+
+
+def scan_unlisted(
+    root: Path | RemoteLocation, plate: PlateMeta, wells: Sequence[PlateWell]
+) -> list[tuple[int, int, str]]:
+    """``(row, column, path)`` of each complete well folder of ``plate`` not in ``wells``.
+
+    In plate order.  Complete means holding a zarr group document: a well is renamed
+    into place only once every byte of it is written, so a well folder is whole or absent.
+    """
+    rows = {name: r for r, name in enumerate(plate.rows)}
+    columns = {name: c for c, name in enumerate(plate.columns)}
+    # (the plate parser checks that a well's path names its row and column)
+    positions = set(map(attrgetter("row_index", "column_index"), wells))
+    per_row = Counter(map(itemgetter(0), positions))
+    listed: set[str] | None = None
+    found = []
+    for row in fsio.subfolders(root):
+        r = rows.get(row)
+        if r is None or per_row[r] >= len(columns):
+            continue  # not a row, or a row whose every position is listed
+        listed = listed if listed is not None else {w.path for w in wells}
+        for column in fsio.subfolders(root / row):
+            c, path = columns.get(column), f"{row}/{column}"
+            if c is None or path in listed:
+                continue
+            if fsio.detect_zarr_format(root / path) is not None:
+                found.append((r, c, path))
+    return sorted(found)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
 import threading
-from collections import Counter
 from dataclasses import dataclass
-from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
@@ -17,7 +14,6 @@ from napari_wellzarr.errors import (
     PlateExistsError,
     PlateNotFoundError,
     StoreReadOnlyError,
-    WellExistsError,
     WellNameError,
     WellNotFoundError,
     WellZarrError,
@@ -30,11 +26,18 @@ from napari_wellzarr.storage.config import StorageConfig
 from napari_wellzarr.storage.geometry import Well, row_letters
 from napari_wellzarr.storage.locations import RemoteLocation, is_url, open_location, refuse_url
 from napari_wellzarr.storage.metadata import Channel, PlateMeta, PlateWell, ome_attrs
-from napari_wellzarr.storage.plates import foreign_config, lookup, parse_root
+from napari_wellzarr.storage.plates import foreign_config, lookup, parse_root, scan_unlisted
 from napari_wellzarr.storage.reading import OpenWell, WellInfo, open_well
 from napari_wellzarr.storage.records import LayoutRecords
-from napari_wellzarr.storage.templates import TemplateCache
-from napari_wellzarr.storage.writing import WellPayload, assemble_planes, build_well, prepare_well
+from napari_wellzarr.storage.templates import TemplateCache, well_record
+from napari_wellzarr.storage.writing import (
+    assemble_planes,
+    build_acquisitions,
+    build_well,
+    prepare_acquisitions,
+    prepare_well,
+    swap_in,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -99,6 +102,8 @@ class PlateStore:
         self._records = LayoutRecords()  # this session's wells
         self._disk_records: LayoutRecords | None = None  # the plate's, read at first need
         self._templates = TemplateCache(root, zarr_format)
+        # The acquisitions block this session set (kept when the well list is rewritten).
+        self._acquisitions_set: tuple[dict[str, Any], ...] | None = None
 
     # -- opening and creating ---------------------------------------------------------
 
@@ -390,20 +395,82 @@ class PlateStore:
             projections=projections,
             projection_names=projection_names,
         )
+        return self._write_payload(
+            target,
+            lambda stage: build_well(
+                stage, payload, config, self.ngff_version, self._dataset_paths
+            ),
+            overwrite,
+        )
+
+    def write_acquisitions(
+        self,
+        well: str | Well,
+        images: Mapping[int, Mapping[str, Any]],
+        *,
+        overwrite: bool = False,
+    ) -> WellInfo:
+        """Write a well holding the images of several acquisitions (imaging rounds).
+
+        Parameters
+        ----------
+        well
+            ``B03``, ``B3``, ``r02c03`` or a :class:`Well`.
+        images
+            ``acquisition id -> {"data": ..., "channels": ..., "pixel_size": ...,
+            "z_step": ..., "labels": ..., "acquisition": ...}``: each acquisition's pixels
+            and metadata as :meth:`write_well` takes them (``data`` is required).  The
+            acquisitions may differ in shape, dtype and channels.  Their ids must be in
+            the plate's ``acquisitions`` block when it has one (:meth:`set_acquisitions`).
+        overwrite
+            Replace the well if it is already complete.
+
+        Returns
+        -------
+        WellInfo
+            The first acquisition's images (:meth:`well_info` with ``acquisition=``
+            describes the others).
+        """
+        config = self._writable_config()
+        target = self._target(well)
+        known = [ident for ident, _ in self.acquisitions()]
+        parts = prepare_acquisitions(target.name, images, config, known)
+        version, paths = self.ngff_version, self._dataset_paths
+        return self._write_payload(
+            target,
+            lambda stage: build_acquisitions(stage, parts, config, version, paths),
+            overwrite,
+        )
+
+    def set_acquisitions(self, acquisitions: Sequence[Mapping[str, Any]]) -> None:
+        """Set the plate's ``acquisitions`` block (``{"id": 0, "name": "round1", ...}``).
+
+        Written at once (and kept by every later listing of wells).
+        """
+        self._writable_config()
+        with fsio.plate_lock(self._disk()):
+            with self._lock:
+                self._plate = self._plate.with_acquisitions(acquisitions)
+                self._acquisitions_set = self._plate.acquisitions
+            self._write_plate(self._plate)
+
+    def _write_payload(
+        self, target: _Target, build: Callable[[Path], None], overwrite: bool
+    ) -> WellInfo:
         try:
-            return self._write_payload(target, payload, config, overwrite)
+            return self._build_in_place(target, build, overwrite)
         except OSError as err:
             if isinstance(err, WellZarrError) or err.errno is None:
                 raise
             # "No space left on device" alone does not say which well failed
             raise OSError(err.errno, f"well {target.name}: {err.strerror}", err.filename) from err
 
-    def _write_payload(
-        self, target: _Target, payload: WellPayload, config: StorageConfig, overwrite: bool
+    def _build_in_place(
+        self, target: _Target, build: Callable[[Path], None], overwrite: bool
     ) -> WellInfo:
         stage = fsio.staging_dir(self._disk(), target.path.replace("/", "_"))
         try:
-            build_well(stage, payload, config, self.ngff_version, self._dataset_paths)
+            build(stage)
             # Described from the staged copy: once in place, another process may already
             # be replacing it.  (A rename keeps the files' sizes and mtimes.)
             staged = open_well(stage.parent, stage.name, target.name, self.zarr_format)
@@ -448,30 +515,7 @@ class PlateStore:
         # Under the plate lock, so that two writers of one well take turns: the loser
         # is told the well exists (or, with overwrite, replaces it whole).
         with fsio.plate_lock(self._disk()):
-            self._swap_in(stage, target, overwrite)
-
-    def _swap_in(self, stage: Path, target: _Target, overwrite: bool) -> None:
-        row_dir = self._disk() / target.path.split("/")[0]
-        if not fsio.is_group(row_dir, self.zarr_format):
-            fsio.write_group(row_dir, {}, self.zarr_format)
-        final = self._disk() / target.path
-        if final.exists():
-            complete = fsio.detect_zarr_format(final) is not None
-            if complete and not overwrite:
-                raise WellExistsError(
-                    f"well {target.name} already exists in {self.location}; pass overwrite=True "
-                    "to replace it"
-                )
-            fsio.remove_tree(final)
-        try:
-            os.rename(stage, final)
-        except OSError as err:
-            if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                raise WellExistsError(
-                    f"well {target.name} was written by another process at the same time; "
-                    "kept that version"
-                ) from err
-            raise
+            swap_in(self._disk(), stage, target.path, target.name, self.zarr_format, overwrite)
 
     # -- the plate's well list ----------------------------------------------------------
 
@@ -486,6 +530,8 @@ class PlateStore:
             attrs = fsio.read_attrs(self._disk(), self.zarr_format)
             current, _ = parse_root(self._disk(), attrs, self._config if self._ours else None)
             merged = current.with_wells([*current.wells, *pending.values()])
+            if self._acquisitions_set is not None:
+                merged = merged.with_acquisitions(self._acquisitions_set)
             self._write_plate(merged)
             if records.to_json():
                 on_disk = LayoutRecords.load(self._disk())
@@ -514,12 +560,15 @@ class PlateStore:
         self._writable_config()
         found = []
         for r, c, path in self._scan_unlisted():
-            record = self._record_of(path, self._name(r, c))
+            name = self._name(r, c)
+            record = (
+                well_record(self.location, path, name, self.zarr_format) if self._ours else None
+            )
             with self._lock:
                 self._session[path] = PlateWell(path, r, c)
                 if record is not None:
                     self._records.add(path, *record, pending=True)
-            found.append(self._name(r, c))
+            found.append(name)
         self.flush()
         return found
 
@@ -545,48 +594,10 @@ class PlateStore:
         return [self._name(r, c) for r, c, _ in found]
 
     def _scan_unlisted(self) -> list[tuple[int, int, str]]:
-        """``(row, column, path)`` of each complete well folder not listed, in plate order.
-
-        Complete means holding a zarr group document: a well is renamed into place only
-        once every byte of it is written, so a well folder is whole or absent.
-        """
+        """``(row, column, path)`` of each complete well folder not listed, in plate order."""
         with self._lock:
             wells = [*self._plate.wells, *self._session.values()]
-        rows = {name: r for r, name in enumerate(self._plate.rows)}
-        columns = {name: c for c, name in enumerate(self._plate.columns)}
-        # (the plate parser checks that a well's path names its row and column)
-        positions = set(map(attrgetter("row_index", "column_index"), wells))
-        per_row = Counter(map(itemgetter(0), positions))
-        listed: set[str] | None = None
-        found = []
-        for row in fsio.subfolders(self.location):
-            r = rows.get(row)
-            if r is None or per_row[r] >= len(columns):
-                continue  # not a row, or a row whose every position is listed
-            listed = listed if listed is not None else {w.path for w in wells}
-            for column in fsio.subfolders(self.location / row):
-                c, path = columns.get(column), f"{row}/{column}"
-                if c is None or path in listed:
-                    continue
-                if fsio.detect_zarr_format(self.location / path) is not None:
-                    found.append((r, c, path))
-        return sorted(found)
-
-    def _record_of(self, path: str, name: str) -> tuple[str, dict[str, tuple[int, ...]]] | None:
-        """A well's layout record, or None (not ours, not sharded, or it does not open).
-
-        For wells another process wrote (conversion workers, a crashed session): their
-        writers never flushed, so their records are made here.  A well that does not open
-        is still adopted; its reads report what is wrong with it.
-        """
-        if not self._ours:
-            return None
-        try:
-            opened = open_well(self.location, path, name, self.zarr_format)
-            files = opened.shard_files()
-        except (WellZarrError, OSError):
-            return None
-        return None if files is None else (opened.layout_key(), files)
+        return scan_unlisted(self.location, self._plate, wells)
 
     def _write_plate(self, plate: PlateMeta) -> None:
         block = ome_attrs(self.ngff_version, {"plate": plate.to_block()})
@@ -609,6 +620,8 @@ class PlateStore:
                 "config": self._config.to_dict(),
             }
         }
+        if plate.acquisitions and not plate.wells:  # no plate block yet to hold them
+            attrs[WELLZARR_KEY]["acquisitions"] = [dict(a) for a in plate.acquisitions]
         # The spec wants at least one well: until then the plate is a plain zarr group
         # that only napari-wellzarr knows how to open.
         if plate.wells:

@@ -15,6 +15,25 @@ if TYPE_CHECKING:
     from napari_wellzarr.storage.reading import OpenWell
     from napari_wellzarr.storage.records import LayoutRecords
 
+__all__ = ["TemplateCache", "well_record"]
+
+
+def well_record(
+    root: Path | RemoteLocation, path: str, name: str, zarr_format: int
+) -> tuple[str, dict[str, tuple[int, ...]]] | None:
+    """A well's layout record, or None (not sharded, or it does not open).
+
+    For wells another process wrote (conversion workers, a crashed session): their
+    writers never flushed, so their records are made here.  A well that does not open
+    is still adopted; its reads report what is wrong with it.
+    """
+    try:
+        opened = open_well(root, path, name, zarr_format)
+        files = opened.shard_files()
+    except (WellZarrError, OSError):
+        return None
+    return None if files is None else (opened.layout_key(), files)
+
 
 class TemplateCache:
     """One opened template well per layout key, and the clones read through them."""

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
+import os
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from napari_wellzarr.errors import WellDataError
+from napari_wellzarr.errors import WellDataError, WellExistsError
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage._spec import OPENHCS_DIMENSIONS as PLANE_DIMS
 from napari_wellzarr.storage._spec import OPENHCS_FILENAME_MAP as PLANE_MAP
@@ -41,7 +43,16 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
 
-__all__ = ["PLANE_MAP", "WellPayload", "assemble_planes", "build_well", "prepare_well"]
+__all__ = [
+    "PLANE_MAP",
+    "WellPayload",
+    "assemble_planes",
+    "build_acquisitions",
+    "build_well",
+    "prepare_acquisitions",
+    "prepare_well",
+    "swap_in",
+]
 
 LABEL_DTYPES: Final = frozenset(
     np.dtype(t) for t in ("u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8")
@@ -113,6 +124,36 @@ def prepare_well(
         acquisition,
         projected,
     )
+
+
+def prepare_acquisitions(
+    name: str,
+    images: Mapping[int, Mapping[str, Any]],
+    config: StorageConfig,
+    known: Sequence[int],
+) -> list[tuple[int, WellPayload]]:
+    """Check each acquisition of a well (``id -> write_well arguments``), in order.
+
+    ``known``: the plate's acquisition ids (empty: any id).
+    """
+    parts = []
+    for ident, spec in images.items():
+        if isinstance(ident, bool) or not isinstance(ident, int) or ident < 0:
+            raise WellDataError(f"well {name}: acquisition id {ident!r} is not an int >= 0")
+        if known and ident not in known:
+            raise WellDataError(
+                f"well {name}: acquisition {ident} is not in the plate's acquisitions "
+                f"{sorted(known)} (see PlateStore.set_acquisitions)"
+            )
+        if "data" not in spec:
+            raise WellDataError(f"well {name}: acquisition {ident} has no 'data'")
+        kwargs = {k: v for k, v in spec.items() if k != "data"}
+        parts.append(
+            (ident, prepare_well(f"{name} (acquisition {ident})", spec["data"], config, **kwargs))
+        )
+    if not parts:
+        raise WellDataError(f"well {name}: no acquisition to write")
+    return parts
 
 
 def _check_array(name: str, array: np.ndarray[Any, Any], config: StorageConfig) -> WellAxes:
@@ -402,12 +443,51 @@ def build_well(
             shards.cancel()
 
 
+def build_acquisitions(
+    stage: Path,
+    parts: Sequence[tuple[int, WellPayload]],
+    config: StorageConfig,
+    version: str,
+    dataset_paths: Sequence[str] | None = None,
+) -> None:
+    """Write a well holding the images of several acquisitions into the empty ``stage``.
+
+    Each ``(id, payload)`` is laid out as a well of its own would be (one image, or one
+    per field); its images are then numbered on after the previous acquisition's and
+    listed in the well with their ``acquisition`` id.
+    """
+    paths: list[str] = []
+    ids: list[int] = []
+    for index, (ident, payload) in enumerate(parts):
+        if payload.projections is not None or payload.plane_names:
+            raise WellDataError(
+                f"well {payload.name}: projections and file-name maps are stored for wells "
+                "of one acquisition only"
+            )
+        part = stage / f"acquisition{index}"
+        part.mkdir()
+        build_well(part, payload, config, version, dataset_paths)
+        stacked = config.fields is FieldArrangement.STACKED
+        for image in ["0"] if stacked else [str(f) for f in range(payload.array.shape[0])]:
+            paths.append(str(len(paths)))
+            (part / image).rename(stage / paths[-1])
+            ids.append(ident)
+        fsio.remove_tree(part)
+    attrs = _well_attrs(paths, {}, config, version, tuple(ids))
+    attrs[WELLZARR_KEY].update(Acquisition().to_block(False))
+    fsio.write_group(stage, attrs, config.zarr_format, staged=True)
+
+
 def _well_attrs(
-    paths: list[str], names_attrs: dict[str, Any], config: StorageConfig, version: str
+    paths: list[str],
+    names_attrs: dict[str, Any],
+    config: StorageConfig,
+    version: str,
+    acquisitions: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     from napari_wellzarr import __version__
 
-    attrs = ome_attrs(version, {"well": WellMeta(tuple(paths)).to_block()})
+    attrs = ome_attrs(version, {"well": WellMeta(tuple(paths), acquisitions).to_block()})
     blosc = config.compressor in (Compressor.BLOSC_ZSTD, Compressor.BLOSC_LZ4)
     attrs[WELLZARR_KEY] = {
         "version": __version__,
@@ -613,3 +693,32 @@ def _openhcs_attrs(names: Mapping[str, PlaneKey], shape: tuple[int, ...]) -> dic
         PLANE_PATHS: list(names),
         PLANE_DIMS: dims,
     }
+
+
+def swap_in(
+    root: Path, stage: Path, path: str, name: str, zarr_format: int, overwrite: bool
+) -> None:
+    """Rename the complete well ``stage`` to ``root/path`` (the caller holds the plate lock).
+
+    Raises :class:`WellExistsError` when the well is there (unless ``overwrite``) or
+    another process put it there meanwhile.
+    """
+    row_dir = root / path.split("/")[0]
+    if not fsio.is_group(row_dir, zarr_format):
+        fsio.write_group(row_dir, {}, zarr_format)
+    final = root / path
+    if final.exists():
+        complete = fsio.detect_zarr_format(final) is not None
+        if complete and not overwrite:
+            raise WellExistsError(
+                f"well {name} already exists in {root}; pass overwrite=True to replace it"
+            )
+        fsio.remove_tree(final)
+    try:
+        os.rename(stage, final)
+    except OSError as err:
+        if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise WellExistsError(
+                f"well {name} was written by another process at the same time; kept that version"
+            ) from err
+        raise
