@@ -159,7 +159,7 @@ def test_exported_layout_converts_bit_exact_with_metadata(
     assert info.unit == "micrometer"
     assert info.scale[2] == pytest.approx(plan.instrument.z_step_um)  # type: ignore[union-attr]
     assert store.field_positions("B02") == {0: plan.instrument.field_positions_um[("B02", 0)]}  # type: ignore[union-attr]
-    assert store.acquisition("B02").channel_projections["DAPI"] == "Maximum"
+    assert store.instrument_metadata("B02").channel_projections["DAPI"] == "Maximum"
     assert check_plate(dest).ok
     validate_plate(dest)
 
@@ -381,6 +381,6 @@ def test_timepoints_give_the_time_interval(tmp_path: Path) -> None:
     info = store.well_info("C04")
     assert info.axes[1] == "t"
     assert info.scale[1] == pytest.approx(30.25)
-    assert store.acquisition("C04").time_interval == pytest.approx(30.25)
+    assert store.instrument_metadata("C04").time_interval == pytest.approx(30.25)
     for name, data in written.items():
         assert np.array_equal(store.read_plane("C04", *store.plane_key("C04", name)), data)

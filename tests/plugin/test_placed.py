@@ -111,7 +111,10 @@ def test_conditions_show_on_the_plate_map(tmp_path: Path, rng: np.random.Generat
         for well, values in doses.items():
             data = rng.integers(0, 9, (1, 1, 1, 16, 16), dtype="u2")
             store.write_well(well, data, acquisition=Acquisition(conditions=values))
-    assert PlateStore.open(tmp_path / "p.zarr").acquisition("C03").conditions == doses["C03"]
+    store = PlateStore.open(tmp_path / "p.zarr")
+    assert store.instrument_metadata("C03").conditions == doses["C03"]
+    with pytest.warns(DeprecationWarning, match="now PlateStore.instrument_metadata"):
+        assert store.acquisition("C03").conditions == doses["C03"]  # the old name
     view = open_view(tmp_path / "p.zarr")
     assert isinstance(view, PlateView)
     layers = view.layers()

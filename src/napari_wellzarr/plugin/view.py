@@ -569,7 +569,7 @@ def _conditions(store: PlateStore, wells: Sequence[str], failed: dict[str, str])
         if well in failed:
             continue
         try:
-            values = store.acquisition(well).conditions
+            values = store.instrument_metadata(well).conditions
         except (WellZarrError, OSError):
             continue
         if values:

@@ -575,12 +575,9 @@ class PlateStore:
     def unlisted_wells(self) -> list[str]:
         """Complete wells on disk that the plate metadata does not list (yet), in plate order.
 
-        A writer lists its wells once per session (:meth:`flush`): one that was killed
-        before leaves complete wells that no reader sees.  This finds them without writing
-        anything (one directory listing of the plate and of each row folder that has a
-        position not listed; staging and hidden folders are never wells).  The wells found
-        can then be read in this session like listed ones (:meth:`well_info`,
-        :meth:`read_plane`, ...); :meth:`wells` still names the listed ones only, and
+        A writer killed before :meth:`flush` leaves complete wells no reader sees.  This
+        finds them without writing (one listing of the plate and of each row folder with
+        a position not listed); they can then be read in this session like listed ones;
         :meth:`recover` (on a writable store) lists them in the metadata.
 
         Returns
@@ -713,18 +710,10 @@ class PlateStore:
     def layout_groups(self, wells: Iterable[str]) -> list[list[str]]:
         """``wells`` grouped by the on-disk layout the plate's records give them.
 
-        Wells written here (sharded) with one configuration share one layout, and each
-        :meth:`flush` records which (the hidden ``.wellzarr-layouts.json``).  Only that
-        record is read, no well's metadata: it is a cache, and a well rewritten or
-        damaged since stays in its old group (:meth:`layout_info` tells what it holds
-        now).  Wells without a record (plates written elsewhere or as OME-NGFF 0.4,
-        wells not listed) are left out.
-
-        Returns
-        -------
-        list of list of str
-            The groups, most wells first (ties: in the order of ``wells``); each group
-            in the order of ``wells``.
+        Only the record each :meth:`flush` keeps (``.wellzarr-layouts.json``) is read, no
+        well's metadata: a well rewritten since stays in its old group.  Wells without a
+        record (foreign or 0.4 plates, wells not listed) are left out.  Returns the
+        groups, most wells first (ties, and each group: in the order of ``wells``).
         """
         groups: dict[str, list[str]] = {}
         if not self._ours:
@@ -784,15 +773,21 @@ class PlateStore:
     def field_positions(self, well: str | Well) -> dict[int, tuple[float, float]]:
         """``field -> (y, x)``: where each field was imaged, in micrometres (empty if unknown).
 
-        The origin is the same for every field of the well (the well centre for
-        MetaXpress and Harmony exports).  Stored in the well's ``wellzarr`` block
-        (``field_positions_um``) and, for per-field images, as their ``translation``.
+        One origin for the well's fields (its centre for MetaXpress and Harmony exports).
         """
         return dict(self.well_info(well).acquisition.field_positions)
 
-    def acquisition(self, well: str | Well) -> Acquisition:
-        """The instrument metadata of a well: positions, conditions, projection methods."""
+    def instrument_metadata(self, well: str | Well) -> Acquisition:
+        """A well's instrument metadata: field positions, conditions, projection methods."""
         return self.well_info(well).acquisition
+
+    def acquisition(self, well: str | Well) -> Acquisition:
+        """Deprecated name of :meth:`instrument_metadata` (next to :meth:`acquisitions`)."""
+        import warnings
+
+        message = "PlateStore.acquisition(well) is now PlateStore.instrument_metadata(well)"
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        return self.instrument_metadata(well)
 
     def projection_info(self, well: str | Well) -> WellInfo | None:
         """The well's projection image (MIP, best focus; one z plane), or ``None``."""
