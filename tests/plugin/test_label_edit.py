@@ -206,3 +206,74 @@ def test_a_save_killed_midway_leaves_old_or_new_labels_never_a_mix(plate: Path) 
             np.testing.assert_array_equal(well_tile(layers["round1: EdU"], well), round1(i)[0])
     assert versions & {1000, 2000}, "no save finished before a kill: the test proved nothing"
     assert interrupted, "no kill landed inside a save: the test proved nothing"
+
+
+FALLBACK_CHILD = textwrap.dedent(
+    """
+    import os
+    import signal
+    import sys
+    from napari_wellzarr.plugin._reader import read_plate
+    from napari_wellzarr.plugin._writer import write_layers
+    from napari_wellzarr.storage import fsio
+    from tests.plugin.ngio_plates import nuclei
+
+    path, moment = sys.argv[1], sys.argv[2]
+    fsio.exchange = lambda new, old: False  # as on a system without renameat2
+    rename = os.rename
+
+    def rename_then_die(src, dst):
+        rename(src, dst)
+        aside = str(dst).endswith(".wellzarr-aside")
+        moved_in = ".wellzarr-staging" in str(src) and str(dst).endswith("nuclei")
+        if (moment == "aside" and aside) or (moment == "in" and moved_in):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    os.rename = rename_then_die
+    data, meta, _ = next(t for t in read_plate(path) if t[1]["name"] == "round1: nuclei")
+    info = meta["metadata"]["wellzarr"]
+    (h, w), (py, px) = info["tile"], info["pitch"]
+    for i, well in enumerate(["B03", "B04", "C03"]):
+        r, c = info["wells"][well]
+        data[0, 0, r * py : r * py + h, c * px : c * px + w] = nuclei(i) + 1000
+    write_layers(path, [(data, meta, "labels")])
+    """
+)
+
+
+@pytest.mark.parametrize(("moment", "b03"), [("aside", 0), ("in", 1000)])
+def test_without_renameat2_a_save_killed_between_its_renames_loses_no_labels(
+    plate: Path, moment: str, b03: int, validate_plate: Callable[[Path], None]
+) -> None:
+    """Killed after the old labels went aside (or after the new came in): never missing."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), *sys.path])}
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", FALLBACK_CHILD, str(plate), moment],
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL
+    labels_dir = plate / "B" / "03" / "0" / "labels"
+    aside = labels_dir / ".nuclei.wellzarr-aside"
+    assert aside.is_dir()  # the kill landed between the two renames
+    assert (labels_dir / "nuclei").is_dir() == (moment == "in")
+    layers = layers_by_name(plate)  # no warning: B03's labels are read from the aside copy
+    for i, well in enumerate(NAMES):
+        offset = b03 if well == "B03" else 0
+        np.testing.assert_array_equal(well_tile(layers["round1: nuclei"], well), nuclei(i) + offset)
+    # The next save puts the aside copy back (or removes it) before its own swap.
+    data, meta, _ = layers["round1: nuclei"]
+    data = data[0] if meta.get("multiscale") else data
+    info = meta["metadata"]["wellzarr"]
+    (h, w), (py, px) = info["tile"], info["pitch"]
+    r, c = info["wells"]["B04"]
+    data[0, 0, r * py : r * py + h, c * px : c * px + w] = nuclei(1) + 2000
+    write_layers(str(plate), [(data, meta, "labels")])
+    assert not aside.exists()
+    assert (labels_dir / "nuclei" / "zarr.json").is_file()
+    again = layers_by_name(plate)
+    for i, well in enumerate(NAMES):
+        offset = 2000 if well == "B04" else b03 if well == "B03" else 0
+        np.testing.assert_array_equal(well_tile(again["round1: nuclei"], well), nuclei(i) + offset)
+    validate_plate(plate)

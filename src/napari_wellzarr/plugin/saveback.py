@@ -79,6 +79,8 @@ def save_into_plate(path: str | Path, layers: Sequence[LayerTuple]) -> list[str]
             saves += _plan(root, view, store, data[0] if meta.get("multiscale") else data, meta)
         if store.read_only or not isinstance(store.root, Path):
             raise PlateExistsError(f"{root} cannot be written (read-only or remote)")
+        with fsio.plate_lock(store.root):  # an earlier save killed midway: finish it first
+            labelsave.recover_saves(store.root, [save.name for save in saves])
         for save in saves:
             path = store.well_info(save.well, save.acquisition).path
             with fsio.plate_lock(store.root):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LOCK_NAME",
     "STAGING_DIR",
+    "aside_of",
     "atomic_write_bytes",
     "clean_stale_staging",
     "detect_zarr_format",
@@ -29,7 +30,9 @@ __all__ = [
     "is_group",
     "plate_lock",
     "read_attrs",
+    "recover_aside",
     "remove_tree",
+    "replace_dir",
     "staging_dir",
     "write_group",
     "write_staged_file",
@@ -369,6 +372,51 @@ def exchange(new: Path, old: Path) -> bool:
     if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
         return False
     raise OSError(code, os.strerror(code), str(old))
+
+
+def aside_of(path: Path | RemoteLocation) -> Path | RemoteLocation:
+    """Where :func:`replace_dir` keeps the old ``path`` while the new one moves in."""
+    return path.parent / _aside_name(path.name)
+
+
+def _aside_name(name: str) -> str:
+    return f".{name}.wellzarr-aside"
+
+
+def replace_dir(new: Path, old: Path) -> None:
+    """Put the directory ``new`` in the place of ``old``: whole, old or new, never a mix.
+
+    With ``renameat2`` the two are exchanged in one step (``new`` then holds the old
+    tree, for the caller to remove).  Without it, ``old`` is first renamed aside
+    (:func:`aside_of`), ``new`` renamed in, then the aside copy removed: a kill in
+    between leaves the aside copy, which readers read in place of a missing ``old``
+    and :func:`recover_aside` (every later replace) puts back or removes.
+    """
+    recover_aside(old)
+    if not old.exists():
+        os.rename(new, old)
+    elif not exchange(new, old):
+        aside = old.parent / _aside_name(old.name)
+        os.rename(old, aside)
+        os.rename(new, old)
+        remove_tree(aside)
+
+
+def recover_aside(path: Path) -> bool:
+    """Finish a :func:`replace_dir` that was killed; return whether there was one.
+
+    The aside copy is removed when a complete ``path`` is in place, else put back.
+    """
+    aside = path.parent / _aside_name(path.name)
+    if not aside.is_dir():
+        return False
+    if detect_zarr_format(path) is not None:
+        remove_tree(aside)
+    else:
+        if path.exists():
+            remove_tree(path)
+        os.rename(aside, path)
+    return True
 
 
 def remove_tree(path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from typing import TYPE_CHECKING, Any, Final
 
@@ -22,9 +21,10 @@ from napari_wellzarr.storage.metadata import (
 from napari_wellzarr.storage.reading import open_well
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
-__all__ = ["save_labels"]
+__all__ = ["recover_saves", "save_labels"]
 
 #: The metadata documents of a zarr group or array (never its chunks).
 _DOCS: Final = ("zarr.json", ".zgroup", ".zarray", ".zattrs")
@@ -72,6 +72,22 @@ def save_labels(
         _save_image_labels(root, image_dir, image, name, part, zarr_format, f"{well_name} {f}")
 
 
+def recover_saves(root: Path, names: Iterable[str]) -> list[Path]:
+    """Finish the saves of labels ``names`` killed between their two renames; return them.
+
+    Where the file system has no atomic exchange, a save renames the old label group
+    aside before renaming the new one in (:func:`fsio.replace_dir`): each aside copy
+    left in the plate's wells is put back, or removed when the new group is in place.
+    """
+    done = []
+    for name in sorted(set(names)):
+        pattern = f"*/*/*/labels/{fsio.aside_of(root / name).name}"
+        for aside in sorted(root.glob(pattern)):
+            if fsio.recover_aside(aside.parent / name):
+                done.append(aside.parent / name)
+    return done
+
+
 def _save_image_labels(
     root: Path,
     image_dir: Path,
@@ -85,16 +101,12 @@ def _save_image_labels(
     stage = fsio.staging_dir(root, f"labels-{name}")
     staged = stage / name
     try:
+        fsio.recover_aside(target)  # a save killed between its two renames
         if fsio.detect_zarr_format(target) is not None:
             _restage(target, staged, block, zarr_format, where)
         else:
             _stage_new(image, staged, block, zarr_format, where)
-        if target.exists():
-            if not fsio.exchange(staged, target):
-                fsio.remove_tree(target)  # no atomic exchange here: the old labels go first
-                os.rename(staged, target)
-        else:
-            os.rename(staged, target)
+        fsio.replace_dir(staged, target)
         _list_label(image_dir / "labels", name, zarr_format, image)
     finally:
         fsio.remove_tree(stage)

@@ -406,12 +406,16 @@ class OpenWell:
         try:
             attrs = fsio.read_attrs(label_dir, self._zarr_format)
         except FileNotFoundError as err:
-            raise CorruptDataError(
-                f"well {self.info.name}: label {name!r} is listed but image {layout.path} "
-                f"has no label group {label_dir}"
-            ) from err
+            label_dir = fsio.aside_of(label_dir)  # the old labels of a save killed midway
+            try:
+                attrs = fsio.read_attrs(label_dir, self._zarr_format)
+            except FileNotFoundError:
+                raise CorruptDataError(
+                    f"well {self.info.name}: label {name!r} is listed but image {layout.path} "
+                    f"has no label group {label_dir.parent / name}"
+                ) from err
         meta, _ = parse_image(attrs, where)
-        label = ImageAxes.parse(f"{layout.path}/labels/{name}", meta, where)
+        label = ImageAxes.parse(f"{layout.path}/labels/{label_dir.name}", meta, where)
         datasets = meta.multiscale.datasets
         if not 0 <= level < len(datasets):
             raise PlaneNotFoundError(f"{where}: level {level} does not exist")
