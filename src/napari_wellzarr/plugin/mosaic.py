@@ -473,6 +473,7 @@ class LazyMosaic(_ArrayLike):
         *,
         channel: int = 0,
         label: str | None = None,
+        edits: dict[tuple[str, tuple[int, ...]], _Plane] | None = None,
     ) -> None:
         self.reader = reader
         self.level = level
@@ -483,8 +484,9 @@ class LazyMosaic(_ArrayLike):
         self.shape: tuple[int, ...] = (*lead_shape, *reader.geometry.shape(level))
         dtype = reader.dtype if label is None else reader.label_dtypes[label]
         self.dtype: np.dtype[Any] = np.dtype(dtype)
-        #: Edited tiles of a label mosaic: ``(well, lead index) -> whole tile``.
-        self.edits: dict[tuple[str, tuple[int, ...]], _Plane] = {}
+        #: Edited tiles of a label mosaic at level 0: ``(well, lead index) -> whole tile``;
+        #: shared by its lower levels, which show them subsampled.
+        self.edits: dict[tuple[str, tuple[int, ...]], _Plane] = {} if edits is None else edits
         self._cells = {pos: well for well, pos in reader.wells.items()}
 
     def edited_wells(self) -> list[str]:
@@ -551,9 +553,21 @@ class LazyMosaic(_ArrayLike):
                 if edit is not None:
                     edit[tile_y, tile_x] = data[(*lead_out, out_y, out_x)]
 
+    def _edited(self, well: str, lead: tuple[int, ...]) -> _Plane | None:
+        """The edited tile of ``well`` at ``lead`` at this level (level 0's, subsampled)."""
+        edited = self.edits.get((well, lead)) if self.edits else None
+        if edited is None or self.level == 0:
+            return edited
+        h, w = self.reader.plans[self.level].shape
+        step = 2**self.level  # as labels' lower levels are made: nearest neighbour
+        out = np.zeros((h, w), self.dtype)
+        sub = edited[::step, ::step][:h, :w]
+        out[: sub.shape[0], : sub.shape[1]] = sub
+        return out
+
     def _tile(self, well: str, lead: tuple[int, ...], *, edit: bool) -> _Plane | None:
         """The (edited) tile of ``well`` at ``lead``; ``edit``: keep a writable copy."""
-        edited = self.edits.get((well, lead))
+        edited = self._edited(well, lead)
         if edited is not None:
             return edited
         read = self.reader.tiles([(well, self.label, self._key(lead), self.level)])[0]
@@ -603,7 +617,7 @@ class LazyMosaic(_ArrayLike):
         for lead_out in leads:
             lead = tuple(r[i] for r, i in zip(ranges[:-2], lead_out, strict=True))
             for well, out_y, out_x, tile_y, tile_x in placements:
-                edited = self.edits.get((well, lead)) if self.edits else None
+                edited = self._edited(well, lead)
                 if edited is not None:
                     out[(*lead_out, out_y, out_x)] = edited[tile_y, tile_x]
                     continue
@@ -680,5 +694,11 @@ def _select(ranges: list[range], kept: list[bool], mosaic: LazyMosaic) -> _Plane
 def mosaic_levels(
     reader: TileReader, lead_shape: tuple[int, ...], **which: Any
 ) -> list[LazyMosaic]:
-    """Every display level of one channel (``channel=``) or label image (``label=``)."""
-    return [LazyMosaic(reader, lead_shape, k, **which) for k in range(len(reader.plans))]
+    """Every display level of one channel (``channel=``) or label image (``label=``).
+
+    A label image's levels share its level-0 edits: the lower levels show them too.
+    """
+    edits: dict[tuple[str, tuple[int, ...]], _Plane] = {}
+    return [
+        LazyMosaic(reader, lead_shape, k, edits=edits, **which) for k in range(len(reader.plans))
+    ]
