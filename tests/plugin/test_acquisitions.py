@@ -284,3 +284,32 @@ def test_saving_one_acquisition_writes_a_plate_of_that_acquisition(
     for i, well in enumerate(NAMES):
         np.testing.assert_array_equal(store.read_plane(well), round2(i)[0])
         assert [c.label for c in store.well_info(well).channels] == ["GFP"]
+
+
+def test_roi_tables_of_every_well_are_drawn_when_the_first_well_has_none(
+    ngio_plate: Path, tmp_path: Path
+) -> None:
+    """More wells than ngio's plate has, a first well without tables: every ROI is drawn."""
+    from napari_wellzarr.storage.config import NgffVersion, StorageConfig
+
+    version = PlateStore.open(ngio_plate).ngff_version
+    wells = ["A01", "A02", "B05", "C07", "D02", "D09"]
+    root = tmp_path / "ours.zarr"
+    with PlateStore.create(root, StorageConfig(ngff_version=NgffVersion(version))) as store:
+        for i, well in enumerate(wells):
+            store.write_well(well, round1(i)[:, None][None], pixel_size=0.5)
+    for well in wells[1:]:  # A01 has no tables
+        shutil.copytree(
+            ngio_plate / "B" / "03" / "0" / "tables", root / well[0] / well[1:] / "0" / "tables"
+        )
+    layers = layers_by_name(root)
+    data, meta, kind = layers["well_ROI_table"]
+    assert kind == "shapes"
+    assert sorted(meta["features"]["well"]) == sorted(wells[1:])
+    info = next(iter(layers.values()))[1]["metadata"][META_KEY]  # the first channel's
+    (h, w), (py, px) = info["tile"], info["pitch"]
+    for corners, well in zip(data, meta["features"]["well"], strict=True):
+        r, c = info["wells"][well]
+        y, x = r * py, c * px
+        expected = [[y, x], [y, x + w], [y + h, x + w], [y + h, x]]
+        np.testing.assert_allclose(corners, expected)
