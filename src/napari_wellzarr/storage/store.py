@@ -417,19 +417,13 @@ class PlateStore:
         well
             ``B03``, ``B3``, ``r02c03`` or a :class:`Well`.
         images
-            ``acquisition id -> {"data": ..., "channels": ..., "pixel_size": ...,
-            "z_step": ..., "labels": ..., "acquisition": ...}``: each acquisition's pixels
-            and metadata as :meth:`write_well` takes them (``data`` is required).  The
-            acquisitions may differ in shape, dtype and channels.  Their ids must be in
-            the plate's ``acquisitions`` block when it has one (:meth:`set_acquisitions`).
+            ``acquisition id -> {"data": ..., "channels": ..., "labels": ..., ...}``: each
+            acquisition's :meth:`write_well` arguments (shapes, dtypes, channels may differ);
+            ids in the plate's ``acquisitions`` block if it has one (:meth:`set_acquisitions`).
         overwrite
             Replace the well if it is already complete.
 
-        Returns
-        -------
-        WellInfo
-            The first acquisition's images (:meth:`well_info` with ``acquisition=``
-            describes the others).
+        Returns the first acquisition's :class:`WellInfo`.
         """
         config = self._writable_config()
         target = self._target(well)
