@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Final
 
 from magicgui import magicgui
-from magicgui.widgets import Container, Label, ProgressBar, PushButton, TextEdit
+from magicgui.widgets import Container, Image, Label, ProgressBar, PushButton, TextEdit
 
 from napari_wellzarr.errors import ConfigError, WellZarrError
 from napari_wellzarr.plugin.conversion import (
@@ -15,6 +16,9 @@ from napari_wellzarr.plugin.conversion import (
     ScanProgress,
     ScanTicket,
     Source,
+    Thumbnail,
+    metadata_lines,
+    thumbnail_job,
 )
 from napari_wellzarr.storage.geometry import row_letters
 
@@ -76,6 +80,8 @@ class ConvertWidget(Container[Any]):
         self.error: str = ""
         self.worker: Any = None  # the running conversion
         self.scan_worker: Any = None  # the running scan (None once it ended or was abandoned)
+        self.thumbnail_worker: Any = None  # reading the scanned plan's thumbnails
+        self._thumbnail_cancel: threading.Event | None = None
 
         self.config_message = Label(value="")
         self.scan_button = PushButton(text="Scan")
@@ -83,6 +89,12 @@ class ConvertWidget(Container[Any]):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.summary = TextEdit(label="Found", value="")
         self.summary.read_only = True
+        self.summary.min_height = 200  # the metadata found is a page of text
+        #: One small image of a field per channel, read after the scan (off the GUI thread).
+        self.thumbnails: Container[Any] = Container(
+            layout="horizontal", labels=False, label="Channels"
+        )
+        self.thumbnails.margins = (0, 0, 0, 0)
         self.progress = ProgressBar(label="Wells", min=0, max=1, value=0)
         self.status = Label(value="")
         self.extend(
@@ -91,6 +103,7 @@ class ConvertWidget(Container[Any]):
                 self.config_message,
                 self.scan_button,
                 self.summary,
+                self.thumbnails,
                 self.run_button,
                 self.cancel_button,
                 self.progress,
@@ -117,6 +130,7 @@ class ConvertWidget(Container[Any]):
         if self.scan_worker is not None:
             self._abandon_scan("Scan stopped: the source, naming or pattern changed.")
         self.summary.value = ""
+        self._clear_thumbnails()
         self.form.source.enabled = options.source_kind is Source.FOLDER
         self._check()
 
@@ -157,6 +171,7 @@ class ConvertWidget(Container[Any]):
         worker.finished.connect(lambda: self._on_scan_finished(worker))
         self.scan_worker = worker
         self.summary.value = ""
+        self._clear_thumbnails()
         self.status.value = "Scanning..."
         self.scan_button.enabled = False
         self.cancel_button.enabled = True
@@ -196,6 +211,49 @@ class ConvertWidget(Container[Any]):
         ok = self._check()
         self.summary.value = self._plan_text(out, ok)
         self.status.value = f"Scanned in {seconds:.1f} s."
+        self._start_thumbnails(out)
+
+    # -- thumbnails -------------------------------------------------------------------
+
+    def _clear_thumbnails(self) -> None:
+        """Stop reading thumbnails and remove the ones shown."""
+        if self._thumbnail_cancel is not None:
+            self._thumbnail_cancel.set()
+        if self.thumbnail_worker is not None:
+            self.thumbnail_worker.quit()
+        self.thumbnail_worker = self._thumbnail_cancel = None
+        self.thumbnails.clear()
+
+    def _start_thumbnails(self, plan: ConversionPlan) -> Any:
+        """Read one field per channel in a worker; each is shown as it arrives."""
+        from napari.qt.threading import create_worker
+
+        self._clear_thumbnails()
+        cancel = self._thumbnail_cancel = threading.Event()
+        worker = create_worker(thumbnail_job, plan, cancel, _start_thread=False)
+        worker.yielded.connect(lambda item: self._on_thumbnail(worker, item))
+        worker.finished.connect(lambda: self._on_thumbnails_finished(worker))
+        self.thumbnail_worker = worker
+        worker.start()
+        return worker
+
+    def _on_thumbnail(self, worker: Any, item: Thumbnail | str) -> None:
+        if worker is not self.thumbnail_worker:
+            return  # a stale plan's thumbnail
+        if isinstance(item, str):
+            self.thumbnails.append(Label(value=item))
+            return
+        image = Image()
+        image.set_data(item.rgb, width="auto", height="auto")  # 1:1, at most 96 px
+        image.min_height, image.min_width = item.rgb.shape[:2]
+        image.max_height, image.max_width = item.rgb.shape[:2]
+        image.tooltip = item.path
+        caption = Label(value=item.name)
+        self.thumbnails.append(Container(widgets=[image, caption], labels=False))
+
+    def _on_thumbnails_finished(self, worker: Any) -> None:
+        if worker is self.thumbnail_worker:
+            self.thumbnail_worker = None
 
     def _on_scan_finished(self, worker: Any) -> None:
         if worker is self.scan_worker:  # ended without a result (quit from napari's activity)
@@ -219,6 +277,7 @@ class ConvertWidget(Container[Any]):
         lines.append(
             f"unmatched files: {s['unmatched_files']}  missing planes: {s['missing_planes']}"
         )
+        lines += metadata_lines(plan)
         lines += ["", plate_map([(w.well.row, w.well.column) for w in plan.wells])]
         return "\n".join(lines)
 

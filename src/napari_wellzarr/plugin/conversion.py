@@ -13,6 +13,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, NamedTuple
 
+import numpy as np
+
 from napari_wellzarr.convert.engine import (
     ConversionPlan,
     ConversionResult,
@@ -20,6 +22,7 @@ from napari_wellzarr.convert.engine import (
     convert,
     scan_source,
 )
+from napari_wellzarr.convert.instrument import ChannelInfo
 from napari_wellzarr.convert.naming import registered_schemes
 from napari_wellzarr.convert.vendors import vendor_names
 from napari_wellzarr.errors import ConfigError, WellZarrError
@@ -37,6 +40,7 @@ from napari_wellzarr.storage.locations import refuse_url
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from napari_wellzarr.convert.plan import SourcePlane
     from napari_wellzarr.plugin.layer_wells import LayerTuple
 
 __all__ = [
@@ -44,9 +48,15 @@ __all__ = [
     "ConverterSession",
     "ScanTicket",
     "Source",
+    "Thumbnail",
     "convert_folder",
     "convert_layers",
+    "downsample",
+    "metadata_lines",
     "scan_job",
+    "thumbnail_job",
+    "thumbnail_planes",
+    "tinted",
 ]
 
 AUTO: Final = "auto"
@@ -463,3 +473,145 @@ class ConverterSession:
     def finish_run(self) -> None:
         """The conversion ended (returned, raised or was quit)."""
         self.run_cancel = None
+
+
+# -- what a scan found: the instrument's metadata and one thumbnail per channel -----------
+
+_LIST: Final = 8  # skipped files, positions and conditions listed before "... and N more"
+THUMBNAIL_SIDE: Final = 96  # pixels of a thumbnail's longer side (at most)
+
+
+def _um(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _more(items: Sequence[str], total: int) -> list[str]:
+    extra = total - len(items)
+    return [*items, f"  ... and {extra} more"] if extra > 0 else list(items)
+
+
+def metadata_lines(plan: ConversionPlan) -> list[str]:
+    """What the export's own metadata said, as lines of text (empty for plain folders).
+
+    Channels (name, colour, emission), pixel size, z step, time interval, the fields'
+    stage positions (those of the first wells), projections, per-well conditions, the
+    files left out with their reasons, and the reader's warnings.
+    """
+    meta = plan.instrument
+    if meta is None:
+        return []
+    fmt = "" if meta.plate_format is None else f" ({meta.plate_format[0]}x{meta.plate_format[1]})"
+    lines = [f"instrument: {meta.vendor}  plate: {meta.plate_name or '?'}{fmt}"]
+    names = meta.channels or tuple(ChannelInfo(name) for name in plan.channel_names)
+    lines.append("channels:")
+    for c, info in enumerate(names):
+        extra = [f"#{info.color}" if info.color else "no colour"]
+        if info.emission_nm:
+            extra.append(f"emission {info.emission_nm:g} nm")
+        lines.append(f"  {c + 1}. {info.name} ({', '.join(extra)})")
+    pixel = meta.pixel_size_um
+    lines.append(
+        "pixel size: "
+        + ("unknown" if pixel is None else f"{_um(pixel[0])} x {_um(pixel[1])} \u00b5m")
+        + "  z step: "
+        + ("unknown" if meta.z_step_um is None else f"{_um(meta.z_step_um)} \u00b5m")
+        + (
+            ""
+            if meta.time_interval_s is None
+            else f"  time interval: {_um(meta.time_interval_s)} s"
+        )
+    )
+    positions = sorted(meta.field_positions_um.items())
+    lines.append(f"fields with positions: {len(positions)} (y, x \u00b5m from the well's origin)")
+    shown = [
+        f"  {well} field {f + 1}: ({_um(y)}, {_um(x)})" for (well, f), (y, x) in positions[:_LIST]
+    ]
+    lines += _more(shown, len(positions))
+    projections = sum(len(w.projections) for w in plan.wells)
+    methods = ", ".join(f"{c}: {m}" for c, m in sorted(meta.projection_methods.items()))
+    lines.append(f"projections: {projections}" + (f" ({methods})" if methods else ""))
+    conditions = sorted(meta.conditions.items())
+    lines.append(f"wells with conditions: {len(conditions)}")
+    shown = [
+        f"  {well}: " + "; ".join(f"{k}={v}" for k, v in values.items())
+        for well, values in conditions[:_LIST]
+    ]
+    lines += _more(shown, len(conditions))
+    lines.append(f"files left out: {len(meta.skipped)}")
+    lines += _more([f"  {s.path}: {s.reason}" for s in meta.skipped[:_LIST]], len(meta.skipped))
+    lines += [f"warning: {w}" for w in meta.warnings]
+    return lines
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """A small preview of one field of one channel (``rgb``: ``(h, w, 3)`` uint8)."""
+
+    channel: int
+    name: str
+    color: str  # RRGGBB
+    path: str  # the source file
+    rgb: np.ndarray[Any, Any]
+
+
+def thumbnail_planes(plan: ConversionPlan) -> list[tuple[int, SourcePlane]]:
+    """One plane per channel: in the first well having it, its first field and t, middle z."""
+    out: list[tuple[int, SourcePlane]] = []
+    for c in range(plan.dims[1]):
+        for well in plan.wells:
+            planes = [p for p in well.planes if p.key.c == c]
+            if planes:
+                first = min(planes, key=lambda p: (p.key.field, p.key.t, p.key.z))
+                stack = sorted(
+                    (p for p in planes if p.key[:2] == first.key[:2] and p.key.t == first.key.t),
+                    key=lambda p: p.key.z,
+                )
+                out.append((c, stack[len(stack) // 2]))
+                break
+    return out
+
+
+def downsample(plane: np.ndarray[Any, Any], side: int = THUMBNAIL_SIDE) -> np.ndarray[Any, Any]:
+    """Block means of ``plane`` (float32) so that its longer side is at most ``side``."""
+    step = max(1, -(-max(plane.shape) // side))
+    h, w = (plane.shape[0] // step) * step, (plane.shape[1] // step) * step
+    if h == 0 or w == 0:
+        return np.asarray(plane, dtype=np.float32)
+    blocks = np.asarray(plane[:h, :w], dtype=np.float32)
+    means = blocks.reshape(h // step, step, w // step, step).mean(axis=(1, 3), dtype=np.float32)
+    return np.asarray(means)
+
+
+def tinted(small: np.ndarray[Any, Any], color: str) -> np.ndarray[Any, Any]:
+    """``small`` stretched between its 1st and 99.5th percentiles, in ``color`` (RGB uint8)."""
+    low, high = np.percentile(small, [1.0, 99.5]) if small.size else (0.0, 0.0)
+    scaled = np.clip((small - low) / (high - low), 0, 1) if high > low else np.zeros_like(small)
+    rgb = np.array([int(color[i : i + 2], 16) for i in (0, 2, 4)], dtype=np.float32)
+    return np.asarray(np.round(scaled[..., None] * rgb), dtype=np.uint8)
+
+
+def thumbnail_job(
+    plan: ConversionPlan, cancel: threading.Event, side: int = THUMBNAIL_SIDE
+) -> Generator[Thumbnail | str, None, None]:
+    """One thumbnail per channel, read from its source TIFF (a worker's generator).
+
+    Yields a :class:`Thumbnail`, or the reason a channel has none (an unreadable
+    file); stops early once ``cancel`` is set.
+    """
+    from napari_wellzarr.convert.tiffio import read_stack
+    from napari_wellzarr.storage.metadata import default_channels
+
+    defaults = default_channels(plan.dims[1], plan.channel_names)
+    infos = plan.instrument.channels if plan.instrument is not None else ()
+    for c, plane in thumbnail_planes(plan):
+        if cancel.is_set():
+            return
+        color = infos[c].color if c < len(infos) and infos[c].color else defaults[c].color
+        try:
+            stack = read_stack(plane.path, plan.plane_shape, plan.dtype)
+        except WellZarrError as err:
+            yield f"{plan.channel_names[c]}: no thumbnail ({err})"
+            continue
+        small = downsample(stack[plane.page or 0], side)
+        color = color or "FFFFFF"
+        yield Thumbnail(c, plan.channel_names[c], color, plane.path, tinted(small, color))

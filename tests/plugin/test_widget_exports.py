@@ -1,0 +1,87 @@
+"""The converter widget on real instrument exports: the metadata and thumbnails its Scan shows."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+import tifffile
+
+from tests.plugin.exports import EXPORTS, truth
+from tests.plugin.test_scan_info import check_shown
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from napari_wellzarr.plugin._widget import ConvertWidget
+
+pytestmark = pytest.mark.gui
+WAIT_MS = 60_000  # generous: a loaded 2-core machine
+
+
+def make_widget(make_napari_viewer: Callable[..., Any]) -> tuple[Any, ConvertWidget]:
+    from napari_wellzarr.plugin._widget import ConvertWidget
+
+    viewer = make_napari_viewer()
+    widget = ConvertWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Convert to well-chunked plate")
+    return viewer, widget
+
+
+def scan_with_thumbnails(qtbot: Any, widget: ConvertWidget) -> None:
+    assert widget.scan() is not None, widget.summary.value
+    qtbot.waitUntil(lambda: widget.scan_worker is None, timeout=WAIT_MS)
+    assert widget.plan is not None, widget.summary.value
+    qtbot.waitUntil(lambda: widget.thumbnail_worker is None, timeout=WAIT_MS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTS))
+def test_scan_shows_the_exports_metadata_and_a_thumbnail_per_channel(
+    make_napari_viewer: Callable[..., Any], qtbot: Any, name: str
+) -> None:
+    expected = truth(name)
+    _, widget = make_widget(make_napari_viewer)
+    widget.form.source.value = EXPORTS[name]
+    scan_with_thumbnails(qtbot, widget)
+    check_shown(widget.summary.value, expected)
+    files = [p for p in EXPORTS[name].rglob("*") if p.suffix.lower() in (".tif", ".tiff")]
+    present = [c for c, token in enumerate(expected.tokens) if any(token in p.name for p in files)]
+    shown = list(widget.thumbnails)
+    assert len(shown) == len(present)
+    names = [str(box[1].value) for box in shown]
+    plan_names = widget.plan.channel_names  # type: ignore[union-attr]
+    assert names == [plan_names[c] for c in present]
+    for c, box in zip(present, shown, strict=True):
+        image, path = box[0], box[0].tooltip
+        assert expected.tokens[c] in path.rsplit("/", 1)[-1]
+        rgb = np.asarray(image.value)
+        assert rgb.shape[2] == 3
+        assert 0 < max(rgb.shape[:2]) <= 96
+        assert image.native.width() == rgb.shape[1]  # drawn 1:1, not squeezed to nothing
+        assert image.native.height() == rgb.shape[0]
+        source = tifffile.imread(path)
+        if not source.any():  # the CellVoyager test files are zeros: a black thumbnail
+            assert not rgb.any()
+            continue
+        step = -(-max(source.shape) // 96)
+        h, w = rgb.shape[:2]
+        means = source[: h * step, : w * step].reshape(h, step, w, step).mean(axis=(1, 3))
+        bright = rgb.max(axis=2).astype(float)
+        linear = (bright > 0) & (bright < bright.max())  # not clipped by the stretch
+        assert linear.sum() > 100
+        assert np.corrcoef(means[linear], bright[linear])[0, 1] > 0.99
+
+
+def test_a_new_source_clears_the_thumbnails(
+    make_napari_viewer: Callable[..., Any], qtbot: Any
+) -> None:
+    _, widget = make_widget(make_napari_viewer)
+    widget.form.source.value = EXPORTS["ixm_exported"]
+    scan_with_thumbnails(qtbot, widget)
+    assert len(widget.thumbnails) == 3
+    widget.form.source.value = EXPORTS["operetta"]
+    assert len(widget.thumbnails) == 0
+    assert widget.summary.value == ""
+    scan_with_thumbnails(qtbot, widget)
+    assert [str(box[1].value) for box in widget.thumbnails] == ["Fluorescein (FITC)"]
