@@ -110,6 +110,8 @@ class ConvertWidget(Container[Any]):
                 self.status,
             ]
         )
+        self._destroyed = False
+        self.native.destroyed.connect(self._on_destroyed)
         self.form.called.connect(self._on_options)
         self.scan_button.changed.connect(self.scan)
         self.run_button.changed.connect(self.run)
@@ -237,9 +239,15 @@ class ConvertWidget(Container[Any]):
         worker.start()
         return worker
 
+    def _on_destroyed(self, *_: object) -> None:
+        """The dock was deleted (napari closed): read no more thumbnails, show none."""
+        self._destroyed = True
+        if self._thumbnail_cancel is not None:
+            self._thumbnail_cancel.set()
+
     def _on_thumbnail(self, worker: Any, item: Thumbnail | str) -> None:
-        if worker is not self.thumbnail_worker:
-            return  # a stale plan's thumbnail
+        if worker is not self.thumbnail_worker or self._destroyed:
+            return  # a stale plan's thumbnail, or no widget to show it in
         if isinstance(item, str):
             self.thumbnails.append(Label(value=item))
             return
