@@ -163,3 +163,18 @@ def test_thumbnail_job_stops_on_cancel_and_reports_unreadable_files(tmp_path: Pa
     assert isinstance(items[1], str)
     assert "screen_A01_s1_w2.tif" in items[1]
     assert items[1].startswith(f"{plan.channel_names[1]}: no thumbnail")
+
+
+def test_open_exports_are_the_export_layers_sources_once_each() -> None:
+    from pathlib import Path
+
+    from napari_wellzarr.plugin.conversion import open_exports
+    from napari_wellzarr.plugin.rawview import open_export_view
+
+    layers = open_export_view(EXPORTS["cv8000"]).layers()
+    layers += open_export_view(EXPORTS["ixm_native"]).layers()
+    metadata = [kwargs.get("metadata", {}) for _, kwargs, _ in layers]
+    plate = {"wellzarr": {"kind_of_source": "plate", "source": "/plates/x.zarr"}}
+    found = open_exports([*metadata, plate, {}, {"wellzarr": "not a dict"}])
+    assert found == [EXPORTS["cv8000"], EXPORTS["ixm_native"]]
+    assert all(isinstance(p, Path) for p in found)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +35,10 @@ def scan_with_thumbnails(qtbot: Any, widget: ConvertWidget) -> None:
     qtbot.waitUntil(lambda: widget.scan_worker is None, timeout=WAIT_MS)
     assert widget.plan is not None, widget.summary.value
     qtbot.waitUntil(lambda: widget.thumbnail_worker is None, timeout=WAIT_MS)
+
+
+def offered_exports(widget: ConvertWidget) -> list[Path]:
+    return [c for c in widget.open_export.choices if c is not None]
 
 
 @pytest.mark.parametrize("name", sorted(EXPORTS))
@@ -85,3 +90,63 @@ def test_a_new_source_clears_the_thumbnails(
     assert widget.summary.value == ""
     scan_with_thumbnails(qtbot, widget)
     assert [str(box[1].value) for box in widget.thumbnails] == ["Fluorescein (FITC)"]
+
+
+def test_an_export_open_in_napari_is_offered_and_converted(
+    make_napari_viewer: Callable[..., Any], qtbot: Any, tmp_path: Path
+) -> None:
+    from napari_wellzarr.core import PlateStore
+    from napari_wellzarr.plugin._widget import ConvertWidget
+
+    viewer = make_napari_viewer()
+    widget = ConvertWidget(viewer)
+    assert widget.open_export.native.isHidden()  # nothing open: nothing offered
+    viewer.open(str(EXPORTS["operetta"]), plugin="napari-wellzarr")
+    shown_from = Path(viewer.layers[0].metadata["wellzarr"]["source"])
+    assert shown_from.parent == EXPORTS["operetta"]  # the index's folder, Images/
+    assert not widget.open_export.native.isHidden()
+    assert widget.open_export.value == shown_from
+    assert widget.form.source.value == shown_from  # an empty source is filled in
+    scan_with_thumbnails(qtbot, widget)
+    assert "Fluorescein (FITC)" in widget.summary.value
+    dest = tmp_path / "operetta.zarr"
+    widget.form.output.value = dest
+    assert widget.run() is not None, widget.status.value + widget.config_message.value
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    assert widget.result is not None
+    assert widget.result.complete, widget.status.value
+    store = PlateStore.open(dest)
+    assert store.wells() == ["C03"]
+    well = store.read_well("C03")
+    for field in (0, 1):
+        source = tifffile.imread(shown_from / f"r03c03f0{field + 1}p01-ch1sk1fk1fl1.tiff")
+        np.testing.assert_array_equal(well[field, 0, 0], source)
+
+
+def test_a_chosen_source_is_kept_until_the_open_export_is_asked_for(
+    make_napari_viewer: Callable[..., Any], qtbot: Any
+) -> None:
+    viewer, widget = make_widget(make_napari_viewer)
+    widget.form.source.value = EXPORTS["ixm_exported"]
+    viewer.open(str(EXPORTS["cv8000"]), plugin="napari-wellzarr")
+    viewer.open(str(EXPORTS["operetta"]), plugin="napari-wellzarr")
+    assert widget.form.source.value == EXPORTS["ixm_exported"]  # not replaced
+    offered = offered_exports(widget)
+    assert offered == [EXPORTS["cv8000"], EXPORTS["operetta"] / "Images"]
+    widget.form.source_kind.value = "current layers"
+    widget.form.naming.value = "imagexpress"
+    widget.open_export.value = EXPORTS["cv8000"]
+    widget.use_export.changed.emit(True)  # the button's click
+    assert widget.form.source.value == EXPORTS["cv8000"]
+    assert widget.form.source_kind.value == "folder"
+    assert widget.form.naming.value == "auto"
+    scan_with_thumbnails(qtbot, widget)
+    assert widget.plan is not None
+    assert widget.plan.scheme == "cellvoyager"
+    for layer in list(viewer.layers):
+        if "cv" not in layer.metadata.get("wellzarr", {}).get("source", "").lower():
+            viewer.layers.remove(layer)
+    assert offered_exports(widget) == [EXPORTS["cv8000"]]
+    viewer.layers.clear()
+    assert widget.open_export.native.isHidden()
+    assert widget.use_export.native.isHidden()

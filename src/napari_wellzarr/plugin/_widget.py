@@ -7,7 +7,15 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 from magicgui import magicgui
-from magicgui.widgets import Container, Image, Label, ProgressBar, PushButton, TextEdit
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    Image,
+    Label,
+    ProgressBar,
+    PushButton,
+    TextEdit,
+)
 
 from napari_wellzarr.errors import ConfigError, WellZarrError
 from napari_wellzarr.plugin.conversion import (
@@ -18,12 +26,14 @@ from napari_wellzarr.plugin.conversion import (
     Source,
     Thumbnail,
     metadata_lines,
+    open_exports,
     thumbnail_job,
 )
 from napari_wellzarr.storage.geometry import row_letters
 
 if TYPE_CHECKING:
     from collections.abc import Generator
+    from pathlib import Path
 
     import napari.viewer
 
@@ -83,6 +93,10 @@ class ConvertWidget(Container[Any]):
         self.thumbnail_worker: Any = None  # reading the scanned plan's thumbnails
         self._thumbnail_cancel: threading.Event | None = None
 
+        #: Raw exports open in the viewer (dropped folders shown lazily), offered as the source.
+        # (a callable: napari resets a dock's choices whenever layers change)
+        self.open_export = ComboBox(label="Open export", choices=self._export_choices)
+        self.use_export = PushButton(text="Convert the open export")
         self.config_message = Label(value="")
         self.scan_button = PushButton(text="Scan")
         self.run_button = PushButton(text="Run")
@@ -99,6 +113,8 @@ class ConvertWidget(Container[Any]):
         self.status = Label(value="")
         self.extend(
             [
+                self.open_export,
+                self.use_export,
                 self.form,
                 self.config_message,
                 self.scan_button,
@@ -113,6 +129,10 @@ class ConvertWidget(Container[Any]):
         self._destroyed = False
         self.native.destroyed.connect(self._on_destroyed)
         self.form.called.connect(self._on_options)
+        self.use_export.changed.connect(self.use_open_export)
+        viewer.layers.events.inserted.connect(self._refresh_exports)
+        viewer.layers.events.removed.connect(self._refresh_exports)
+        self._refresh_exports()
         self.scan_button.changed.connect(self.scan)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
@@ -122,6 +142,30 @@ class ConvertWidget(Container[Any]):
     def plan(self) -> ConversionPlan | None:
         """The folder's plan, scanned with the current source, naming and pattern."""
         return self.session.plan
+
+    # -- exports open in the viewer ----------------------------------------------------
+
+    def _refresh_exports(self, *_: object) -> None:
+        """Offer the raw exports open in the viewer; the first fills an empty source."""
+        if self._destroyed:
+            return
+        found = open_exports(layer.metadata for layer in self.viewer.layers)
+        self.open_export.reset_choices()
+        self.open_export.visible = self.use_export.visible = bool(found)
+        if found and str(self.form.source.value) in ("", ".") and self.session.scan is None:
+            self.use_open_export()
+
+    def _export_choices(self, *_: object) -> list[tuple[str, Path]]:
+        return [(p.name, p) for p in open_exports(layer.metadata for layer in self.viewer.layers)]
+
+    def use_open_export(self, *_: object) -> None:
+        """Make the chosen open export the folder to convert (naming: auto-detected)."""
+        export = self.open_export.value
+        if export is None:
+            return
+        self.form.source_kind.value = Source.FOLDER
+        self.form.naming.value = "auto"
+        self.form.source.value = export
 
     # -- options ------------------------------------------------------------------
 
@@ -242,6 +286,8 @@ class ConvertWidget(Container[Any]):
     def _on_destroyed(self, *_: object) -> None:
         """The dock was deleted (napari closed): read no more thumbnails, show none."""
         self._destroyed = True
+        self.viewer.layers.events.inserted.disconnect(self._refresh_exports)
+        self.viewer.layers.events.removed.disconnect(self._refresh_exports)
         if self._thumbnail_cancel is not None:
             self._thumbnail_cancel.set()
 

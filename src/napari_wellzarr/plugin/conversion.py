@@ -26,6 +26,7 @@ from napari_wellzarr.convert.instrument import ChannelInfo
 from napari_wellzarr.convert.naming import registered_schemes
 from napari_wellzarr.convert.vendors import vendor_names
 from napari_wellzarr.errors import ConfigError, WellZarrError
+from napari_wellzarr.storage._spec import WELLZARR_KEY
 from napari_wellzarr.storage.config import (
     ChunkStrategy,
     Compressor,
@@ -38,7 +39,7 @@ from napari_wellzarr.storage.geometry import STANDARD_FORMATS, PlateGeometry
 from napari_wellzarr.storage.locations import refuse_url
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from napari_wellzarr.convert.plan import SourcePlane
     from napari_wellzarr.plugin.layer_wells import LayerTuple
@@ -53,6 +54,7 @@ __all__ = [
     "convert_layers",
     "downsample",
     "metadata_lines",
+    "open_exports",
     "scan_job",
     "thumbnail_job",
     "thumbnail_planes",
@@ -615,3 +617,19 @@ def thumbnail_job(
         small = downsample(stack[plane.page or 0], side)
         color = color or "FFFFFF"
         yield Thumbnail(c, plan.channel_names[c], color, plane.path, tinted(small, color))
+
+
+def open_exports(metadata: Iterable[Mapping[str, Any]]) -> list[Path]:
+    """The raw export folders shown by layers with these ``metadata`` (once each, in order).
+
+    Layers opened from an export (:mod:`~napari_wellzarr.plugin.rawview`) carry
+    ``metadata["wellzarr"]["kind_of_source"] == "export"`` and the folder as ``source``.
+    """
+    found: dict[Path, None] = {}
+    for meta in metadata:
+        block = meta.get(WELLZARR_KEY) if isinstance(meta, dict) else None
+        if isinstance(block, dict) and block.get("kind_of_source") == "export":
+            source = block.get("source")
+            if isinstance(source, str) and source:
+                found.setdefault(Path(source), None)
+    return list(found)
