@@ -24,6 +24,7 @@ from napari_wellzarr.convert.vendors.xmlread import (
     local_name,
     namespace,
     parse_xml,
+    read_records,
     to_float,
     to_int,
 )
@@ -45,6 +46,24 @@ NAMESPACE_PREFIX: Final = "http://www.perkinelmer.com/PEHH/Harmony"
 #: Largest plate a Harmony index may describe (1536 wells) and image side accepted.
 MAX_ROWS, MAX_COLUMNS, MAX_SIDE = 32, 48, 1 << 16
 _REQUIRED: Final = ("URL", "Row", "Col", "FieldID", "PlaneID", "TimepointID", "ChannelID")
+#: The fields of an ``<Image>`` that are read (the others are skipped while parsing).
+_KEEP: Final = frozenset(
+    {
+        *_REQUIRED,
+        "id",
+        "ChannelName",
+        "ImageResolutionX",
+        "ImageResolutionY",
+        "ImageSizeX",
+        "ImageSizeY",
+        "MainExcitationWavelength",
+        "MainEmissionWavelength",
+        "PositionX",
+        "PositionY",
+        "PositionZ",
+        "AbsTime",
+    }
+)
 _SHOW: Final = 5
 
 
@@ -128,7 +147,7 @@ def read_index(folder: Path) -> HarmonyIndex:
         raise MetadataError(
             f"no Harmony index (Index.idx.xml or Index.xml) in {str(folder)!r} or its Images folder"
         )
-    root = parse_xml(index)
+    root, records = read_records(index, "Image", _KEEP)
     ns = namespace(root.tag)
     warnings: list[str] = []
     if local_name(root.tag) != "EvaluationInputData":
@@ -142,7 +161,7 @@ def read_index(folder: Path) -> HarmonyIndex:
             "V6...): read by element names"
         )
     maps = _channel_maps(root, ns)
-    raw = [_fields(image, maps) for image in _all(root, ns, "Images", "Image")]
+    raw = [_fields(image, maps) for image in records]
     if not raw:
         raise MetadataError(f"{str(index)!r} lists no image (no <Images><Image> element)")
     images, channels = _images(index, raw)
@@ -210,8 +229,7 @@ def _channel_maps(root: Element, ns: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def _fields(image: Element, maps: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
-    fields = _text(image)
+def _fields(fields: dict[str, str], maps: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
     for name, text in maps.get(fields.get("ChannelID", ""), {}).items():
         fields.setdefault(name, text)  # the image's own value wins
     return fields
