@@ -201,8 +201,17 @@ def _skip_reason(path: str) -> str:
     return f"not listed in {DATA_FILE}"
 
 
-def _attrs(element: Element) -> dict[str, str]:
-    return {local_name(k): v.strip() for k, v in element.attrib.items()}
+def _attrs(element: Element, names: dict[str, str] | None = None) -> dict[str, str]:
+    """``{local name: value}`` of ``element``'s attributes (``names`` caches local names)."""
+    if names is None:
+        return {local_name(k): v.strip() for k, v in element.attrib.items()}
+    out = {}
+    for key, value in element.attrib.items():
+        name = names.get(key)
+        if name is None:
+            name = names[key] = local_name(key)
+        out[name] = value.strip()
+    return out
 
 
 def _records(
@@ -220,8 +229,9 @@ def _records(
     failed: list[tuple[Well, int, int, dict[str, str]]] = []
     ids: list[tuple[int, int, int, int, int]] = []
     tag = f"{{{ns}}}MeasurementRecord" if ns else "MeasurementRecord"
+    names: dict[str, str] = {}
     for n, record in enumerate(root.iter(tag)):
-        a = _attrs(record)
+        a = _attrs(record, names)
         kind = a.get("Type", "IMG")
         if kind == "ERR":
             text = (record.text or "").strip() or "no message"
@@ -248,7 +258,7 @@ def _records(
         if kind != "IMG":
             continue
         where = f"{mlf} record {n + 1}"
-        name = PurePosixPath((record.text or "").strip().replace("\\", "/")).name
+        name = (record.text or "").strip().replace("\\", "/").rstrip("/").rpartition("/")[2]
         if not name or name in {".", ".."}:
             raise MetadataError(f"{where} names no image file")
         a.setdefault("ActionIndex", "1")
