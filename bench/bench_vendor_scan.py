@@ -19,13 +19,21 @@ with real 1080 x 1080 or 2000 x 2000 planes). Timed, best of
   the path these exports took before (Harmony only: CellVoyager names have no scheme);
 * ``convert``: ``convert(plan, ...)`` serial, default storage.
 
-The table gives each time and its share of the conversion time.
+The table gives each time and its share of the conversion time. With ``--baseline SRC``
+(another checkout's ``src``, e.g. main's), the metadata step of that code is timed too, in a
+subprocess on the same generated files, in the same run::
+
+    git worktree add /tmp/main-src main
+    .venv/bin/python bench/bench_vendor_scan.py --side 256 --baseline /tmp/main-src/src
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -178,6 +186,34 @@ def best(repeats: int, run: Callable[[], object]) -> float:
     return min(times)
 
 
+_BASELINE = """
+import sys, time
+from pathlib import Path
+from napari_wellzarr.convert.vendors import cellvoyager, harmony
+read = harmony.read_index if sys.argv[1] == "harmony" else cellvoyager.read_measurement
+times = []
+for _ in range(int(sys.argv[3])):
+    start = time.perf_counter()
+    read(Path(sys.argv[2]))
+    times.append(time.perf_counter() - start)
+print(min(times))
+"""
+
+
+def baseline(src: str, name: str, folder: Path, repeats: int) -> float:
+    """Best time of the metadata step of the package in ``src``, in a subprocess."""
+    env = {**os.environ, "PYTHONPATH": src}
+    out = subprocess.run(
+        [sys.executable, "-c", _BASELINE, name, str(folder), str(repeats)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return float(out.stdout.split()[-1])
+
+
 def main() -> None:
     from napari_wellzarr.convert.engine import convert
     from napari_wellzarr.convert.sources import scan_source
@@ -189,6 +225,7 @@ def main() -> None:
     parser.add_argument("--wells", type=int, default=1536, choices=(96, 384, 1536))
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--side", type=int, default=128)
+    parser.add_argument("--baseline", help="another checkout's src: time its metadata step too")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="wellzarr-vendor-bench-") as tmp:
         base = Path(tmp)
@@ -213,7 +250,10 @@ def main() -> None:
                 shutil.rmtree(dest, ignore_errors=True)  # noqa: B023
                 convert(plan, dest, config)  # noqa: B023
 
-            steps = {
+            steps = {}
+            if args.baseline:
+                steps["metadata (baseline)"] = baseline(args.baseline, name, folder, args.repeats)
+            steps |= {
                 "metadata": best(args.repeats, lambda: meta(folder)),  # noqa: B023
                 "vendor scan": best(args.repeats, lambda: vendor.scan(folder)),  # noqa: B023
             }

@@ -100,3 +100,33 @@ def test_cellvoyager_export_opens_with_its_channels(
     assert viewer.layers[0].metadata["wellzarr"]["rows"] == list("ABCDEFGH")
     name = "CV8000-Minimal-DataSet-2C-3W-4S-FP2-stack_E03_T0001F003L01A02Z01C02.tif"
     np.testing.assert_array_equal(_tile(viewer.layers[1], "E03", 2), truth[name])
+
+
+IXM_NATIVE = DATA / "ixm_native" / "Projection-Mix"
+
+
+def test_reader_probe_finds_a_native_metaxpress_plate_by_names(tmp_path: Path) -> None:
+    assert get_reader(str(IXM_NATIVE)) is read_export  # <plate>/<date>/<id>/GUID names
+    assert get_reader(str(DATA / "ixm_exported" / "9987_Plate_3434")) is read_export  # .HTD
+    layers = read_export(str(IXM_NATIVE))
+    names = [kwargs["name"] for _, kwargs, _ in layers]
+    assert names == ["FITC_05", "FITC_05-2", "FITC_05-3", "FITC_05-4", "plate map"]
+    assert layers[0][1]["metadata"]["wellzarr"]["kind_of_source"] == "export"
+    # the same names four folders down, or after many other entries: not looked at
+    deep = tmp_path / "deep" / "a" / "b" / "c"
+    shutil.copytree(IXM_NATIVE / "2023-02-21" / "1334", deep / "1334")
+    assert get_reader(str(tmp_path / "deep")) is None
+    crowded = tmp_path / "crowded"
+    crowded.mkdir()
+    for i in range(4100):
+        (crowded / f"a{i:04d}.txt").touch()
+    guid = next(p for p in (IXM_NATIVE / "2023-02-21" / "1334").iterdir() if p.suffix == ".tif")
+    (crowded / "z").mkdir()
+    shutil.copy(guid, crowded / "z" / guid.name)
+    assert get_reader(str(crowded)) is None  # the probe stops listing (bounded)
+    few = tmp_path / "few"
+    few.mkdir()
+    shutil.copy(guid, few / guid.name)
+    assert get_reader(str(few)) is read_export
+    (few / guid.name).rename(few / "Projection-Mix_E07_s1_w1.tif")  # no GUID: a name scheme
+    assert get_reader(str(few)) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
 from napari_wellzarr.storage.kinds import classify
@@ -20,7 +21,7 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], LayerData] 
     """The reader of ``path``: :func:`read_plate` or :func:`read_export`, or ``None``.
 
     :func:`read_plate` takes an OME-Zarr plate or well folder, :func:`read_export` a
-    raw Harmony or CellVoyager export.
+    raw Harmony, CellVoyager or MetaXpress export (exported with an ``.HTD``, or native).
     """
     if isinstance(path, list):
         if len(path) != 1:
@@ -70,10 +71,23 @@ def read_plate(path: str | os.PathLike[str] | list[str]) -> LayerData:
 
 _INDEX_NAMES = frozenset({"index.idx.xml", "index.xml", "measurementdata.mlf"})
 _MAX_SUBFOLDERS = 64
+#: Entries listed at most by the probe (a native MetaXpress plate: <plate>/<date>/<id>/).
+_MAX_ENTRIES = 4096
+_NATIVE_DEPTH = 3
+#: A native MetaXpress image name: ``<plate>_<well>[_s<site>][_w<wave>]<GUID>.tif``.
+_NATIVE = re.compile(
+    r".*_[A-Za-z]{1,2}\d{1,3}(?:_s\d{1,4})?(?:_w\d{1,2})?(?:_thumb)?"
+    r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}\.tiff?",
+    re.IGNORECASE,
+)
 
 
 def _export_names(path: str) -> bool:
-    """Whether ``path`` or a sub-folder holds an export's index file (by name only)."""
+    """Whether ``path`` holds an export, by names only (bounded: nothing imported or read).
+
+    An index file (Harmony, CellVoyager, MetaXpress ``.HTD``) in ``path`` or a
+    sub-folder, or a native MetaXpress image (GUID-named TIFF) up to three folders down.
+    """
     try:
         with os.scandir(path) as entries:
             found = [e for e in entries if _is_index(e.name) or e.is_dir()]
@@ -88,11 +102,33 @@ def _export_names(path: str) -> bool:
                     return True
         except OSError:
             continue
+    return _native_names(path)
+
+
+def _native_names(path: str) -> bool:
+    """A GUID-named TIFF within :data:`_NATIVE_DEPTH` folders, listing few entries."""
+    todo, seen = [(path, 0)], 0
+    while todo:
+        folder, depth = todo.pop(0)  # breadth first: the plate's own folders first
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    seen += 1
+                    if seen > _MAX_ENTRIES:
+                        return False
+                    if entry.name.startswith("."):
+                        continue
+                    if _NATIVE.fullmatch(entry.name):
+                        return True
+                    if depth < _NATIVE_DEPTH and entry.is_dir(follow_symlinks=False):
+                        todo.append((entry.path, depth + 1))
+        except OSError:
+            continue
     return False
 
 
 def read_export(path: str | os.PathLike[str] | list[str]) -> LayerData:
-    """Open a raw instrument export (Harmony, CellVoyager) lazily, without converting it.
+    """Open a raw instrument export (Harmony, CellVoyager, MetaXpress) lazily, unconverted.
 
     The layers are those of a converted plate (one mosaic per channel, the plate map);
     planes are read from the export's own TIFFs as they are shown.

@@ -119,7 +119,7 @@ def open_export_view(folder: str | Path) -> PlateView:
 
     vendor = detect_export(folder)
     if vendor is None:
-        raise MetadataError(f"{folder} is not a Harmony or CellVoyager export")
+        raise MetadataError(f"{folder} is not a Harmony, CellVoyager or MetaXpress export")
     plan: ConversionPlan = vendor.scan(Path(folder))
     fmt = plan.instrument.plate_format if plan.instrument is not None else None
     geometry = plan.smallest_plate()
