@@ -407,3 +407,34 @@ def test_entity_bomb_in_utf16_and_a_harmless_doctype(tmp_path: Path) -> None:
     body = v5.split("?>", 1)[1]
     index.write_text(f'<?xml version="1.0"?><!DOCTYPE EvaluationInputData>{body}', "utf-8")
     assert harmony.scan(export).dims == (2, 1, 1, 1)
+
+
+def test_read_records_streams_the_fields_asked_for(tmp_path: Path) -> None:
+    import gc
+
+    from napari_wellzarr.convert.vendors.xmlread import read_records
+    from napari_wellzarr.errors import MetadataError
+
+    index = tmp_path / "Index.idx.xml"
+    index.write_text(
+        '<?xml version="1.0"?><E xmlns="urn:h"><Wells><Well><Image id="a"/></Well></Wells>'
+        "<Images><Image><Row> 3 </Row><Row>4</Row><Col>2</Col><Other>x</Other></Image>"
+        "<Image><Row>5</Row><Col/></Image></Images></E>",
+        encoding="utf-8",
+    )
+    root, records = read_records(index, "Image", {"Row", "Col"})
+    assert records == [{"Row": "3", "Col": "2"}, {"Row": "5", "Col": ""}]  # the first Row
+    images = root.findall("{urn:h}Images/{urn:h}Image")
+    assert [len(im) for im in images] == [0, 0]  # emptied as they were read
+    assert root.find("{urn:h}Wells/{urn:h}Well/{urn:h}Image").get("id") == "a"  # type: ignore[union-attr]
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        read_records(index, "Image", {"Row"})
+        assert not gc.isenabled()  # the caller's choice is kept
+    finally:
+        gc.enable()
+    index.write_text(index.read_text()[:-20], encoding="utf-8")
+    with pytest.raises(MetadataError, match="Index.idx.xml.*not well-formed"):
+        read_records(index, "Image", {"Row"})
+    assert gc.isenabled()
