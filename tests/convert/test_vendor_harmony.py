@@ -435,6 +435,6 @@ def test_read_records_streams_the_fields_asked_for(tmp_path: Path) -> None:
     finally:
         gc.enable()
     index.write_text(index.read_text()[:-20], encoding="utf-8")
-    with pytest.raises(MetadataError, match="Index.idx.xml.*not well-formed"):
+    with pytest.raises(MetadataError, match=r"Index\.idx\.xml.*not well-formed"):
         read_records(index, "Image", {"Row"})
     assert gc.isenabled()
