@@ -42,6 +42,7 @@ __all__ = ["NAME", "HarmonyIndex", "detect", "find_index", "read_index", "scan"]
 
 NAME: Final = "harmony"
 INDEX_NAMES: Final = ("index.idx.xml", "index.xml")
+_SPELLED: Final = ("Index.idx.xml", "Index.xml")  # as Harmony writes them
 NAMESPACE_PREFIX: Final = "http://www.perkinelmer.com/PEHH/Harmony"
 #: Largest plate a Harmony index may describe (1536 wells) and image side accepted.
 MAX_ROWS, MAX_COLUMNS, MAX_SIDE = 32, 48, 1 << 16
@@ -83,6 +84,9 @@ class HarmonyIndex:
 def find_index(folder: Path) -> Path | None:
     """The index file of an export: in ``folder`` or its ``Images`` sub-folder."""
     for place in (folder, *_children(folder, "images")):
+        for spelled in _SPELLED:  # cheap: an Images folder lists every image file
+            if (place / spelled).is_file():
+                return place / spelled
         for name in INDEX_NAMES:
             for found in _children(place, name):
                 if found.is_file():
