@@ -71,8 +71,9 @@ step mypy python -m mypy
 step "npe2 validate" python -m npe2 validate napari-wellzarr
 step "wheel install" wheel_check
 # pytest-xvfb starts the virtual screen; naming its backend turns a missing Xvfb into an error
-# instead of a silent fallback to the real display or none.
-step pytest python -m pytest --xvfb-backend=xvfb "$@"
+# instead of a silent fallback to the real display or none. pytest-xdist runs one worker per
+# core: most of the suite's time is spent waiting on child processes, servers and clusters.
+step pytest python -m pytest --xvfb-backend=xvfb -n auto "$@"
 
 summary="$(printf '%s, ' "${DONE[@]}")"
 printf '\n===== test.sh OK: all %d steps succeeded in %ds (%s) =====\n' \
