@@ -8,8 +8,10 @@ written once under ``--out`` (default ``bench/.cache``) in three layouts:
 
 * ``default``: ``StorageConfig(plate=WELLS)``, this project's default (stacked fields,
   sharded, the automatic whole-plate pyramid);
-* ``levels=1``: the same with ``pyramid_levels=1``, the default before issue 13 (no
-  stored level: every overview is averaged from full-resolution planes);
+* ``no-overview``: the same without the plate overview (the default before it: the
+  whole plate is drawn from every well's stored overview level, one read per well);
+* ``levels=1``: ``pyramid_levels=1`` and no plate overview, the default before issue 13
+  (no stored level: every overview is averaged from full-resolution planes);
 * ``ome-zarr-py``: the standard layout (one image per field, five 2x levels) written by
   ome-zarr-py's ``write_multiscale`` (the levels computed once, by nearest neighbour, and
   reused for every well: its ``write_image`` resizes with skimage, ~20 MB/s).
@@ -47,8 +49,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 PLUGIN = "napari-wellzarr"
 OME = "napari-ome-zarr"
-LAYOUTS = ("default", "levels=1", "ome-zarr-py")
-CASES = [(PLUGIN, "default"), (PLUGIN, "levels=1"), (PLUGIN, "ome-zarr-py")]
+LAYOUTS = ("default", "no-overview", "levels=1", "ome-zarr-py")
+CASES = [(PLUGIN, "default"), (PLUGIN, "no-overview"), (PLUGIN, "levels=1")]
+CASES += [(PLUGIN, "ome-zarr-py")]
 CASES += [(OME, "default"), (OME, "ome-zarr-py")]
 TARGETS = {"first screen": 1.0, "field step": 0.15, "zoom": 0.15}
 CHILD_TIMEOUT_S = 900
@@ -87,6 +90,10 @@ def build(plate: str, layout: str, out: Path) -> tuple[Path, float]:
         with PlateStore.create(path, config, name=f"browse-{plate}") as store:
             for well in config.plate.all_wells():
                 store.write_well(well, data, channels=chans, pixel_size=0.65)
+        if layout != "default":
+            from napari_wellzarr.storage.overview import forget_overview
+
+            forget_overview(path, config.zarr_format)
     return path, time.perf_counter() - t0
 
 

@@ -256,6 +256,16 @@ def test_kill_9_at_a_random_point_then_resume_equals_a_clean_run(
     clean = wellzarr("convert", tmp_path / "src", tmp_path / "b" / "plate.zarr", "-q")
     assert clean.returncode == EXIT_OK
     assert plate_digest(dest) == plate_digest(tmp_path / "b" / "plate.zarr")
+    # the resumed run rebuilt the plate overview from every well: the clean run's
+    overviews = [PlateStore.open(p).overview() for p in (dest, tmp_path / "b" / "plate.zarr")]
+    assert overviews[0] is not None
+    assert overviews[1] is not None
+    assert overviews[0].n_wells == len(WELLS_12)
+    shards = [
+        p / o.path / "c/0/0/0/0/0"
+        for p, o in zip((dest, tmp_path / "b" / "plate.zarr"), overviews, strict=True)
+    ]
+    assert shards[0].read_bytes() == shards[1].read_bytes()
     assert_plate(dest, truth)
     assert wellzarr("validate", dest).returncode == EXIT_OK
 

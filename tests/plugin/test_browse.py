@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,7 +13,10 @@ import numpy as np
 import pytest
 
 from napari_wellzarr.core import Channel, PlateStore, StorageConfig
+from napari_wellzarr.plugin.view import PlateView
 from napari_wellzarr.storage import shards
+from napari_wellzarr.storage._spec import OVERVIEW_DIR
+from napari_wellzarr.storage.overview import forget_overview
 from tests.plugin.helpers import camera_of, well_centre
 
 if TYPE_CHECKING:
@@ -82,11 +87,92 @@ def draw(viewer: Any) -> np.ndarray:
     return shot
 
 
-def test_field_steps_on_the_whole_plate_read_overview_chunks_only(
+def test_the_whole_plate_and_its_field_steps_read_the_plate_overview_only(
     make_napari_viewer: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = browse_plate(tmp_path / "plate.zarr")  # the default configuration
-    assert PlateStore.open(path).well_info("A01").level_shapes[1][-2:] == (64, 64)
+    record = PlateStore.open(path).overview()
+    assert record is not None
+    assert record.tile == (64, 64)  # stored level 1 of every well
+    audit = ReadAudit(monkeypatch)
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(path), plugin=PLUGIN)
+    dapi = viewer.layers["DAPI"]
+    viewer.reset_view()
+    draw(viewer)
+    assert dapi.multiscale
+    assert dapi.data_level == len(dapi.data) - 1  # the whole plate
+    # napari slices a new layer once before fitting the view to it: the full-resolution
+    # corner at the origin, where well A01 is; the whole plate came from the overview:
+    # one shard, the first field's plane of each channel, and no well's overview level
+    wells = {p: n for p, n in audit.chunks.items() if OVERVIEW_DIR not in p}
+    assert {(Path(p).parent.name, "/".join(Path(p).parts[-5:-3])) for p in wells} <= {("0", "A/01")}
+    shard = str(path / record.path / "c/0/0/0/0/0")
+    assert set(audit.chunks) - set(wells) == {shard}
+    # the planes napari asked for (the field it starts at, the middle one) and their
+    # neighbours (read ahead in the background), every channel of a field at once: one
+    # chunk per channel and field, from the one overview shard
+    assert audit.chunks[shard] % CHANNELS == 0
+    assert CHANNELS <= audit.chunks[shard] <= 2 * FIELDS * CHANNELS
+    audit.reset()
+    first = viewer.dims.current_step[0]
+    for step in range(1, FIELDS + 1):
+        field = (first + step) % FIELDS
+        viewer.dims.set_current_step(0, field)
+        draw(viewer)
+        for c in range(CHANNELS):
+            np.testing.assert_array_equal(
+                np.unique(np.asarray(viewer.layers[c].data[-1][field])), [0, 1000 * (field + 1)]
+            )
+    # field steps: nothing from any well; at most every plane of the overview once more
+    assert set(audit.chunks) <= {shard}
+    assert sum(audit.chunks.values()) <= FIELDS * CHANNELS
+    plane = record.grid[0] * 64 * record.grid[1] * 64 * 2
+    assert audit.bytes <= FIELDS * CHANNELS * plane
+
+
+def test_a_stale_overview_is_never_shown(tmp_path: Path) -> None:
+    """A well replaced on disk behind the plate's back (a worker of a resumed conversion)."""
+    from napari_wellzarr.plugin.view import open_view
+
+    path = browse_plate(tmp_path / "plate.zarr")
+    assert PlateStore.open(path).overview() is not None
+    other = tmp_path / "other.zarr"
+    with PlateStore.create(other, StorageConfig(plate=384)) as store:
+        store.write_well("C05", np.full((FIELDS, CHANNELS, 1, SIDE, SIDE), 7, dtype="u2"))
+    shutil.rmtree(path / "C" / "05")
+    shutil.copytree(other / "C" / "05", path / "C" / "05")
+    assert PlateStore.open(path).overview() is None
+    view = open_view(path)
+    assert isinstance(view, PlateView)
+    assert view.reader.overview is None
+    layer = view.layers()[0][0][-1]  # the whole-plate level of the first channel
+    y, x = (
+        (view.reader.geometry.pitch[0] * 2) >> layer.level,
+        (view.reader.geometry.pitch[1] * 4) >> layer.level,
+    )
+    np.testing.assert_array_equal(np.asarray(layer[0, 0, y : y + 64, x : x + 64]), 7)
+    # rewriting through the store takes the overview out at once, and close() rebuilds it
+    with PlateStore.open(path, "r+") as store:
+        store.write_well("C05", np.full((FIELDS, CHANNELS, 1, SIDE, SIDE), 9, "u2"), overwrite=True)
+        assert (
+            "overview" not in json.loads((path / "zarr.json").read_text())["attributes"]["wellzarr"]
+        )
+    rebuilt = PlateStore.open(path).overview()
+    assert rebuilt is not None
+    assert sorted(p.name for p in (path / OVERVIEW_DIR).iterdir()) == [
+        rebuilt.path.rsplit("/", 1)[1]
+    ]
+
+
+def test_without_an_overview_the_whole_plate_reads_each_wells_overview_level(
+    make_napari_viewer: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback (plates written before the overview, OME-NGFF 0.4): per-well reads."""
+    path = browse_plate(tmp_path / "plate.zarr")
+    forget_overview(path, 3)
+    assert PlateStore.open(path).overview() is None
+    assert not (path / OVERVIEW_DIR).exists() or not any((path / OVERVIEW_DIR).iterdir())
     audit = ReadAudit(monkeypatch)
     viewer = make_napari_viewer(show=True)
     viewer.open(str(path), plugin=PLUGIN)
@@ -144,8 +230,9 @@ def test_zoom_into_one_well_reads_its_full_resolution_only(
 def test_without_stored_levels_a_field_step_reads_every_full_resolution_plane(
     make_napari_viewer: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The previous default (``pyramid_levels=1``): what the overview level saves."""
+    """The default before stored overview levels (``pyramid_levels=1``, no plate overview)."""
     path = browse_plate(tmp_path / "plate.zarr", pyramid_levels=1)
+    forget_overview(path, 3)
     audit = ReadAudit(monkeypatch)
     viewer = make_napari_viewer(show=True)
     viewer.open(str(path), plugin=PLUGIN)

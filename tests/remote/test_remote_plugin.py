@@ -143,3 +143,63 @@ def test_cli_convert_to_a_url_fails_and_writes_nothing(tmp_path: Path) -> None:
     assert "s3://bucket/x.ome.zarr" in done.stderr
     assert "not supported" in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_first_screen_requests_do_not_grow_with_the_wells(
+    make_napari_viewer: Callable[..., Any],
+    tmp_path: Path,
+    make_remote_plate: Callable[..., dict[str, np.ndarray]],
+) -> None:
+    """The whole plate comes from the plate overview: one shard, whatever the wells."""
+    from tests.remote.servers import RangeServer
+
+    counts, ranged = {}, {}
+    for n in (24, 96):
+        root = tmp_path / f"www{n}"
+        root.mkdir()
+        pixels = make_remote_plate(root / "p.zarr", n, shape=(2, 2, 1, 32, 32))
+        assert PlateStore.open(root / "p.zarr").overview() is not None
+        with RangeServer(root) as server:
+            viewer = make_napari_viewer()
+            layers = viewer.open(f"{server.url}/p.zarr", plugin=PLUGIN)
+            viewer.reset_view()
+            viewer.screenshot(canvas_only=True, flash=False)
+            counts[n] = server.requests
+            ranged[n] = {key.split("/")[1] for _, key, rng in server.log if rng is not None}
+            for well in (next(iter(pixels)), list(pixels)[-1]):  # exact pixels, from it
+                assert np.array_equal(_tile(layers[1], well), pixels[well][0, 1, 0])
+            viewer.close()
+    # pixels: byte ranges of the overview's shard only; requests: the same few
+    assert ranged[24] == ranged[96] == {".wellzarr-overview"}, ranged
+    assert counts[96] <= counts[24] + 2, counts
+
+
+def test_a_slow_plate_loads_under_naparis_activity_indicator_and_the_window_stays_live(
+    make_napari_viewer: Callable[..., Any],
+    served: RangeServer,
+    make_remote_plate: Callable[..., dict[str, np.ndarray]],
+) -> None:
+    from napari.utils import progress
+    from qtpy.QtCore import QTimer
+
+    make_remote_plate(served.root / "p.zarr", 4)
+    viewer = make_napari_viewer(show=True)
+    served.latency = 0.2  # every request: the first screen takes a few of them
+    seen: list[list[str]] = []
+    timer = QTimer()
+    timer.setInterval(20)
+    # runs only while the window handles events: during the open if it stays live
+    timer.timeout.connect(lambda: seen.append([str(p.desc) for p in progress._all_instances]))
+    timer.start()
+    try:
+        layers = viewer.open(f"{served.url}/p.zarr", plugin=PLUGIN)
+    finally:
+        timer.stop()
+    assert [layer.name for layer in layers][-1] == "plate map"
+    loading = [names for names in seen if any("napari-wellzarr: loading" in n for n in names)]
+    assert len(loading) >= 3, seen  # the window ticked several times while it loaded
+    assert not [p for p in progress._all_instances if "napari-wellzarr" in str(p.desc)]
+    served.reset()
+    viewer.screenshot(canvas_only=True, flash=False)
+    ranged = [key for _, key, rng in served.log if rng is not None]
+    assert ranged == []  # napari's first draw: from what was loaded

@@ -20,6 +20,7 @@ from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage.acquisition import Acquisition
 from napari_wellzarr.storage.locations import refuse_url
 from napari_wellzarr.storage.metadata import Channel, default_channels
+from napari_wellzarr.storage.overview import build_overview, forget_overview
 from napari_wellzarr.storage.store import LIST_EVERY_S, PlateStore
 
 if TYPE_CHECKING:
@@ -202,6 +203,8 @@ def convert(
     finally:
         forget_store(str(root))
         _list_wells(store, tally)  # every well now complete, once, whatever happened
+    if store.overview() is None:  # the one writer finishing the plate builds its overview
+        build_overview(store)
     done = {*tally.written, *tally.skipped, *(w for w, _ in tally.failed)}
     per_well = {w.name: 0 for w in plan.wells}
     for miss in plan.missing:
@@ -303,6 +306,9 @@ def _open_plate(
     store = PlateStore.open(dest, "r+")  # also removes dead writers' staging leftovers
     if store.config != config:
         raise ConfigError(f"{dest} was written with other options: {_differences(store, config)}")
+    # Wells are about to be rewritten, by workers that never touch the plate document:
+    # the overview goes now, and the end of the run builds it again.
+    forget_overview(dest, store.zarr_format)
     return store
 
 

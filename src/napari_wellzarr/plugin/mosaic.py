@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from concurrent.futures import ThreadPoolExecutor
 
+    from napari_wellzarr.storage.overview import OverviewPlanes
     from napari_wellzarr.storage.reading import WellInfo
 
 __all__ = [
@@ -149,8 +151,11 @@ class TileReader:
         label_dtypes: Mapping[str, np.dtype[Any]] | None = None,
         cache_bytes: int = CACHE_BYTES,
         remote: bool = False,
+        overview: OverviewPlanes | None = None,
     ) -> None:
         self.source = source
+        #: The plate's overview: whole-plate planes that serve the coarsest levels' tiles.
+        self.overview = overview
         self.remote = remote  # tiles wait on the network: many in flight at once
         self.wells = dict(wells)
         self.geometry = geometry
@@ -172,16 +177,21 @@ class TileReader:
         return dict(self._failed)
 
     def tiles(
-        self, requests: Sequence[tuple[str, str | None, PlaneKey, int]]
+        self, requests: Sequence[tuple[str, str | None, PlaneKey, int]], *, report: bool = True
     ) -> list[_Plane | None]:
         """Tiles for ``(well, label name or None, plane key, level)``; ``None`` = blank.
+
+        ``report=False`` leaves the warnings about wells that fail to the next call.
 
         The missing tiles of one well are read together, one task per well on the read
         pool, with the planes the next slices will ask for (see :meth:`_wanted`).
         """
         out: list[_Plane | None] = [None] * len(requests)
         groups: dict[tuple[str, str | None, int], list[int]] = {}
+        served = self._from_overview(requests, out) if self.overview is not None else set()
         for i, request in enumerate(requests):
+            if i in served:
+                continue
             if request[0] in self._failed or _label_key(request[0], request[1]) in self._failed:
                 continue
             with self._lock:
@@ -209,8 +219,99 @@ class TileReader:
         for (_, members), tiles in zip(todo, results, strict=True):
             for i, tile in zip(members, tiles, strict=True):
                 out[i] = tile
-        self._report()
+        if report:
+            self._report()
         return out
+
+    def _from_overview(
+        self, requests: Sequence[tuple[str, str | None, PlaneKey, int]], out: list[_Plane | None]
+    ) -> set[int]:
+        """Fill ``out`` with the image tiles the plate overview holds; their indices."""
+        overview = self.overview
+        assert overview is not None
+        by_level: dict[int, list[int]] = {}
+        for i, (well, label, _, level) in enumerate(requests):
+            plan = self.plans[level]
+            if (
+                label is None
+                and plan.source == overview.level
+                and plan.halvings == overview.halvings
+                and well not in self._failed
+                and overview.origin(well) is not None
+            ):
+                by_level.setdefault(level, []).append(i)
+        served: set[int] = set()
+        th, tw = overview.record.tile
+        for level, members in by_level.items():
+            plan = self.plans[level]
+            planes = self._overview_planes({requests[i][2] for i in members})
+            if planes is None:
+                return served  # the overview did not read: per-well reads from now on
+            for i in members:
+                well, _, key, _ = requests[i]
+                y, x = overview.origin(well) or (0, 0)
+                tile = planes[key][y : y + th, x : x + tw]
+                if tile.shape == plan.shape:
+                    out[i] = tile
+                    served.add(i)
+        return served
+
+    def _overview_planes(self, keys: set[PlaneKey]) -> dict[PlaneKey, _Plane] | None:
+        """The overview's planes at ``keys`` (with every channel of their field, z and t)."""
+        overview = self.overview
+        assert overview is not None
+        channels = overview.layout.shape[-4]
+        wanted = sorted({PlaneKey(k.field, c, k.z, k.t) for k in keys for c in range(channels)})
+        found: dict[PlaneKey, _Plane] = {}
+        with self._lock:
+            for key in wanted:
+                hit = self._cache.get(("overview", key))
+                if hit is not None:
+                    found[key] = hit
+        missing = [k for k in wanted if k not in found]
+        if missing:
+            try:
+                planes = overview.read(missing)
+            except _READ_ERRORS as err:
+                self.overview = None
+                warnings.warn(
+                    f"the plate overview cannot be read ({type(err).__name__}: {err}); "
+                    "wells are read one by one instead",
+                    DamagedWellWarning,
+                    stacklevel=5,
+                )
+                return None
+            for key, plane in zip(missing, planes, strict=True):
+                self._remember(("overview", key), plane)
+                found[key] = plane
+            self._prefetch_neighbours(wanted)
+        return found
+
+    def _prefetch_neighbours(self, keys: Sequence[PlaneKey]) -> None:
+        """Read the next and previous field's overview planes in the background.
+
+        A field step then finds its planes in the cache; a failure is left to the read
+        that asks for them.
+        """
+        overview = self.overview
+        assert overview is not None
+        n_fields = overview.layout.shape[0]
+        around = {
+            PlaneKey(f, k.c, k.z, k.t)
+            for k in keys
+            for f in ((k.field + 1) % n_fields, (k.field - 1) % n_fields)
+        }
+        with self._lock:
+            todo = sorted(k for k in around if ("overview", k) not in self._cache)
+        if not todo:
+            return
+
+        def fetch() -> None:
+            with contextlib.suppress(*_READ_ERRORS):
+                for key, plane in zip(todo, overview.read(todo), strict=True):
+                    self._remember(("overview", key), plane)
+
+        _pool().submit(fetch)
 
     def _fetch_images(self, well: str, keys: list[PlaneKey], level: int) -> list[_Plane | None]:
         """Image tiles of ``well`` at ``keys``, read in one go with the planes worth reading."""

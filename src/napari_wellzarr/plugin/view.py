@@ -20,6 +20,7 @@ from napari_wellzarr.storage._spec import WELLZARR_KEY
 from napari_wellzarr.storage.geometry import Well, column_number, row_index, row_letters
 from napari_wellzarr.storage.kinds import classify
 from napari_wellzarr.storage.locations import RemoteLocation, is_url, open_location, redact
+from napari_wellzarr.storage.overview import OverviewPlanes
 from napari_wellzarr.storage.store import PlateStore
 
 if TYPE_CHECKING:
@@ -470,7 +471,8 @@ def _plate_view(path: Path | str, placed: bool) -> PlateView | EmptyPlateView:
         failed: dict[str, str] = {}
         info = reference_well(store, list(wells), failed)
         source, info = _placed(_StoreSource(store), info, store.field_positions, placed)
-        single = _view(root, layout, info, source, what, failed)
+        overview = None if isinstance(source, PlacedSource) else _overview(store)
+        single = _view(root, layout, info, source, what, failed, overview=overview)
         single.conditions = (
             _conditions(store, list(wells), failed) if _has_conditions(info) else None
         )
@@ -499,6 +501,24 @@ def _plate_view(path: Path | str, placed: bool) -> PlateView | EmptyPlateView:
     views[0].others = tuple(views[1:])
     views[0].store = store
     return views[0]
+
+
+def _overview(store: PlateStore) -> OverviewPlanes | None:
+    """The plate's overview, when it was built from the wells the plate holds now."""
+    if store.config is None:
+        return None
+    try:
+        record = store.overview()
+    except READ_ERRORS:
+        return None
+    if record is None:
+        return None
+    wells = zip(store.wells(), store.plate.wells, strict=True)
+    positions = {n: (w.row_index, w.column_index) for n, w in wells}
+    try:
+        return OverviewPlanes(store.location, record, positions)
+    except ValueError:
+        return None
 
 
 def _acquisitions(store: PlateStore, wells: Sequence[str]) -> list[tuple[int, str]]:
@@ -602,6 +622,8 @@ def _view(
     failed: dict[str, str],
     geometry: mosaic.MosaicGeometry | None = None,
     acquisition: tuple[int, str] | None = None,
+    *,
+    overview: OverviewPlanes | None = None,
 ) -> PlateView:
     """The view of ``layout`` (rows, columns, well positions), tiled like ``info``'s well."""
     rows, columns, wells = layout
@@ -620,6 +642,7 @@ def _view(
         info.dtype,
         label_dtypes=dtypes,
         remote=isinstance(root, RemoteLocation),
+        overview=overview,
     )
     for name, why in failed.items():
         reader.fail(name, why, reported=True)

@@ -15,3 +15,6 @@ POLYSTORE_FILENAME_MAP: Final = "polystore_filename_map"
 POLYSTORE_DIMENSIONS: Final = "polystore_dimensions"
 #: The hidden file recording which wells share which on-disk layout.
 LAYOUT_FILE: Final = ".wellzarr-layouts.json"
+#: The plate's overview arrays (one folder per build), and their record in our block.
+OVERVIEW_DIR: Final = ".wellzarr-overview"
+OVERVIEW_KEY: Final = "overview"

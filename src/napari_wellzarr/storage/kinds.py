@@ -82,7 +82,7 @@ def _kind_of(raw: bytes, v3: bool) -> Kind:
 
 def _classify_remote(url: str) -> Kind:
     from napari_wellzarr.errors import WellZarrError
-    from napari_wellzarr.storage.locations import READ_SCHEMES, open_location
+    from napari_wellzarr.storage.locations import READ_SCHEMES, hand_over, open_location
 
     if url.split(":", 1)[0].lower() not in READ_SCHEMES:
         return None
@@ -91,7 +91,10 @@ def _classify_remote(url: str) -> Kind:
         for name, v3 in (("zarr.json", True), (".zattrs", False)):
             raw = (location / name).read(_MAX_PROBE_BYTES)
             if raw is not None:
-                return _kind_of(raw, v3)
+                kind = _kind_of(raw, v3)
+                if kind is not None:
+                    hand_over(location)  # to the open that follows: one fetch for both
+                return kind
     except (WellZarrError, OSError):
         return None
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -368,17 +369,36 @@ def _range_pool() -> ThreadPoolExecutor:
 
 _OPEN: dict[str, _Remote] = {}
 _OPEN_LOCK = threading.Lock()
+#: How long a location handed over (:func:`hand_over`) waits for the open that follows.
+HANDOFF_S: Final = 10.0
+_HANDED: dict[tuple[str, str], tuple[float, _Remote]] = {}
 
 
 def open_location(url: str, *, fresh: bool = False) -> RemoteLocation:
     """The :class:`RemoteLocation` of ``url`` (``https://...``, ``s3://bucket/...``).
 
     Locations of one server or bucket share one client; ``fresh=True`` starts an
-    empty document cache (a plate opened again sees documents changed since).
+    empty document cache (a plate opened again sees documents changed since), unless
+    the location of ``url`` was just handed over (:func:`hand_over`): its documents
+    are then taken, once.
     """
     base, key = _split(url)
     with _OPEN_LOCK:
-        remote = _OPEN.get(base)
-        if remote is None or fresh:
-            remote = _OPEN[base] = _Remote(base)
+        handed = _HANDED.pop((base, key), None) if fresh else None
+        if handed is not None and time.monotonic() - handed[0] <= HANDOFF_S:
+            remote = _OPEN[base] = handed[1]
+        else:
+            known = _OPEN.get(base)
+            remote = _OPEN[base] = _Remote(base) if known is None or fresh else known
     return RemoteLocation(remote, key)
+
+
+def hand_over(location: RemoteLocation) -> None:
+    """Let the next fresh :func:`open_location` of ``location`` reuse its documents.
+
+    Within ``HANDOFF_S``, once: napari asks the reader for a URL, then opens it, and the
+    plate's document is fetched once for both.
+    """
+    with _OPEN_LOCK:
+        base = location._remote.base
+        _HANDED[(base, location.key)] = (time.monotonic(), location._remote)

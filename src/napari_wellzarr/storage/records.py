@@ -43,6 +43,8 @@ class LayoutRecords:
         self._wells: dict[str, tuple[str, Files]] = {}
         self._layouts: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._pending: set[str] = set()
+        #: The plate overview's version: the wells it was built from and its shard file.
+        self.overview: dict[str, Any] | None = None
 
     @classmethod
     def parse(cls, block: object) -> LayoutRecords:
@@ -50,6 +52,8 @@ class LayoutRecords:
         out = cls()
         if not isinstance(block, dict):
             return out
+        overview = block.get("overview")
+        out.overview = overview if isinstance(overview, dict) else None
         layouts, wells = block.get("layouts"), block.get("wells")
         if not isinstance(layouts, dict) or not isinstance(wells, dict):
             return out
@@ -100,11 +104,13 @@ class LayoutRecords:
         fsio.atomic_write_bytes(root / LAYOUT_FILE, data, durable=False)
 
     def to_json(self) -> dict[str, Any]:
-        """The ``layouts`` / ``wells`` entries (nothing when there are no records)."""
+        """The ``layouts`` / ``wells`` entries (if any) and the overview's version (if any)."""
+        extra = {"overview": self.overview} if self.overview is not None else {}
         if not self._wells:
-            return {}
+            return extra
         used = {key for key, _ in self._wells.values()}
         return {
+            **extra,
             "layouts": {
                 key: {"template": template, "arrays": list(arrays)}
                 for key, (template, arrays) in sorted(self._layouts.items())

@@ -19,7 +19,7 @@ from napari_wellzarr.storage.locations import RemoteLocation
 from napari_wellzarr.storage.zstore import blosc_decoded_size, gunzip_into, zstd_content_size
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
     from pathlib import Path
 
 __all__ = ["EncodedShards", "ShardGrid", "ShardReader", "StaleFileError", "encode_pool"]
@@ -274,6 +274,24 @@ class ShardGrid:
                     slots.append((slot, pool.submit(self._encode, stored[plane])))
             shards.append((self.shard_key((*shard, 0, 0)), slots))
         return EncodedShards(self, shards)
+
+    def write_one_shard(self, directory: Path, planes: Iterable[np.ndarray[Any, Any]]) -> None:
+        """Write an array held in one shard from its planes, given in index order.
+
+        Each plane is encoded and written as it comes: one plane in memory at a time.
+        """
+        if self.shard_shape != self.shape:
+            raise ValueError(f"{directory}: {self.shape} is not held in one shard")
+        index = np.full((math.prod(self.chunks_per_shard), 2), _EMPTY, "<u8")
+        with fsio.open_in_new_dir(directory / self.shard_key((0,) * len(self.shape)), "xb") as fh:
+            offset = 0
+            for slot, plane in enumerate(planes):
+                data = self._encode(np.asarray(plane).astype(self.dtype, copy=False))
+                fsio.write_all(fh, data)
+                index[slot] = (offset, len(data))
+                offset += len(data)
+            tail = index.tobytes()
+            fsio.write_all(fh, tail + _crc32c(tail) if self.index_checksum else tail)
 
     def _encode(self, plane: np.ndarray[Any, Any]) -> bytes:
         chunk = np.ascontiguousarray(plane)

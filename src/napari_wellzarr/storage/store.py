@@ -19,7 +19,8 @@ from napari_wellzarr.errors import (
     WellZarrError,
 )
 from napari_wellzarr.storage import fsio
-from napari_wellzarr.storage._spec import WELLZARR_KEY
+from napari_wellzarr.storage import overview as overviews
+from napari_wellzarr.storage._spec import OVERVIEW_KEY, WELLZARR_KEY
 from napari_wellzarr.storage.acquisition import PROJECTIONS_PATH, Acquisition
 from napari_wellzarr.storage.axes import PlaneKey, plane_key
 from napari_wellzarr.storage.config import StorageConfig
@@ -104,6 +105,8 @@ class PlateStore:
         self._templates = TemplateCache(root, zarr_format)
         # The acquisitions block this session set (kept when the well list is rewritten).
         self._acquisitions_set: tuple[dict[str, Any], ...] | None = None
+        self._overview: object = None  # the overview record in the plate's block, if any
+        self._new_wells = False  # this session listed wells: close() rebuilds the overview
 
     # -- opening and creating ---------------------------------------------------------
 
@@ -119,10 +122,9 @@ class PlateStore:
     ) -> PlateStore:
         """Create an empty plate at ``path`` listing every physical row and column.
 
-        Raises :class:`PlateExistsError` if ``path`` exists and is not an empty
-        directory, unless ``overwrite=True`` (which deletes what is there) or
-        ``exist_ok=True``: then an existing plate is opened for writing (mode ``r+``)
-        and a directory that holds no zarr data becomes a plate around its files.
+        Raises :class:`PlateExistsError` if ``path`` is not an empty directory, unless
+        ``overwrite=True`` (deletes what is there) or ``exist_ok=True`` (an existing plate
+        opens in mode ``r+``; a directory without zarr data becomes a plate around it).
         """
         refuse_url(path, "a plate")
         config = config or StorageConfig()
@@ -173,10 +175,9 @@ class PlateStore:
     ) -> PlateStore:
         """Open the plate at ``path``; ``mode='r'`` never writes anything.
 
-        New wells are stored the way the plate's own saved configuration says; for a
-        plate written by other software, ``config`` says how (default: this project's
-        defaults for the plate's OME-NGFF version).  ``path`` may be a URL
-        (``https://``, ``s3://``, ``gs://``, ``az://``), opened read-only.
+        New wells are stored as the plate's saved configuration says; for a plate written
+        by other software, as ``config`` says (default: this project's defaults for its
+        OME-NGFF version).  ``path`` may be a URL (``https://``, ``s3://``, ...): read-only.
         """
         if mode not in ("r", "r+"):
             raise ValueError(f"mode={mode!r}; use 'r' or 'r+'")
@@ -224,6 +225,7 @@ class PlateStore:
             ours=isinstance(saved, dict),
         )
         store._dataset_paths = dataset_paths
+        store._overview = marker.get(OVERVIEW_KEY) if isinstance(marker, dict) else None
         return store
 
     def __enter__(self) -> PlateStore:
@@ -360,25 +362,20 @@ class PlateStore:
             The well's pixels; NumPy, CuPy, PyTorch, JAX or anything array-like.
         channels
             Channel names or :class:`Channel` objects (colour, display window).
-        pixel_size
-            Pixel size in micrometres, ``(y, x)`` or one number for both.
-        z_step
-            Distance between z planes in micrometres.
+        pixel_size, z_step
+            Pixel size (``(y, x)`` or one number) and z step, in micrometres.
         plane_names
             Original file names -> (field, c, z[, t]); stored as ``openhcs_filename_map``.
         labels
-            OME label images by name, integer arrays of the well's shape without its
-            channel axis: ``(field, [t,] z, y, x)``.
+            OME label images by name: integer arrays ``(field, [t,] z, y, x)``.
         overwrite
             Replace the well if it is already complete.
         acquisition
-            Field positions, conditions, time interval and projection methods, stored
-            in the well's ``wellzarr`` block (positions also as each per-field image's
-            ``translation``).
+            Field positions, conditions, time interval and projection methods (the
+            well's ``wellzarr`` block; positions also as per-field ``translation``).
         projections, projection_names
-            The well's projections (MIP, best focus) as an array of the well's shape
-            with one z plane, and their file names: written as a second image in the
-            well's ``projections`` group, apart from the z-stack.
+            The well's projections (MIP, best focus; the well's shape with one z) and
+            their file names: a second image, in the well's ``projections`` group.
         """
         config = self._writable_config()
         target = self._target(well)
@@ -417,9 +414,8 @@ class PlateStore:
         well
             ``B03``, ``B3``, ``r02c03`` or a :class:`Well`.
         images
-            ``acquisition id -> {"data": ..., "channels": ..., "labels": ..., ...}``: each
-            acquisition's :meth:`write_well` arguments (shapes, dtypes, channels may differ);
-            ids in the plate's ``acquisitions`` block if it has one (:meth:`set_acquisitions`).
+            ``acquisition id -> {"data": ..., "channels": ..., ...}``: :meth:`write_well`'s
+            arguments per acquisition (ids from :meth:`set_acquisitions`' block, if any).
         overwrite
             Replace the well if it is already complete.
 
@@ -469,6 +465,9 @@ class PlateStore:
             # be replacing it.  (A rename keeps the files' sizes and mtimes.)
             staged = open_well(stage.parent, stage.name, target.name, self.zarr_format)
             files = staged.shard_files() if self._ours else None
+            if self._overview is not None:  # once wells change, the overview is stale
+                self._overview = None
+                overviews.forget_overview(self._disk(), self.zarr_format)
             self._move_into_place(stage, target, overwrite)
         finally:
             fsio.remove_tree(stage)
@@ -493,11 +492,10 @@ class PlateStore:
     ) -> list[PlaneKey]:
         """Write a well from 2D planes, each with its own ``(field, c, z[, t])`` coordinate.
 
-        A plane's place comes from its coordinate, never from its position in
-        ``planes``.  ``shape`` gives ``(fields, channels, z[, t])``; by default it is the
-        largest coordinate + 1.  Missing planes are filled with 0 and returned, or
-        refused with ``strict=True``.  ``names`` (one per plane) become the well's
-        file-name map.  Other keyword arguments go to :meth:`write_well`.
+        A plane's place is its coordinate, never its position in ``planes``.  ``shape``
+        is ``(fields, channels, z[, t])`` (default: the largest coordinate + 1).  Missing
+        planes are 0 and returned, or refused with ``strict=True``.  ``names`` (one per
+        plane) become the file-name map; other keywords go to :meth:`write_well`.
         """
         self._writable_config()
         target = self._target(well)
@@ -533,14 +531,17 @@ class PlateStore:
                 on_disk.save(self._disk())
                 self._disk_records = on_disk
         with self._lock:
-            self._plate = merged
+            self._plate, self._overview, self._new_wells = merged, None, True
             for path in pending:
                 self._session.pop(path, None)
             self._records.done(records)
 
     def close(self) -> None:
-        """Flush the well list and forget cached arrays."""
+        """Flush the well list, build the plate overview if wells were listed, forget arrays."""
         self.flush()
+        if self._new_wells and self._ours and not self.read_only:
+            self._new_wells = False
+            overviews.build_overview(self)
         self._wells.clear()
         self._acquired.clear()
         self._templates.clear()
@@ -569,15 +570,9 @@ class PlateStore:
     def unlisted_wells(self) -> list[str]:
         """Complete wells on disk that the plate metadata does not list (yet), in plate order.
 
-        A writer killed before :meth:`flush` leaves complete wells no reader sees.  This
-        finds them without writing (one listing of the plate and of each row folder with
-        a position not listed); they can then be read in this session like listed ones;
-        :meth:`recover` (on a writable store) lists them in the metadata.
-
-        Returns
-        -------
-        list of str
-            The wells' names (``B03``).
+        A writer killed before :meth:`flush` leaves complete wells no reader sees; found
+        without writing (listings of the plate and of rows with a position not listed),
+        they read in this session like listed ones; :meth:`recover` lists them.
         """
         found = self._scan_unlisted()
         with self._lock:
@@ -680,6 +675,12 @@ class PlateStore:
             self._disk_records = LayoutRecords.load(self.location)
         return self._disk_records
 
+    def overview(self) -> overviews.OverviewRecord | None:
+        """The plate overview, if one was built from the wells the plate holds now."""
+        cached = (self._overview, self._records_of("") if self._ours else None)
+        paths = [w.path for w in self.plate.wells]
+        return overviews.overview_of(self.location, self.zarr_format, cached, paths)
+
     def well_info(self, well: str | Well, acquisition: int | None = None) -> WellInfo:
         """Shape, dtype, axes, channels, scales, levels and file names of a well.
 
@@ -690,10 +691,9 @@ class PlateStore:
     def layout_info(self, well: str | Well, acquisition: int | None = None) -> WellInfo:
         """Shape, dtype, axes and levels that reads of ``well`` give, as cheaply as possible.
 
-        From the plate's layout records when the well's documents are unchanged since
-        they were recorded (none of the well's metadata is read), else from the well's
-        own metadata: exactly the layout :meth:`read_plane` reads it with.  Its channels,
-        file names and labels may be another well's: :meth:`well_info` gives its own.
+        From the layout records while the well's documents are unchanged (none of its
+        metadata read), else its own: the layout :meth:`read_plane` reads it with.  Its
+        channels, file names, labels may be another well's (:meth:`well_info`: its own).
         """
         if acquisition is not None:
             return self._open(well, acquisition).info

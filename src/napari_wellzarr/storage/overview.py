@@ -1,0 +1,446 @@
+"""The plate overview: every well's coarsest stored level side by side, in one sharded array."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import numpy as np
+
+from napari_wellzarr.errors import WellZarrError
+from napari_wellzarr.storage import fsio
+from napari_wellzarr.storage._spec import OVERVIEW_DIR, OVERVIEW_KEY, WELLZARR_KEY
+from napari_wellzarr.storage.axes import PlaneKey, shrink
+from napari_wellzarr.storage.geometry import whole_plate_levels
+from napari_wellzarr.storage.records import LayoutRecords
+from napari_wellzarr.storage.shards import ShardGrid, ShardReader
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+    from napari_wellzarr.storage.config import StorageConfig
+    from napari_wellzarr.storage.locations import RemoteLocation
+    from napari_wellzarr.storage.metadata import PlateMeta
+    from napari_wellzarr.storage.reading import WellInfo
+
+__all__ = [
+    "OverviewPlanes",
+    "OverviewRecord",
+    "build_overview",
+    "current_overview",
+    "forget_overview",
+    "overview_level",
+    "overview_of",
+    "parse_record",
+    "wells_key",
+]
+
+#: An overview larger than this (raw bytes) is not built: per-well reads serve the plate.
+MAX_OVERVIEW_BYTES: Final = 2**30
+#: A plate small enough to be shown at full resolution gets an overview (a copy of its
+#: pixels) only when a plane of it takes at most this many bytes.
+FULL_RESOLUTION_PLANE_BYTES: Final = 4 * 2**20
+_BUILD_ERRORS: Final = (WellZarrError, OSError, ValueError, KeyError, IndexError)
+
+
+class _Plate(Protocol):
+    """What building an overview needs of a plate (a :class:`PlateStore`)."""
+
+    location: Path | RemoteLocation
+    zarr_format: int
+
+    @property
+    def config(self) -> StorageConfig | None: ...
+
+    @property
+    def plate(self) -> PlateMeta: ...
+
+    def wells(self) -> list[str]: ...
+
+    def well_info(self, well: str, acquisition: int | None = None) -> WellInfo: ...
+
+    def read_planes(
+        self, well: str, keys: Iterable[PlaneKey], *, level: int = 0
+    ) -> list[np.ndarray[Any, Any]]: ...
+
+
+@dataclass(frozen=True)
+class OverviewRecord:
+    """Where a plate's overview is and what it was built from.
+
+    What it is (``path``, levels, tile, grid, the array's document) is kept in the
+    plate's ``wellzarr`` block; its version in the plate's layout record file (hidden,
+    beside the other file identities): ``key`` digests every listed well's path and the
+    identity (size, mtime) of its group document, so a well rewritten since (a resumed
+    conversion swaps in a new folder) changes it and the overview is never shown; and
+    ``shard``, its shard file's identity.  The plate's documents stay free of file times.
+    """
+
+    path: str
+    level: int
+    halvings: int
+    tile: tuple[int, int]
+    grid: tuple[int, int]
+    n_wells: int
+    array: dict[str, Any]
+    key: str = ""
+    #: The shard file's ``(size, mtime_ns, *chunk sizes)`` (see ``ShardReader.identity``).
+    shard: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON kept in the plate's ``wellzarr`` block."""
+        return {
+            "path": self.path,
+            "level": self.level,
+            "halvings": self.halvings,
+            "tile": list(self.tile),
+            "grid": list(self.grid),
+            "wells": self.n_wells,
+            "array": self.array,
+        }
+
+    def version(self) -> dict[str, Any]:
+        """The JSON kept in the layout record file."""
+        return {"key": self.key, "shard": list(self.shard)}
+
+
+def parse_record(raw: object, version: object) -> OverviewRecord | None:
+    """An :class:`OverviewRecord` from the plate's block and the record file's version.
+
+    None when either is absent or malformed.
+    """
+    if not isinstance(raw, dict) or not isinstance(version, dict):
+        return None
+    try:
+        path, array = raw["path"], raw["array"]
+        tile = tuple(int(v) for v in raw["tile"])
+        grid = tuple(int(v) for v in raw["grid"])
+        if (
+            not isinstance(path, str)
+            or not path.startswith(f"{OVERVIEW_DIR}/")
+            or ".." in path.split("/")
+            or not isinstance(array, dict)
+            or len(tile) != 2
+            or len(grid) != 2
+        ):
+            return None
+        level, halvings, n_wells = int(raw["level"]), int(raw["halvings"]), int(raw["wells"])
+        key, shard = str(version["key"]), tuple(int(v) for v in version["shard"])
+        return OverviewRecord(
+            path, level, halvings, (tile[0], tile[1]), (grid[0], grid[1]), n_wells, array,
+            key, shard,
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def wells_key(identities: Iterable[tuple[str, Sequence[int]]]) -> str:
+    """The digest of ``(well path, identity of its group document)`` pairs (any order)."""
+    doc = sorted((path, [int(v) for v in ident]) for path, ident in identities)
+    return hashlib.sha1(json.dumps(doc).encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def _local_identity(root: Path, path: str) -> tuple[int, int]:
+    stat = os.stat(root / path / "zarr.json")
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _identities(
+    root: Path | RemoteLocation, paths: Sequence[str], records: LayoutRecords | None
+) -> list[tuple[str, Sequence[int]]] | None:
+    """Each well's group document identity: stat locally, the layout records remotely."""
+    if isinstance(root, Path):
+        try:
+            return [(p, _local_identity(root, p)) for p in paths]
+        except OSError:
+            return None
+    out: list[tuple[str, Sequence[int]]] = []
+    for path in paths:
+        record = records.get(path) if records is not None else None
+        ident = record[1].get("zarr.json") if record is not None else None
+        if ident is None:
+            return None  # a well nobody recorded: its version cannot be told
+        out.append((path, ident))
+    return out
+
+
+def current_overview(
+    root: Path | RemoteLocation,
+    record: OverviewRecord | None,
+    wells: Sequence[str],
+    records: LayoutRecords | None,
+) -> OverviewRecord | None:
+    """``record`` when it was built from exactly the wells ``wells`` (paths) now hold."""
+    if record is None or record.n_wells != len(wells):
+        return None
+    found = _identities(root, wells, records)
+    if found is None or wells_key(found) != record.key:
+        return None
+    return record
+
+
+def overview_level(info: WellInfo, n_rows: int, n_columns: int) -> tuple[int, int]:
+    """``(stored level, halvings)`` that give the tile a viewer draws the whole plate with.
+
+    That is the coarsest display level of :func:`whole_plate_levels`: the stored level
+    with the largest power-of-two factor not above it, halved the rest of the way.
+    """
+    h0, w0 = info.level_shapes[0][-2:]
+    target = whole_plate_levels(n_rows, n_columns, (h0, w0)) - 1
+    best = (0, 0)
+    for index, shape in enumerate(info.level_shapes):
+        h, w = shape[-2:]
+        factor = round(h0 / h) if h else 0
+        exact = factor > 0 and factor & (factor - 1) == 0
+        k = factor.bit_length() - 1
+        if exact and k <= target and abs(h - h0 / factor) < 1 and abs(w - w0 / factor) < 1:
+            best = max(best, (k, index))
+    return best[1], target - best[0]
+
+
+def build_overview(store: _Plate) -> OverviewRecord | None:
+    """Write the plate's overview from its wells' coarsest stored level, and record it.
+
+    Done once, by the one writer that finishes the plate (the conversion's client, or
+    :meth:`PlateStore.close` of a session that wrote wells): only the wells' own stored
+    levels are read, never anything another writer is still writing.  Returns None (and
+    records nothing) for plates it does not serve: zarr v2, not written here, no wells,
+    wells of different shapes or a well that does not read (per-well reads then show
+    the plate and report the well).
+    """
+    root = store.location
+    config = store.config
+    if not isinstance(root, Path) or store.zarr_format != 3 or config is None:
+        return None
+    plate = store.plate
+    wells = list(zip(store.wells(), plate.wells, strict=True))
+    if not wells:
+        return None
+    try:
+        first = store.well_info(wells[0][0])
+        grid = (len(plate.rows), len(plate.columns))
+        level, halvings = overview_level(first, *grid)
+        lead = first.shape[:-2]
+        sh, sw = first.level_shapes[level][-2:]
+        th, tw = -(-sh // 2**halvings), -(-sw // 2**halvings)
+        shape = (*lead, grid[0] * th, grid[1] * tw)
+        plane_bytes = shape[-2] * shape[-1] * first.dtype.itemsize
+        if plane_bytes * np.prod(lead) > MAX_OVERVIEW_BYTES:
+            return None
+        if (level, halvings) == (0, 0) and plane_bytes > FULL_RESOLUTION_PLANE_BYTES:
+            return None  # a plate shown at full resolution: the overview would copy it
+        identities = [(w.path, _local_identity(root, w.path)) for _, w in wells]
+        path = f"{OVERVIEW_DIR}/plate"
+        axes = [*first.axes[:-2], "y", "x"]
+        places = [(name, w.row_index * th, w.column_index * tw) for name, w in wells]
+        planes = _planes(store, places, first, (level, halvings), (shape[-2], shape[-1]))
+        doc, shard = _write_array(root, path, planes, shape, first.dtype, config, axes)
+        if identities != [(w.path, _local_identity(root, w.path)) for _, w in wells]:
+            return None  # a well was rewritten while it was read
+    except (_Mismatch, *_BUILD_ERRORS):
+        return None
+    key = wells_key(identities)
+    record = OverviewRecord(path, level, halvings, (th, tw), grid, len(wells), doc, key, shard)
+    _set_record(root, record)
+    return record
+
+
+class _Mismatch(ValueError):
+    """A well whose stored level is not the reference well's: no overview."""
+
+
+def _planes(
+    store: _Plate,
+    places: Sequence[tuple[str, int, int]],
+    first: WellInfo,
+    source: tuple[int, int],
+    size: tuple[int, int],
+) -> Iterator[np.ndarray[Any, Any]]:
+    """The overview's planes in index order, a field (and time point) of every well at a time.
+
+    Each well's channels and z planes of one field are read together (one call per well
+    and field); only those of one field of the mosaic are in memory at once.
+    """
+    level, halvings = source
+    lead = first.shape[:-2]
+    has_time = len(lead) == 4
+    sh, sw = first.level_shapes[level][-2:]
+    th, tw = -(-sh // 2**halvings), -(-sw // 2**halvings)
+    outer = lead[:2] if has_time else lead[:1]
+    inner = lead[-2:]  # c, z
+    for at in np.ndindex(*outer):
+        field, t = at[0], at[1] if has_time else 0
+        keys = [PlaneKey(field, c, z, t) for c, z in np.ndindex(*inner)]
+        mosaic = np.zeros((len(keys), *size), dtype=first.dtype)
+        for name, y, x in places:
+            for n, plane in enumerate(store.read_planes(name, keys, level=level)):
+                if plane.shape != (sh, sw) or plane.dtype != first.dtype:
+                    raise _Mismatch(name)
+                mosaic[n, y : y + th, x : x + tw] = shrink(plane, halvings)
+        yield from mosaic
+
+
+def _write_array(
+    root: Path,
+    path: str,
+    planes: Iterator[np.ndarray[Any, Any]],
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    config: StorageConfig,
+    axes: list[str],
+) -> tuple[dict[str, Any], tuple[int, ...]]:
+    """Write ``mosaic`` at ``root / path``: a zarr v3 array of plane chunks in one shard.
+
+    Built in the plate's staging folder and swapped in whole (under the plate lock).
+    Returns the array's document and its shard's identity (size, mtime, chunk sizes:
+    a reader that has them reads no shard index).
+    """
+    import zarr
+    from zarr.storage import MemoryStore
+
+    chunks = (1,) * (len(shape) - 2) + shape[-2:]
+    array = zarr.create_array(
+        store=MemoryStore(),
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks,
+        shards=shape,
+        **config.zarr_codecs(),
+        fill_value=0,
+        zarr_format=3,
+        dimension_names=axes,
+    )
+    doc = array.metadata.to_dict()
+    layout = ShardGrid.parse(doc)
+    target = root / path
+    if layout is None:
+        raise ValueError(f"the overview array of {target} cannot be written shard by shard")
+    stage = fsio.staging_dir(root, "overview")
+    try:
+        layout.write_one_shard(stage, planes)
+        fsio.write_staged_file(stage / "zarr.json", json.dumps(doc, indent=2).encode())
+        target.parent.mkdir(exist_ok=True)
+        with fsio.plate_lock(root):
+            _drop_version(root)  # no reader pairs the old version with the new array
+            if target.exists():
+                fsio.remove_tree(target)
+            os.rename(stage, target)
+    finally:
+        fsio.remove_tree(stage)
+    shard = ShardReader(target, layout, str(target)).identity()
+    if shard is None:
+        raise ValueError(f"the overview shard of {target} cannot be described")
+    return json.loads(json.dumps(doc)), shard  # plain JSON types
+
+
+def _drop_version(root: Path) -> None:
+    records = LayoutRecords.load(root)
+    if records.overview is not None:
+        records.overview = None
+        records.save(root)
+
+
+def _set_record(root: Path, record: OverviewRecord | None) -> None:
+    """Put ``record`` in (or take the overview out of) the plate's block and record file."""
+    with fsio.plate_lock(root):
+        _drop_version(root)
+        attrs = fsio.read_attrs(root, 3)
+        block = attrs.get(WELLZARR_KEY)
+        if not isinstance(block, dict):
+            return
+        wanted = record.to_json() if record is not None else None
+        if block.get(OVERVIEW_KEY) != wanted:
+            if wanted is None:
+                block.pop(OVERVIEW_KEY)
+            else:
+                block[OVERVIEW_KEY] = wanted
+            fsio.write_group(root, attrs, 3)
+        if record is not None:
+            records = LayoutRecords.load(root)
+            records.overview = record.version()
+            records.save(root)
+        elif (root / OVERVIEW_DIR).exists():
+            fsio.remove_tree(root / OVERVIEW_DIR)  # stale pixels: the space back
+
+
+def forget_overview(root: Path, zarr_format: int) -> None:
+    """Take the overview out of the plate (before a well is written or rewritten)."""
+    if zarr_format == 3:
+        _set_record(root, None)
+
+
+def overview_of(
+    root: Path | RemoteLocation,
+    zarr_format: int,
+    cached: tuple[object, LayoutRecords | None],
+    wells: Sequence[str],
+) -> OverviewRecord | None:
+    """The plate's current overview: built from exactly the wells ``wells`` (paths) hold.
+
+    A local plate's documents are read again (another process may have rebuilt or
+    dropped it); a remote plate's are those ``cached`` (plate block, layout records)
+    from its opening.
+    """
+    block, records = cached
+    if isinstance(root, Path) and zarr_format == 3:
+        try:
+            marker = fsio.read_attrs(root, 3).get(WELLZARR_KEY)
+        except (OSError, ValueError):
+            return None
+        block = marker.get(OVERVIEW_KEY) if isinstance(marker, dict) else None
+        records = LayoutRecords.load(root)
+    version = records.overview if records is not None else None
+    return current_overview(root, parse_record(block, version), wells, records)
+
+
+class OverviewPlanes:
+    """Reads whole-plate planes of a plate's overview (local or remote, through its shard)."""
+
+    def __init__(
+        self,
+        root: Path | RemoteLocation,
+        record: OverviewRecord,
+        positions: Mapping[str, tuple[int, int]],
+    ) -> None:
+        layout = ShardGrid.parse(record.array)
+        if layout is None:
+            raise ValueError(f"{record.path}: not an overview array this reader takes")
+        self.record = record
+        self.layout = layout
+        #: Each well's (row, column) in the overview's grid.
+        self.positions = dict(positions)
+        where = f"plate overview {record.path}"
+        self._reader = ShardReader(root / record.path, layout, where, record.shard or None)
+
+    @property
+    def level(self) -> int:
+        """The wells' stored level the overview was made from."""
+        return self.record.level
+
+    @property
+    def halvings(self) -> int:
+        """How many times that level was halved (see :func:`overview_level`)."""
+        return self.record.halvings
+
+    def origin(self, well: str) -> tuple[int, int] | None:
+        """Top-left pixel of ``well``'s tile in an overview plane (None: not in it)."""
+        at = self.positions.get(well)
+        if at is None:
+            return None
+        return at[0] * self.record.tile[0], at[1] * self.record.tile[1]
+
+    def read(self, keys: Sequence[PlaneKey]) -> list[np.ndarray[Any, Any]]:
+        """The whole-plate planes at ``keys`` (one read of the shard's chunks)."""
+        has_time = len(self.layout.shape) == 6
+        planes = [(k.field, k.t, k.c, k.z) if has_time else (k.field, k.c, k.z) for k in keys]
+        for plane in planes:
+            if any(not 0 <= i < n for i, n in zip(plane, self.layout.shape, strict=False)):
+                raise IndexError(f"plane {plane} is outside the overview {self.layout.shape}")
+        out = np.empty((len(planes), *self.layout.shape[-2:]), self.layout.dtype.newbyteorder("="))
+        if not self._reader.read(planes, out):
+            raise WellZarrError(f"plate overview {self.record.path}: a chunk is missing")
+        return list(out)
