@@ -288,19 +288,12 @@ class TileReader:
         return found
 
     def _prefetch_neighbours(self, keys: Sequence[PlaneKey]) -> None:
-        """Read the next and previous field's overview planes in the background.
-
-        A field step then finds its planes in the cache; a failure is left to the read
-        that asks for them.
-        """
+        """Read the neighbouring fields' overview planes in the background (for steps)."""
         overview = self.overview
         assert overview is not None
         n_fields = overview.layout.shape[0]
-        around = {
-            PlaneKey(f, k.c, k.z, k.t)
-            for k in keys
-            for f in ((k.field + 1) % n_fields, (k.field - 1) % n_fields)
-        }
+        steps = ((k, (k.field + s) % n_fields) for k in keys for s in (1, -1))
+        around = {PlaneKey(f, k.c, k.z, k.t) for k, f in steps}
         with self._lock:
             todo = sorted(k for k in around if ("overview", k) not in self._cache)
         if not todo:
