@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -42,13 +43,13 @@ def first_screen_requests(view: PlateView) -> list[tuple[str, None, PlaneKey, in
 def load_first_screen(view: PlateView) -> bool:
     """Read the first screen into the tile cache while napari's window stays live.
 
-    Only in a running napari (a Qt application): the reads run on a thread while the
+    Only in a running napari (a Qt application with a viewer): the reads run on a thread while the
     window handles its events and napari's activity dock shows an indeterminate
     progress bar.  Returns whether it loaded (False without a Qt application).
     """
-    qt = sys.modules.get("qtpy.QtWidgets")
+    qt, napari = sys.modules.get("qtpy.QtWidgets"), sys.modules.get("napari")
     app = qt.QApplication.instance() if qt is not None else None
-    if app is None:
+    if app is None or napari is None or napari.current_viewer() is None:
         return False
     from napari.utils import progress
 
@@ -57,7 +58,8 @@ def load_first_screen(view: PlateView) -> bool:
         # Damaged wells are reported by napari's own reads, on its thread.
         future = pool.submit(view.reader.tiles, requests, report=False)
         deadline = time.monotonic() + WAIT_S
-        with progress(total=0, desc=f"napari-wellzarr: loading {view.path}") as bar:
+        desc = f"napari-wellzarr: loading {view.path}"
+        with progress(total=0, desc=desc, file=io.StringIO()) as bar:  # the dock, not stderr
             while not future.done() and time.monotonic() < deadline:
                 app.processEvents()
                 bar.refresh()

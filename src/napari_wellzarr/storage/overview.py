@@ -144,27 +144,32 @@ def wells_key(identities: Iterable[tuple[str, Sequence[int]]]) -> str:
     return hashlib.sha1(json.dumps(doc).encode(), usedforsecurity=False).hexdigest()[:16]
 
 
-def _local_identity(root: Path, path: str) -> tuple[int, int]:
-    stat = os.stat(root / path / "zarr.json")
-    return stat.st_size, stat.st_mtime_ns
-
-
 def _identities(
     root: Path | RemoteLocation, paths: Sequence[str], records: LayoutRecords | None
 ) -> list[tuple[str, Sequence[int]]] | None:
-    """Each well's group document identity: stat locally, the layout records remotely."""
-    if isinstance(root, Path):
-        try:
-            return [(p, _local_identity(root, p)) for p in paths]
-        except OSError:
-            return None
+    """Each well's documents (well, images, arrays) with their (size, mtime), or None.
+
+    The documents are those the layout record lists for the well; their identities come from
+    ``stat`` locally (what is on disk now), from the record remotely.  None when a well
+    has no record or a file is missing: its version cannot be told.
+    """
     out: list[tuple[str, Sequence[int]]] = []
     for path in paths:
         record = records.get(path) if records is not None else None
-        ident = record[1].get("zarr.json") if record is not None else None
-        if ident is None:
-            return None  # a well nobody recorded: its version cannot be told
-        out.append((path, ident))
+        if record is None:
+            return None
+        idents: list[int] = []
+        for name, ident in sorted(record[1].items()):
+            if not name.endswith("zarr.json"):
+                continue  # an array: the record holds its shard's identity, not the folder's
+            if isinstance(root, Path):
+                try:
+                    stat = os.stat(root / path / name)
+                except OSError:
+                    return None
+                ident = (stat.st_size, stat.st_mtime_ns)
+            idents += [len(name), *ident[:2]]
+        out.append((path, idents))
     return out
 
 
@@ -233,13 +238,16 @@ def build_overview(store: _Plate) -> OverviewRecord | None:
             return None
         if (level, halvings) == (0, 0) and plane_bytes > FULL_RESOLUTION_PLANE_BYTES:
             return None  # a plate shown at full resolution: the overview would copy it
-        identities = [(w.path, _local_identity(root, w.path)) for _, w in wells]
+        records = LayoutRecords.load(root)
+        identities = _identities(root, [w.path for _, w in wells], records)
+        if identities is None:
+            return None  # wells without a layout record (not sharded): no version to key
         path = f"{OVERVIEW_DIR}/plate"
         axes = [*first.axes[:-2], "y", "x"]
         places = [(name, w.row_index * th, w.column_index * tw) for name, w in wells]
         planes = _planes(store, places, first, (level, halvings), (shape[-2], shape[-1]))
         doc, shard = _write_array(root, path, planes, shape, first.dtype, config, axes)
-        if identities != [(w.path, _local_identity(root, w.path)) for _, w in wells]:
+        if identities != _identities(root, [w.path for _, w in wells], records):
             return None  # a well was rewritten while it was read
     except (_Mismatch, *_BUILD_ERRORS):
         return None
