@@ -431,7 +431,7 @@ def _ops_of_a_conversion(ref: Reference, dest: Path, monkeypatch: pytest.MonkeyP
 def _failing_well(rel: str) -> str | None:
     """The well whose write the failed operation was part of (``None``: the plate's own)."""
     parts = rel.split("/")
-    if parts[0] == fsio.STAGING_DIR and len(parts) > 1:
+    if parts[0] == fsio.STAGING_DIR and len(parts) > 1 and not parts[1].startswith("overview."):
         return parts[1].split(".")[0].replace("_", "")
     return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ from napari_wellzarr.storage.axes import PlaneKey, shrink
 from napari_wellzarr.storage.geometry import whole_plate_levels
 from napari_wellzarr.storage.records import LayoutRecords
 from napari_wellzarr.storage.shards import ShardGrid, ShardReader
+from napari_wellzarr.storage.templates import well_record
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -45,6 +47,8 @@ MAX_OVERVIEW_BYTES: Final = 2**30
 #: pixels) only when a plane of it takes at most this many bytes.
 FULL_RESOLUTION_PLANE_BYTES: Final = 4 * 2**20
 _BUILD_ERRORS: Final = (WellZarrError, OSError, ValueError, KeyError, IndexError)
+#: Errors of the disk written to, which the writer finishing the plate must report.
+_WRITE_FAULTS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 
 class _Plate(Protocol):
@@ -207,6 +211,25 @@ def overview_level(info: WellInfo, n_rows: int, n_columns: int) -> tuple[int, in
     return best[1], target - best[0]
 
 
+def _complete_records(
+    root: Path, wells: Sequence[tuple[str, Any]], zarr_format: int
+) -> LayoutRecords:
+    """The plate's layout records, with a record made for each well that has none.
+
+    A run stopped while the records were written (a full disk) leaves complete wells
+    without one; the run that finishes the plate records them, as a clean run would have.
+    """
+    records = LayoutRecords.load(root)
+    missing = [(name, w.path) for name, w in wells if records.get(w.path) is None]
+    for name, path in missing:
+        made = well_record(root, path, name, zarr_format)
+        if made is not None:
+            records.add(path, *made)
+    if missing:
+        records.save(root)
+    return records
+
+
 def build_overview(store: _Plate) -> OverviewRecord | None:
     """Write the plate's overview from its wells' coarsest stored level, and record it.
 
@@ -238,7 +261,7 @@ def build_overview(store: _Plate) -> OverviewRecord | None:
             return None
         if (level, halvings) == (0, 0) and plane_bytes > FULL_RESOLUTION_PLANE_BYTES:
             return None  # a plate shown at full resolution: the overview would copy it
-        records = LayoutRecords.load(root)
+        records = _complete_records(root, wells, store.zarr_format)
         identities = _identities(root, [w.path for _, w in wells], records)
         if identities is None:
             return None  # wells without a layout record (not sharded): no version to key
@@ -249,7 +272,9 @@ def build_overview(store: _Plate) -> OverviewRecord | None:
         doc, shard = _write_array(root, path, planes, shape, first.dtype, config, axes)
         if identities != _identities(root, [w.path for _, w in wells], records):
             return None  # a well was rewritten while it was read
-    except (_Mismatch, *_BUILD_ERRORS):
+    except (_Mismatch, *_BUILD_ERRORS) as err:
+        if isinstance(err, OSError) and err.errno in _WRITE_FAULTS:
+            raise  # the disk, not the wells: reported, and a resume builds it again
         return None
     key = wells_key(identities)
     record = OverviewRecord(path, level, halvings, (th, tw), grid, len(wells), doc, key, shard)
