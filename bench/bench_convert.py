@@ -5,6 +5,8 @@ One command::
     .venv/bin/python bench/bench_convert.py                 # 24 and 96 wells, serial and 2 workers
     .venv/bin/python bench/bench_convert.py --wells 96 --repeats 3 --dask
     .venv/bin/python bench/bench_convert.py --wells 0 --ix-metadata   # the MetaXpress line only
+    .venv/bin/python bench/bench_convert.py --cluster --wells 24      # 1/2/4 dask workers,
+                                                 # folder and S3 (bench/bench_cluster.py)
 
 A well is 4 fields x 3 channels x 1 z x 512 x 512 uint16 (12-bit nuclei-like, Poisson noise;
 ``napari_wellzarr.testing.synthetic``), written as ImageXpress TIFFs ``bench_<well>_s<f>_w<c>.tif``
@@ -227,7 +229,16 @@ def main() -> None:
         action="store_true",
         help="also: metadata scan of a generated 1536-well MetaXpress export vs its conversion",
     )
+    parser.add_argument(
+        "--cluster", action="store_true", help="1, 2, 4 dask workers to a folder and to S3 instead"
+    )
     args = parser.parse_args()
+    if args.cluster:
+        import bench_cluster  # (this folder is on sys.path when run as a script)
+
+        sys.argv = [sys.argv[0], "--wells", args.wells.split(",")[0]]
+        bench_cluster.main()
+        return
     modes = ["serial", "2 workers"] + (["dask 2 workers"] if args.dask else [])
     dask_proc, address = start_dask() if args.dask else (None, None)
     rows = []

@@ -75,7 +75,11 @@ def _parser() -> argparse.ArgumentParser:
 def _convert_parser(sub: Any) -> None:
     conv = sub.add_parser("convert", help="convert a folder of TIFF files into a plate")
     conv.add_argument("source", type=Path, help="folder of microscope images (searched deeply)")
-    conv.add_argument("dest", type=_local_dest, help="the plate to write, e.g. screen.ome.zarr")
+    conv.add_argument(
+        "dest",
+        type=_local_dest,
+        help="the plate to write, e.g. screen.ome.zarr or s3://bucket/screen.ome.zarr",
+    )
     names = conv.add_argument_group("file names")
     names.add_argument(
         "--scheme",
@@ -130,13 +134,19 @@ def _storage_config(args: argparse.Namespace, plan: ConversionPlan) -> StorageCo
     """Options given on the command line over the plate's own (``--resume``) or defaults."""
     from napari_wellzarr.storage import fsio
     from napari_wellzarr.storage.config import StorageConfig
+    from napari_wellzarr.storage.locations import open_location
     from napari_wellzarr.storage.store import PlateStore
 
     given = {k: getattr(args, k) for k in _STORAGE_OPTIONS if getattr(args, k) is not None}
     base: dict[str, Any] = {}
     # (a folder without a plate document, e.g. killed while creating it: the defaults)
-    if args.resume and args.dest.is_dir() and fsio.detect_zarr_format(args.dest) is not None:
-        saved = PlateStore.open(args.dest).config
+    dest = args.dest
+    if isinstance(dest, str):  # s3://: a plate document there, or none yet
+        if args.resume and fsio.has_node_doc(open_location(dest, fresh=True)):
+            saved = PlateStore.open(dest).config
+            base = saved.to_dict() if saved is not None else {}
+    elif args.resume and dest.is_dir() and fsio.detect_zarr_format(dest) is not None:
+        saved = PlateStore.open(dest).config
         base = saved.to_dict() if saved is not None else {}
     if not base:
         base = {"plate": plan.smallest_plate()}
@@ -418,16 +428,16 @@ def _path_or_url(text: str) -> Path | str:
     return text if is_url(text) else Path(text)
 
 
-def _local_dest(text: str) -> Path:
-    """A plate to write: a local folder; a URL is refused (remote writing is not supported)."""
+def _local_dest(text: str) -> Path | str:
+    """A plate to write: a local folder, or an ``s3://`` URL (other URLs are refused)."""
     from napari_wellzarr.errors import RemoteWriteError
-    from napari_wellzarr.storage.locations import refuse_url
+    from napari_wellzarr.storage.locations import refuse_url, writable_url
 
     try:
-        refuse_url(text, "a plate")
+        refuse_url(text, "a plate", s3_ok=True)
     except RemoteWriteError as err:
         raise argparse.ArgumentTypeError(str(err)) from err
-    return Path(text)
+    return text if writable_url(text) else Path(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,11 +6,13 @@ __all__ = [
     "AcquisitionNotFoundError",
     "ConfigError",
     "CorruptDataError",
+    "DestinationClaimedError",
     "MetadataError",
     "PlaneNotFoundError",
     "PlateExistsError",
     "PlateNotFoundError",
     "RemoteReadError",
+    "RemoteStoreError",
     "RemoteWriteError",
     "StoreReadOnlyError",
     "SymlinkCycleError",
@@ -94,4 +96,12 @@ class RemoteReadError(WellZarrError, OSError):
 
 
 class RemoteWriteError(WellZarrError, ValueError):
-    """A URL given where something would be written: remote writing is not supported yet."""
+    """A URL given where something cannot be written (only ``s3://`` plates are written)."""
+
+
+class RemoteStoreError(WellZarrError, OSError):
+    """A write to, or a listing of, an object store that failed (denied, down, timeout)."""
+
+
+class DestinationClaimedError(WellZarrError, FileExistsError):
+    """A conversion into a destination that another conversion (run) has claimed."""

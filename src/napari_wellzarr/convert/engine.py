@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import threading
 import time
 import uuid
@@ -18,13 +19,18 @@ from napari_wellzarr.convert.welljob import WellJob, WellOutcome, adopt_store, f
 from napari_wellzarr.errors import ConfigError, PlateExistsError, WellDataError
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage.acquisition import Acquisition
-from napari_wellzarr.storage.locations import refuse_url
+from napari_wellzarr.storage.claims import CLAIM_NAME, claim, release
+from napari_wellzarr.storage.locations import (
+    RemoteLocation,
+    open_location,
+    refuse_url,
+    writable_url,
+)
 from napari_wellzarr.storage.metadata import Channel, default_channels
 from napari_wellzarr.storage.overview import build_overview, forget_overview
 from napari_wellzarr.storage.store import LIST_EVERY_S, PlateStore
 
 if TYPE_CHECKING:
-    import os
     from collections.abc import Callable, Generator, Sequence
 
     from napari_wellzarr.convert.runners import Yielded
@@ -65,7 +71,7 @@ class ConversionResult:
     Attributes
     ----------
     plate
-        The plate's path.
+        The plate's path (its URL for an ``s3://`` plate).
     written, skipped
         Wells written in this run, and wells left as they were (complete already).
     failed
@@ -80,7 +86,7 @@ class ConversionResult:
         Wall time of the run.
     """
 
-    plate: Path
+    plate: Path | str
     written: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
     failed: tuple[tuple[str, str], ...] = ()
@@ -134,7 +140,8 @@ def convert(
     plan
         From :func:`scan_source`.
     dest
-        The plate to create (or, with ``resume``, to complete).
+        The plate to create (or, with ``resume``, to complete): a folder, or an
+        ``s3://bucket/prefix`` URL (credentials from the ``AWS_*`` variables).
     config
         How to store it; its plate format must hold every well of the plan.
     strict
@@ -146,7 +153,8 @@ def convert(
     resume
         Complete an interrupted conversion: wells already on ``dest`` with the planned
         files and shape are kept, all others are (re)written.  ``config`` must equal the
-        plate's.  A missing ``dest`` is simply created.
+        plate's.  A missing ``dest`` is simply created.  Takes over the claim of the
+        interrupted run (see :class:`DestinationClaimedError`).
     overwrite
         Replace an existing plate at ``dest``.
     pixel_size, z_step
@@ -167,27 +175,80 @@ def convert(
         Contradictory options, or ``resume`` with a configuration unlike the plate's.
     PlateExistsError
         ``dest`` exists and neither ``resume`` nor ``overwrite`` was given.
+    DestinationClaimedError
+        Another conversion (run) is converting into ``dest``, or was killed doing so
+        (then ``resume`` completes it).
     WellDataError
         ``strict`` and planes are missing (the message names them).
     WellNameError
         A well lies outside the configured plate format.
     """
-    refuse_url(dest, "a plate")  # Path() would make a folder "s3:" of s3://bucket/x
+    refuse_url(dest, "a plate", s3_ok=True)  # Path() would make a folder "s3:" of s3://b/x
     _check_options(plan, config, strict, workers, scheduler, resume, overwrite)
     start = time.perf_counter()
     # Absolute paths: worker processes and dask workers may run elsewhere.
-    root = Path(dest).absolute()
+    root: Path | RemoteLocation = (
+        open_location(os.fspath(dest), fresh=True) if writable_url(dest) else Path(dest).absolute()
+    )
+    target = root.url if isinstance(root, RemoteLocation) else str(root)
     client = None if scheduler is None else connect_dask(scheduler)  # before writing
+    run_id = uuid.uuid4().hex
     try:
-        name = plan.instrument.plate_name if plan.instrument is not None else None
-        store = _open_plate(root, config, resume, overwrite, name)
+        if isinstance(root, Path) and root.exists() and not root.is_dir():
+            raise PlateExistsError(f"{root} already exists and is not a folder; choose another")
+        held = claim(root, run_id, take_over=resume)
     except BaseException:
         if client is not None:
             client.close()
         raise
-    run_id = uuid.uuid4().hex
-    jobs = _jobs(plan, str(root), run_id, resume, pixel_size, z_step)
-    adopt_store(str(root), run_id, store)
+    try:
+        name = plan.instrument.plate_name if plan.instrument is not None else None
+        store = _open_plate(root, config, resume, overwrite, name)
+        if overwrite and isinstance(root, Path):  # the folder was replaced, claim and all
+            held = claim(root, run_id, take_over=True)
+    except BaseException:
+        if client is not None:
+            client.close()
+        with contextlib.suppress(OSError):  # (S3 out of reach: the next run takes over)
+            release(held)
+        raise
+    try:
+        return _execute(
+            plan,
+            store,
+            target,
+            run_id,
+            resume,
+            workers,
+            client,
+            start,
+            pixel_size,
+            z_step,
+            progress,
+            cancel,
+        )
+    finally:
+        with contextlib.suppress(OSError):  # S3 out of reach: the next run takes over
+            release(held)
+
+
+def _execute(
+    plan: ConversionPlan,
+    store: PlateStore,
+    target: str,
+    run_id: str,
+    resume: bool,
+    workers: int,
+    client: object,
+    start: float,
+    pixel_size: float | tuple[float, float] | None,
+    z_step: float | None,
+    progress: Callable[[WellEvent], None] | None,
+    cancel: threading.Event | None,
+) -> ConversionResult:
+    """Convert the wells into the opened (and claimed) plate ``store``."""
+    jobs = _jobs(plan, target, run_id, resume, pixel_size, z_step)
+    adopt_store(target, run_id, store)
     stop = _Stop(cancel)
     tally = _Tally(len(jobs), progress)
     lister = _Lister(store)
@@ -201,7 +262,7 @@ def convert(
         finally:
             runner.close()
     finally:
-        forget_store(str(root))
+        forget_store(target)
         _list_wells(store, tally)  # every well now complete, once, whatever happened
     if store.overview() is None:  # the one writer finishing the plate builds its overview
         build_overview(store)
@@ -210,7 +271,7 @@ def convert(
     for miss in plan.missing:
         per_well[miss.well] += 1
     return ConversionResult(
-        plate=store.root,
+        plate=target if store.is_remote else store.root,
         written=tuple(tally.written),
         skipped=tuple(tally.skipped),
         failed=tuple(tally.failed),
@@ -254,8 +315,8 @@ def _list_wells(store: PlateStore, tally: _Tally) -> None:
         raise OSError(
             err.errno,
             f"{err.strerror or err}: the plate's well list could not be written "
-            f"({err.filename or store.root}){failed}; the wells converted are whole on "
-            "disk but not listed: once the cause is fixed, run the same conversion again "
+            f"({err.filename or store.location}){failed}; the wells converted are whole "
+            "but not listed: once the cause is fixed, run the same conversion again "
             "with resume=True (wellzarr convert ... --resume) to list them and finish",
         ) from err
 
@@ -289,8 +350,14 @@ def _check_options(
 
 
 def _open_plate(
-    dest: Path, config: StorageConfig, resume: bool, overwrite: bool, name: str | None = None
+    dest: Path | RemoteLocation,
+    config: StorageConfig,
+    resume: bool,
+    overwrite: bool,
+    name: str | None = None,
 ) -> PlateStore:
+    if isinstance(dest, RemoteLocation):
+        return _open_remote(dest, config, resume, overwrite, name)
     if dest.is_dir() and any(dest.iterdir()) and _only_leftovers(dest):
         # Killed before its plate document was written: start again in the same folder.
         fsio.clean_stale_staging(dest)
@@ -312,6 +379,24 @@ def _open_plate(
     return store
 
 
+def _open_remote(
+    dest: RemoteLocation, config: StorageConfig, resume: bool, overwrite: bool, name: str | None
+) -> PlateStore:
+    """:func:`_open_plate` of an ``s3://`` plate (its objects listed once)."""
+    keys = [k for k in dest.keys() if k != CLAIM_NAME]
+    if not keys or overwrite:
+        return PlateStore.create(dest.url, config, overwrite=overwrite, name=name)
+    if not resume:
+        raise PlateExistsError(
+            f"{dest} already exists; resume to complete an interrupted conversion, or "
+            "overwrite to replace it"
+        )
+    store = PlateStore.open(dest.url, "r+")
+    if store.config != config:
+        raise ConfigError(f"{dest} was written with other options: {_differences(store, config)}")
+    return store
+
+
 def _only_leftovers(dest: Path) -> bool:
     """Whether ``dest`` holds no zarr data, only what a killed conversion leaves there.
 
@@ -321,7 +406,7 @@ def _only_leftovers(dest: Path) -> bool:
     if fsio.detect_zarr_format(dest) is not None:
         return False
     return all(
-        p.name in (fsio.LOCK_NAME, fsio.STAGING_DIR)
+        p.name in (fsio.LOCK_NAME, fsio.STAGING_DIR, CLAIM_NAME)
         or (p.name.startswith(".") and p.name.endswith(".tmp"))
         for p in dest.iterdir()
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import signal
 import socket
@@ -41,8 +42,9 @@ WELL_FAILURES: Final = (WellZarrError, OSError, BrokenProcessPool)
 
 Yielded = tuple["WellJob", WellOutcome | BaseException]
 
-#: How long a dask cluster may have no live worker (all died, the nannies gave up)
-#: before the conversion stops with its wells failed (resumable), instead of waiting.
+#: How long a dask cluster may have no live worker (all died, the nannies gave up, or
+#: the scheduler is gone) before the conversion stops with its wells failed (resumable),
+#: instead of waiting.  ``WELLZARR_NO_WORKERS_S`` overrides it.
 NO_WORKERS_S: Final = 30.0
 #: How often the scheduler is asked for its workers while waiting for a well.
 _POLL_S: Final = 1.0
@@ -184,6 +186,10 @@ def run_dask(
                     future = finished.get(timeout=_POLL_S)
                     if future not in futures:
                         continue
+                    if future.status == "cancelled":  # not by us: the scheduler is gone
+                        dropped = _cancelled(client, futures[future].well)
+                        yield from ((job, dropped) for job in futures.values())
+                        return
                     # A result whose worker died before it was fetched is computed again:
                     # fetching it waits, so the cluster is watched meanwhile too.
                     outcome = _outcome(future, failures)
@@ -205,6 +211,16 @@ def run_dask(
                 client.cancel(list(futures))
 
 
+def _cancelled(client: Any, well: str) -> ClusterLostError:
+    """The error for the wells left when the cluster cancelled well ``well`` on its own."""
+    return ClusterLostError(
+        f"the dask cluster at {client.scheduler.address} cancelled well {well} (its "
+        "scheduler is unreachable: killed, restarted or cut off); the wells in flight were "
+        "not converted: start the cluster again (or none: convert here) and run the same "
+        "conversion again with --resume"
+    )
+
+
 def _outcome(future: Any, failures: tuple[type[BaseException], ...]) -> Any:
     """A done future's outcome, or ``TimeoutError`` while its lost result is recomputed."""
     if future.status == "error":  # the well's own error (a TimeoutError among them)
@@ -213,6 +229,15 @@ def _outcome(future: Any, failures: tuple[type[BaseException], ...]) -> Any:
             return err
         raise err
     return future.result(timeout=_POLL_S)
+
+
+def _no_workers_s() -> float:
+    """:data:`NO_WORKERS_S`, or the ``WELLZARR_NO_WORKERS_S`` variable when set and positive."""
+    try:
+        value = float(os.environ.get("WELLZARR_NO_WORKERS_S", ""))
+    except ValueError:
+        return NO_WORKERS_S
+    return value if value > 0 else NO_WORKERS_S
 
 
 class _Workers:
@@ -224,20 +249,21 @@ class _Workers:
 
     def lost(self) -> ClusterLostError | None:
         """The error to fail the remaining wells with, once no worker for ``NO_WORKERS_S``."""
+        why = "every worker died and none was restarted"
         try:
             alive = bool(self.client.nthreads())
         except OSError:  # the scheduler is gone too: no worker either
-            alive = False
+            alive, why = False, "its scheduler is unreachable"
         now = time.monotonic()
         if alive:
             self.since = None
             return None
         self.since = now if self.since is None else self.since
-        if now - self.since < NO_WORKERS_S:
+        if now - self.since < _no_workers_s():
             return None
         return ClusterLostError(
             f"the dask cluster at {self.client.scheduler.address} has had no live worker for "
-            f"{now - self.since:.0f} s (every worker died and none was restarted); the wells "
-            "in flight were not converted: start workers and run the same conversion again "
-            "with --resume"
+            f"{now - self.since:.0f} s ({why}); the wells in flight were not converted: "
+            "start the cluster again (or none: convert here) and run the same conversion "
+            "again with --resume"
         )

@@ -6,7 +6,6 @@ import dataclasses
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -176,10 +175,10 @@ def assemble(job: WellJob) -> np.ndarray[Any, Any]:
 def _is_complete(store: PlateStore, job: WellJob) -> bool:
     """Whether the well is on disk, whole, with this job's files, shape and channels."""
     path = store.plate.well_path(job.row, job.column)
-    if fsio.detect_zarr_format(Path(store.root) / path) is None:
+    if not fsio.has_node_doc(store.location / path):  # (S3: listed, never cached)
         return False
     try:
-        info = open_well(store.root, path, job.well, store.zarr_format).info
+        info = open_well(store.location, path, job.well, store.zarr_format).info
     except (MetadataError, CorruptDataError, FileNotFoundError):
         return False  # damaged: convert it again
     return (

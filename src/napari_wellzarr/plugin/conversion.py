@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import queue
+import re
 import threading
 import time
 from collections.abc import Generator
@@ -36,7 +37,7 @@ from napari_wellzarr.storage.config import (
     StorageConfig,
 )
 from napari_wellzarr.storage.geometry import STANDARD_FORMATS, PlateGeometry
-from napari_wellzarr.storage.locations import refuse_url
+from napari_wellzarr.storage.locations import is_url, refuse_url
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -119,7 +120,8 @@ class ConversionOptions:
     pattern
         With naming ``pattern``: a regex with named groups (``well``, ``channel``...).
     output
-        The plate to write (``.zarr``).
+        The plate to write (``.zarr``): a folder, or (images from a folder) an
+        ``s3://bucket/plate.zarr`` URL.
     compressor
         Compression codec of the pixel chunks.
     level
@@ -181,9 +183,12 @@ class ConversionOptions:
         return ScanKey(self.source_kind, self.source, self.naming, self.pattern)
 
     @property
-    def dest(self) -> Path | None:
-        """The output plate, or None when none is chosen."""
-        return None if str(self.output) in ("", ".") else self.output
+    def dest(self) -> Path | str | None:
+        """The output plate (a URL as text), or None when none is chosen."""
+        text = str(self.output)
+        if is_url(text):  # the Path field reads s3://b/x as s3:/b/x
+            return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*):/+", r"\1://", text)
+        return None if text in ("", ".") else self.output
 
     def storage_config(self, plan: ConversionPlan | None = None) -> StorageConfig:
         """The StorageConfig of these options; raises ConfigError explaining why not.
@@ -212,8 +217,8 @@ class ConversionOptions:
         )
         if self.resume and self.overwrite:
             raise ConfigError("resume and overwrite exclude each other")
-        if self.dest is not None:  # remote writing is not supported yet: RemoteWriteError
-            refuse_url(self.dest, "a plate")
+        if self.dest is not None:  # s3:// for images from a folder: else RemoteWriteError
+            refuse_url(self.dest, "a plate", s3_ok=self.source_kind is Source.FOLDER)
         if plan is not None:
             plan.check_config(config)
         return config
@@ -271,7 +276,7 @@ def scan_job(
 
 def convert_folder(
     plan: ConversionPlan,
-    dest: Path,
+    dest: Path | str,
     config: StorageConfig,
     *,
     strict: bool,
@@ -458,6 +463,8 @@ class ConverterSession:
                 overwrite=options.overwrite,
                 cancel=cancel,
             )
+        if isinstance(dest, str):  # (storage_config refused it: config_problem says so)
+            return f"cannot write layers to {dest}: choose a folder"
         return convert_layers(
             layers,
             dest,

@@ -26,6 +26,7 @@ __all__ = [
     "atomic_write_bytes",
     "clean_stale_staging",
     "detect_zarr_format",
+    "has_node_doc",
     "is_file",
     "is_group",
     "plate_lock",
@@ -58,6 +59,14 @@ def detect_zarr_format(path: Path | RemoteLocation) -> int | None:
     if is_file(path / ".zgroup") or is_file(path / ".zarray"):
         return 2
     return None
+
+
+def has_node_doc(path: Path | RemoteLocation) -> bool:
+    """:func:`detect_zarr_format` that never trusts a cache: asks the store (remote: lists)."""
+    if isinstance(path, RemoteLocation):
+        names = set(path.listing()[1])
+        return "zarr.json" in names or ".zgroup" in names or ".zarray" in names
+    return detect_zarr_format(path) is not None
 
 
 def is_group(path: Path | RemoteLocation, zarr_format: int) -> bool:
@@ -215,12 +224,16 @@ def write_all(fh: IO[Any], data: bytes) -> None:
 
 
 def write_group(
-    path: Path, attrs: Mapping[str, Any], zarr_format: int, *, staged: bool = False
+    path: Path | RemoteLocation,
+    attrs: Mapping[str, Any],
+    zarr_format: int,
+    *,
+    staged: bool = False,
 ) -> None:
     """Create or replace the group at ``path`` with attributes ``attrs`` (atomically).
 
     ``staged=True`` is for a group inside a staging directory: its documents are written
-    directly (see :func:`write_staged_file`).
+    directly (see :func:`write_staged_file`).  Remote: one put per document.
     """
     files: list[tuple[str, bytes]]
     if zarr_format == 3:
@@ -229,9 +242,12 @@ def write_group(
     else:
         # Attributes first: a reader that finds .zgroup must also find the attributes.
         files = [(".zattrs", _dumps(dict(attrs)))]
-        if staged or not (path / ".zgroup").is_file():
+        if staged or not is_file(path / ".zgroup"):
             files.append((".zgroup", _dumps({"zarr_format": 2})))
     for name, data in files:
+        if isinstance(path, RemoteLocation):
+            (path / name).write(data)
+            continue
         if staged:
             write_staged_file(path / name, data)
         else:
@@ -239,12 +255,16 @@ def write_group(
 
 
 @contextlib.contextmanager
-def plate_lock(root: Path) -> Iterator[None]:
+def plate_lock(root: Path | RemoteLocation) -> Iterator[None]:
     """Hold an exclusive inter-process lock on the plate's metadata.
 
     The lock file stays in place for good: deleting it while another process waits
-    on it would hand the two of them different locks.
+    on it would hand the two of them different locks.  An object store has no locks:
+    there the conversion's client is the plate metadata's only writer (no lock taken).
     """
+    if isinstance(root, RemoteLocation):
+        yield
+        return
     with (root / LOCK_NAME).open("a") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
@@ -272,10 +292,10 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return not _zombie(pid)
+    return not is_zombie(pid)
 
 
-def _zombie(pid: int) -> bool:
+def is_zombie(pid: int) -> bool:
     """Whether ``pid`` has exited but is not reaped yet (``kill(pid, 0)`` still succeeds).
 
     A writer killed with its parent (``kill -9`` of a conversion's process group) stays
@@ -441,10 +461,13 @@ def remove_tree(path: Path) -> None:
 def subfolders(path: Path | RemoteLocation) -> list[str]:
     """Names of the folders in ``path`` (none when it cannot be listed), hidden ones left out.
 
-    A remote plate has no folders to list: its unlisted wells are not looked for.
+    A remote plate's folders are listed only where it is written (``s3://``); other
+    remote plates have none to list: their unlisted wells are not looked for.
     """
     if isinstance(path, RemoteLocation):
-        return []
+        if not path.writable:
+            return []
+        return [name for name in path.listing()[0] if not name.startswith(".")]
     try:
         with os.scandir(path) as entries:
             return [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]

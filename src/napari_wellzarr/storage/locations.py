@@ -12,22 +12,26 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-from napari_wellzarr.errors import RemoteReadError, RemoteWriteError
+from napari_wellzarr.errors import RemoteReadError, RemoteStoreError, RemoteWriteError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = [
     "READ_SCHEMES",
+    "WRITE_SCHEMES",
     "RemoteLocation",
     "is_url",
     "open_location",
     "redact",
     "refuse_url",
+    "writable_url",
 ]
 
 #: The URL schemes plates are read from (obstore's stores).
 READ_SCHEMES: Final = frozenset({"http", "https", "s3", "s3a", "gs", "az", "abfs", "abfss"})
+#: The URL schemes plates are written to (object stores with conditional puts).
+WRITE_SCHEMES: Final = frozenset({"s3", "s3a"})
 # "scheme://" (and "scheme:/" as pathlib leaves it of "s3://bucket" after Path()).
 _URL: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 _WINDOWS_DRIVE: Final = re.compile(r"^[A-Za-z]:[\\/]")
@@ -59,7 +63,15 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def refuse_url(target: object, what: str) -> None:
+def writable_url(target: object) -> bool:
+    """Whether ``target`` is a URL a plate can be written to (``s3://``)."""
+    if not is_url(target):
+        return False
+    text = target if isinstance(target, str) else os.fspath(target)  # type: ignore[call-overload]
+    return urlsplit(str(text)).scheme.lower() in WRITE_SCHEMES
+
+
+def refuse_url(target: object, what: str, *, s3_ok: bool = False) -> None:
     """Raise :class:`RemoteWriteError` when a write destination ``target`` is a URL.
 
     Parameters
@@ -68,13 +80,23 @@ def refuse_url(target: object, what: str) -> None:
         The destination as given (string or path).
     what
         What would be written, for the message (``"a plate"``).
+    s3_ok
+        Let ``s3://`` URLs through (plates, conversions): only other URLs are refused.
     """
-    if is_url(target):
-        text = target if isinstance(target, str) else os.fspath(target)  # type: ignore[call-overload]
+    if not is_url(target):
+        return
+    text = target if isinstance(target, str) else os.fspath(target)  # type: ignore[call-overload]
+    if s3_ok and writable_url(text):
+        return
+    if s3_ok:
         raise RemoteWriteError(
             f"cannot write {what} to {redact(str(text))}: writing to a URL is not supported "
-            "yet (only reading); write to a local folder and upload it"
+            "for this scheme; plates are written to local folders and s3:// URLs only"
         )
+    raise RemoteWriteError(
+        f"cannot write {what} to {redact(str(text))}: writing to a URL is not supported "
+        "here (only reading); write to a local folder and upload it"
+    )
 
 
 def _timeout() -> float:
@@ -157,6 +179,11 @@ class _Remote:
                 _, dropped = self._docs.popitem(last=False)
                 self._doc_bytes -= len(dropped or b"")
 
+    def forget(self, key: str) -> None:
+        with self._lock:
+            old = self._docs.pop(key, None)
+            self._doc_bytes -= len(old or b"")
+
     def recall(self, key: str) -> tuple[bool, bytes | None]:
         with self._lock:
             if key in self._docs:
@@ -194,6 +221,11 @@ class RemoteLocation:
     def url(self) -> str:
         """The location's URL without credentials (safe to show)."""
         return redact(f"{self._remote.base}/{self.key}")
+
+    @property
+    def writable(self) -> bool:
+        """Whether plates are written here (an ``s3://`` bucket)."""
+        return urlsplit(self._remote.base).scheme.lower() in WRITE_SCHEMES
 
     @property
     def base_url(self) -> str:
@@ -294,9 +326,94 @@ class RemoteLocation:
         self._remote.remember(self.key, data)
         return data
 
+    def forget(self) -> None:
+        """Drop this object from the document cache: the next read asks the store."""
+        self._remote.forget(self.key)
+
     def exists(self) -> bool:
         """Whether the object exists (read whole: only used for small documents)."""
         return self.read(_DOC_BYTES) is not None
+
+    # -- writing (object stores: no rename, no lock) ------------------------------------
+
+    def _store_error(self, err: Exception, doing: str) -> RemoteStoreError:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return RemoteStoreError(f"{self.url}: {doing} failed: {type(err).__name__}: {detail}")
+
+    def write(self, data: bytes, *, create: bool = False) -> None:
+        """Put the whole object (one request: readers see the old or the new one).
+
+        ``create=True`` is a conditional put (``If-None-Match: *``): raises
+        ``FileExistsError`` when the object exists, whoever wrote it.
+        """
+        import obstore
+        from obstore.exceptions import AlreadyExistsError
+
+        try:
+            obstore.put(self._remote.store, self.key, data, mode="create" if create else None)
+        except AlreadyExistsError as err:
+            self._remote.forget(self.key)
+            raise FileExistsError(f"{self.url} exists already") from err
+        except Exception as err:  # obstore's errors, each named in the message
+            self._remote.forget(self.key)
+            raise self._store_error(err, "writing") from err
+        if len(data) <= _DOC_BYTES // 64:  # a document: readers of this process see it
+            self._remote.remember(self.key, data)
+        else:
+            self._remote.forget(self.key)
+
+    def upload(self, path: str) -> None:
+        """Put the local file ``path`` as this object."""
+        import obstore
+
+        with open(path, "rb") as fh:
+            data = fh.read()
+        try:
+            obstore.put(self._remote.store, self.key, data)
+        except Exception as err:  # obstore's errors, each named in the message
+            raise self._store_error(err, "uploading") from err
+        self._remote.forget(self.key)
+
+    def keys(self) -> list[str]:
+        """Every object below this folder, as paths relative to it (never cached)."""
+        import obstore
+
+        prefix = f"{self.key}/" if self.key else ""
+        try:
+            found = [
+                meta["path"][len(prefix) :]
+                for batch in obstore.list(self._remote.store, prefix or None)
+                for meta in batch
+            ]
+        except Exception as err:
+            raise self._store_error(err, "listing") from err
+        return sorted(found)
+
+    def listing(self) -> tuple[list[str], list[str]]:
+        """``(folders, objects)`` directly in this folder, by name (never cached)."""
+        import obstore
+
+        prefix = f"{self.key}/" if self.key else ""
+        try:
+            found = obstore.list_with_delimiter(self._remote.store, prefix or None)
+        except Exception as err:
+            raise self._store_error(err, "listing") from err
+        folders = [p[len(prefix) :].strip("/") for p in found["common_prefixes"]]
+        objects = [m["path"][len(prefix) :] for m in found["objects"]]
+        return sorted(folders), sorted(objects)
+
+    def delete(self, names: Sequence[str]) -> None:
+        """Delete the objects ``names`` (paths relative to this folder); missing ones too."""
+        import obstore
+
+        keys = [(self / name).key for name in names]
+        for key in keys:
+            self._remote.forget(key)
+        try:
+            for start in range(0, len(keys), 1000):
+                obstore.delete(self._remote.store, keys[start : start + 1000])
+        except Exception as err:
+            raise self._store_error(err, f"deleting {len(keys)} object(s)") from err
 
     def read_tail(self, length: int) -> tuple[bytes, int] | None:
         """The last ``length`` bytes of the object and its size; None when it does not exist."""

@@ -11,7 +11,13 @@ from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage._spec import WELLZARR_KEY
 from napari_wellzarr.storage.config import FieldArrangement, NgffVersion, StorageConfig
 from napari_wellzarr.storage.geometry import PlateGeometry
-from napari_wellzarr.storage.metadata import PlateMeta, PlateWell, find_block, parse_plate
+from napari_wellzarr.storage.metadata import (
+    PlateMeta,
+    PlateWell,
+    find_block,
+    ome_attrs,
+    parse_plate,
+)
 from napari_wellzarr.storage.reading import open_well
 
 if TYPE_CHECKING:
@@ -108,6 +114,38 @@ def scan_unlisted(
             c, path = columns.get(column), f"{row}/{column}"
             if c is None or path in listed:
                 continue
-            if fsio.detect_zarr_format(root / path) is not None:
+            if fsio.has_node_doc(root / path):  # (S3: listed, never from a cache)
                 found.append((r, c, path))
     return sorted(found)
+
+
+def write_plate_doc(
+    dest: Path | RemoteLocation,
+    plate: PlateMeta,
+    version: str,
+    zarr_format: int,
+    config: StorageConfig | None,
+) -> None:
+    """Write the plate group document of ``plate`` (ours: with ``config``; else merged).
+
+    ``config=None``: someone else's plate, whose plate block alone is replaced.
+    """
+    block = ome_attrs(version, {"plate": plate.to_block()})
+    if config is None:
+        attrs = fsio.read_attrs(dest, zarr_format)
+        if "ome" in block:
+            attrs["ome"] = {**attrs.get("ome", {}), **block["ome"]}
+        else:
+            attrs.update(block)
+        fsio.write_group(dest, attrs, zarr_format)
+        return
+    from napari_wellzarr import __version__
+
+    attrs = {WELLZARR_KEY: {"version": __version__, "name": plate.name, "config": config.to_dict()}}
+    if plate.acquisitions and not plate.wells:  # no plate block yet to hold them
+        attrs[WELLZARR_KEY]["acquisitions"] = [dict(a) for a in plate.acquisitions]
+    # The spec wants at least one well: until then the plate is a plain zarr group
+    # that only napari-wellzarr knows how to open.
+    if plate.wells:
+        attrs.update(block)
+    fsio.write_group(dest, attrs, zarr_format)

@@ -98,9 +98,12 @@ class LayoutRecords:
             return cls()
         return cls.parse(doc)
 
-    def save(self, root: Path) -> None:
+    def save(self, root: Path | RemoteLocation) -> None:
         """Replace the plate's record file (atomically; a cache, so not fsynced)."""
         data = json.dumps(self.to_json(), separators=(",", ":")).encode()
+        if isinstance(root, RemoteLocation):
+            (root / LAYOUT_FILE).write(data)
+            return
         fsio.atomic_write_bytes(root / LAYOUT_FILE, data, durable=False)
 
     def to_json(self) -> dict[str, Any]:

@@ -25,9 +25,22 @@ from napari_wellzarr.storage.acquisition import PROJECTIONS_PATH, Acquisition
 from napari_wellzarr.storage.axes import PlaneKey, plane_key
 from napari_wellzarr.storage.config import StorageConfig
 from napari_wellzarr.storage.geometry import Well, row_letters
-from napari_wellzarr.storage.locations import RemoteLocation, is_url, open_location, refuse_url
-from napari_wellzarr.storage.metadata import Channel, PlateMeta, PlateWell, ome_attrs
-from napari_wellzarr.storage.plates import foreign_config, lookup, parse_root, scan_unlisted
+from napari_wellzarr.storage.locations import (
+    RemoteLocation,
+    is_url,
+    open_location,
+    refuse_url,
+    writable_url,
+)
+from napari_wellzarr.storage.metadata import Channel, PlateMeta, PlateWell
+from napari_wellzarr.storage.placing import discard_stage, place_well, prepare_remote, stage_for
+from napari_wellzarr.storage.plates import (
+    foreign_config,
+    lookup,
+    parse_root,
+    scan_unlisted,
+    write_plate_doc,
+)
 from napari_wellzarr.storage.reading import OpenWell, WellInfo, open_well
 from napari_wellzarr.storage.records import LayoutRecords
 from napari_wellzarr.storage.templates import TemplateCache, well_record
@@ -37,7 +50,6 @@ from napari_wellzarr.storage.writing import (
     build_well,
     prepare_acquisitions,
     prepare_well,
-    swap_in,
 )
 
 if TYPE_CHECKING:
@@ -125,9 +137,15 @@ class PlateStore:
         Raises :class:`PlateExistsError` if ``path`` is not an empty directory, unless
         ``overwrite=True`` (deletes what is there) or ``exist_ok=True`` (an existing plate
         opens in mode ``r+``; a directory without zarr data becomes a plate around it).
+        ``path`` may be an ``s3://`` URL; other URLs raise :class:`RemoteWriteError`.
         """
-        refuse_url(path, "a plate")
+        refuse_url(path, "a plate", s3_ok=True)
         config = config or StorageConfig()
+        if writable_url(path):
+            remote = open_location(os.fspath(path), fresh=True)
+            if prepare_remote(remote, overwrite=overwrite, exist_ok=exist_ok):
+                return cls.open(os.fspath(path), "r+")
+            return cls._new(remote, config, name)
         root = Path(path)
         if exist_ok and root.is_dir() and not overwrite:
             with fsio.plate_lock(root):  # one process turns the directory into a plate
@@ -149,8 +167,11 @@ class PlateStore:
         return cls._new(root, config, name)
 
     @classmethod
-    def _new(cls, root: Path, config: StorageConfig, name: str | None) -> PlateStore:
-        root.mkdir(parents=True, exist_ok=True)
+    def _new(
+        cls, root: Path | RemoteLocation, config: StorageConfig, name: str | None
+    ) -> PlateStore:
+        if isinstance(root, Path):
+            root.mkdir(parents=True, exist_ok=True)
         geometry = config.plate
         plate = PlateMeta(geometry.row_names, geometry.column_names, name=name or root.name)
         store = cls(
@@ -177,14 +198,15 @@ class PlateStore:
 
         New wells are stored as the plate's saved configuration says; for a plate written
         by other software, as ``config`` says (default: this project's defaults for its
-        OME-NGFF version).  ``path`` may be a URL (``https://``, ``s3://``, ...): read-only.
+        OME-NGFF version).  ``path`` may be a URL (``https://``, ``s3://``, ...): read-only,
+        but an ``s3://`` plate may be opened ``r+`` (see ``docs/architecture.md``).
         """
         if mode not in ("r", "r+"):
             raise ValueError(f"mode={mode!r}; use 'r' or 'r+'")
         root: Path | RemoteLocation
         if is_url(path):
             if mode != "r":
-                refuse_url(path, "wells (mode='r+')")
+                refuse_url(path, "wells (mode='r+')", s3_ok=True)
             root = open_location(os.fspath(path), fresh=True)
         else:
             root = Path(path)
@@ -315,19 +337,21 @@ class PlateStore:
     @property
     def root(self) -> Path:
         """The plate's local folder (a remote plate has none: see :attr:`location`)."""
-        return self._disk()
-
-    @property
-    def is_remote(self) -> bool:
-        """Whether the plate was opened from a URL (read-only)."""
-        return not isinstance(self.location, Path)
-
-    def _disk(self) -> Path:
-        """The plate's local folder; a remote plate is never written."""
         if not isinstance(self.location, Path):
             refuse_url(self.location.url, "to a plate")
             raise AssertionError  # refuse_url raised
         return self.location
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether the plate was opened from a URL (written only when ``s3://``)."""
+        return not isinstance(self.location, Path)
+
+    def _dest(self) -> Path | RemoteLocation:
+        """Where the plate is written: its folder, or its ``s3://`` location."""
+        if isinstance(self.location, RemoteLocation) and self.location.writable:
+            return self.location
+        return self.root
 
     def _writable_config(self) -> StorageConfig:
         if self.read_only or self._config is None:
@@ -438,7 +462,7 @@ class PlateStore:
         Written at once (and kept by every later listing of wells).
         """
         self._writable_config()
-        with fsio.plate_lock(self._disk()):
+        with fsio.plate_lock(self._dest()):
             with self._lock:
                 self._plate = self._plate.with_acquisitions(acquisitions)
                 self._acquisitions_set = self._plate.acquisitions
@@ -458,7 +482,8 @@ class PlateStore:
     def _build_in_place(
         self, target: _Target, build: Callable[[Path], None], overwrite: bool
     ) -> WellInfo:
-        stage = fsio.staging_dir(self._disk(), target.path.replace("/", "_"))
+        dest = self._dest()
+        stage = stage_for(dest, target.path.replace("/", "_"))
         try:
             build(stage)
             # Described from the staged copy: once in place, another process may already
@@ -467,10 +492,11 @@ class PlateStore:
             files = staged.shard_files() if self._ours else None
             if self._overview is not None:  # once wells change, the overview is stale
                 self._overview = None
-                overviews.forget_overview(self._disk(), self.zarr_format)
-            self._move_into_place(stage, target, overwrite)
+                if isinstance(dest, Path):  # remotely, its version no longer matches
+                    overviews.forget_overview(dest, self.zarr_format)
+            place_well(dest, stage, target.path, target.name, self.zarr_format, overwrite)
         finally:
-            fsio.remove_tree(stage)
+            discard_stage(dest, stage)
         with self._lock:
             self._session[target.path] = PlateWell(target.path, target.well.row, target.well.column)
             if files is not None:
@@ -503,12 +529,6 @@ class PlateStore:
         self.write_well(target.well, array, plane_names=plane_names, **metadata)
         return missing
 
-    def _move_into_place(self, stage: Path, target: _Target, overwrite: bool) -> None:
-        # Under the plate lock, so that two writers of one well take turns: the loser
-        # is told the well exists (or, with overwrite, replaces it whole).
-        with fsio.plate_lock(self._disk()):
-            swap_in(self._disk(), stage, target.path, target.name, self.zarr_format, overwrite)
-
     # -- the plate's well list ----------------------------------------------------------
 
     def flush(self) -> None:
@@ -518,17 +538,22 @@ class PlateStore:
             records = self._records.pending()
         if self.read_only or not pending:
             return
-        with fsio.plate_lock(self._disk()):
-            attrs = fsio.read_attrs(self._disk(), self.zarr_format)
-            current, _ = parse_root(self._disk(), attrs, self._config if self._ours else None)
+        dest = self._dest()
+        with fsio.plate_lock(dest):  # none on S3: there the client is the only writer
+            attrs = fsio.read_attrs(dest, self.zarr_format)
+            current, _ = parse_root(dest, attrs, self._config if self._ours else None)
             merged = current.with_wells([*current.wells, *pending.values()])
             if self._acquisitions_set is not None:
                 merged = merged.with_acquisitions(self._acquisitions_set)
+            if isinstance(dest, RemoteLocation):  # the rows' groups: written by the client
+                for row in sorted({w.path.split("/")[0] for w in pending.values()}):
+                    if not fsio.is_group(dest / row, self.zarr_format):
+                        fsio.write_group(dest / row, {}, self.zarr_format)
             self._write_plate(merged)
             if records.to_json():
-                on_disk = LayoutRecords.load(self._disk())
+                on_disk = LayoutRecords.load(dest)
                 on_disk.update(records)
-                on_disk.save(self._disk())
+                on_disk.save(dest)
                 self._disk_records = on_disk
         with self._lock:
             self._plate, self._overview, self._new_wells = merged, None, True
@@ -586,33 +611,8 @@ class PlateStore:
         return scan_unlisted(self.location, self._plate, wells)
 
     def _write_plate(self, plate: PlateMeta) -> None:
-        block = ome_attrs(self.ngff_version, {"plate": plate.to_block()})
-        if not self._ours:
-            # Someone else's plate: replace the plate block, keep everything else.
-            attrs = fsio.read_attrs(self._disk(), self.zarr_format)
-            if "ome" in block:
-                attrs["ome"] = {**attrs.get("ome", {}), **block["ome"]}
-            else:
-                attrs.update(block)
-            fsio.write_group(self._disk(), attrs, self.zarr_format)
-            return
-        from napari_wellzarr import __version__
-
-        assert self._config is not None
-        attrs = {
-            WELLZARR_KEY: {
-                "version": __version__,
-                "name": plate.name,
-                "config": self._config.to_dict(),
-            }
-        }
-        if plate.acquisitions and not plate.wells:  # no plate block yet to hold them
-            attrs[WELLZARR_KEY]["acquisitions"] = [dict(a) for a in plate.acquisitions]
-        # The spec wants at least one well: until then the plate is a plain zarr group
-        # that only napari-wellzarr knows how to open.
-        if plate.wells:
-            attrs.update(block)
-        fsio.write_group(self._disk(), attrs, self.zarr_format)
+        config = self._config if self._ours else None
+        write_plate_doc(self._dest(), plate, self.ngff_version, self.zarr_format, config)
 
     # -- reading ----------------------------------------------------------------------
 

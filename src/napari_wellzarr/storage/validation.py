@@ -12,6 +12,7 @@ import numpy as np
 
 from napari_wellzarr.errors import WellZarrError
 from napari_wellzarr.storage import fsio
+from napari_wellzarr.storage.claims import CLAIM_NAME
 from napari_wellzarr.storage.store import PlateStore
 from napari_wellzarr.storage.zstore import read_store
 
@@ -28,7 +29,7 @@ def _disk_bytes(root: Path) -> tuple[int, int]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d != fsio.STAGING_DIR]
         for name in filenames:
-            if name != fsio.LOCK_NAME:
+            if name not in (fsio.LOCK_NAME, CLAIM_NAME):  # (the claim: a symlink)
                 total += (Path(dirpath) / name).stat().st_size
                 files += 1
     return total, files

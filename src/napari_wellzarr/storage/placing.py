@@ -1,0 +1,123 @@
+"""Putting a well built in a staging folder in place: a rename on disk, an upload to S3."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Final
+
+from napari_wellzarr.errors import PlateExistsError, WellExistsError
+from napari_wellzarr.storage import fsio
+from napari_wellzarr.storage.claims import CLAIM_NAME
+from napari_wellzarr.storage.locations import RemoteLocation
+from napari_wellzarr.storage.writing import swap_in
+
+__all__ = [
+    "UPLOAD_THREADS",
+    "discard_stage",
+    "place_well",
+    "prepare_remote",
+    "stage_for",
+    "upload_well",
+]
+
+#: Objects of one well uploaded at once.
+UPLOAD_THREADS: Final = 8
+
+
+def prepare_remote(root: RemoteLocation, *, overwrite: bool, exist_ok: bool) -> bool:
+    """Make ``root`` (``s3://``) ready for a new plate; True: a plate is there to open.
+
+    A run's claim is kept; ``overwrite`` deletes every other object of a zarr store
+    there (never of anything else).  Raises :class:`PlateExistsError` otherwise.
+    """
+    present = [k for k in root.keys() if k != CLAIM_NAME]
+    if not present:
+        return False
+    is_zarr = fsio.has_node_doc(root)
+    if is_zarr and exist_ok and not overwrite:
+        return True
+    if not overwrite:
+        raise PlateExistsError(
+            f"{root} already exists; pass overwrite=True to replace it, or open it "
+            "with PlateStore.open(url, mode='r+') to add wells"
+        )
+    if not is_zarr:
+        raise PlateExistsError(
+            f"{root} exists and is not a zarr store; overwrite=True will not delete it"
+        )
+    root.delete(present)
+    return False
+
+
+def stage_for(dest: Path | RemoteLocation, label: str) -> Path:
+    """A fresh private folder to build a well in: under the plate, or (S3) a local temp dir."""
+    if isinstance(dest, RemoteLocation):
+        return Path(tempfile.mkdtemp(prefix=f"wellzarr-{label}-"))
+    return fsio.staging_dir(dest, label)
+
+
+def discard_stage(dest: Path | RemoteLocation, stage: Path) -> None:
+    """Delete a staging folder (S3's is a private temp dir: no rename aside needed)."""
+    if isinstance(dest, RemoteLocation):
+        shutil.rmtree(stage, ignore_errors=True)
+    else:
+        fsio.remove_tree(stage)
+
+
+def place_well(
+    dest: Path | RemoteLocation,
+    stage: Path,
+    path: str,
+    name: str,
+    zarr_format: int,
+    overwrite: bool,
+) -> None:
+    """Make the well built in ``stage`` the well ``path`` of the plate ``dest``.
+
+    On disk: renamed into place under the plate lock, so that two writers of one well
+    take turns (the loser is told the well exists, or with ``overwrite`` replaces it
+    whole).  On S3: uploaded, its group document last (:func:`upload_well`).
+    """
+    if isinstance(dest, RemoteLocation):
+        upload_well(stage, dest / path, name, zarr_format, overwrite)
+        return
+    with fsio.plate_lock(dest):
+        swap_in(dest, stage, path, name, zarr_format, overwrite)
+
+
+def upload_well(
+    stage: Path, target: RemoteLocation, name: str, zarr_format: int, overwrite: bool
+) -> None:
+    """Upload the well built in ``stage`` to ``target``: its data first, its document last.
+
+    Readers (and a resumed conversion) take a well whose group document exists for
+    complete, so that document goes up only after every other object of the well.  A
+    well being replaced loses its document first (it is incomplete from then on), and
+    objects the new well does not have are deleted before its document goes up.  No
+    rename and no lock: a well has one writer at a time (its dask task), and a second
+    writer of the same well writes the same bytes (the same source, the same options).
+    """
+    files = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
+    order = ("zarr.json",) if zarr_format == 3 else (".zattrs", ".zgroup")
+    docs = [d for d in order if d in files]
+    existing = set(target.keys())
+    if existing & {"zarr.json", ".zgroup"}:
+        if not overwrite:
+            raise WellExistsError(
+                f"well {name} already exists in {target.parent.parent}; pass overwrite=True "
+                "to replace it"
+            )
+        target.delete([d for d in reversed(docs) if d in existing])
+    data = [f for f in files if f not in docs]
+    with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="wellzarr-upload") as pool:
+        for _ in pool.map(lambda f: (target / f).upload(os.fspath(stage / f)), data):
+            pass
+    stale = sorted(existing - set(files))
+    if stale:
+        target.delete(stale)
+    for doc in docs:
+        (target / doc).upload(os.fspath(stage / doc))

@@ -1,0 +1,36 @@
+"""A dask worker preload: each well's last steps take longer, so a kill lands mid-well.
+
+Folder: a pause before the staged well is renamed into place.  S3: a pause before
+each ``zarr.json`` upload (the well's own document goes up last, after its data).
+dask may import a preload twice: the originals are kept on the wrappers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from napari_wellzarr.storage import store
+from napari_wellzarr.storage.locations import RemoteLocation
+
+PAUSE_S = 0.1
+
+_place: Any = getattr(store.place_well, "original", store.place_well)
+_upload: Any = getattr(RemoteLocation.upload, "original", RemoteLocation.upload)
+
+
+def _slow_place(*args: Any, **kwargs: Any) -> None:
+    time.sleep(PAUSE_S)
+    _place(*args, **kwargs)
+
+
+def _slow_upload(self: RemoteLocation, path: str) -> None:
+    if self.name == "zarr.json":
+        time.sleep(PAUSE_S)
+    _upload(self, path)
+
+
+_slow_place.original = _place  # type: ignore[attr-defined]
+_slow_upload.original = _upload  # type: ignore[attr-defined]
+store.place_well = _slow_place  # type: ignore[assignment]
+RemoteLocation.upload = _slow_upload  # type: ignore[method-assign]
