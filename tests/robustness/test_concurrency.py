@@ -237,13 +237,15 @@ def test_write_returns_even_if_another_writer_replaces_the_well_at_once(
 
     mine = pixels_for(3)
     root = make_plate(plate=24)
-    real_move = PlateStore._move_into_place
+    from napari_wellzarr.storage import store as store_module
 
-    def then_the_other_writer(self: PlateStore, stage: Path, target: Any, overwrite: bool) -> None:
-        real_move(self, stage, target, overwrite)
-        fsio.remove_tree(self.root / target.path)  # the other writer's overwrite, half done
+    real_place = store_module.place_well
 
-    monkeypatch.setattr(PlateStore, "_move_into_place", then_the_other_writer)
+    def then_the_other_writer(dest: Path, stage: Path, path: str, *args: Any) -> None:
+        real_place(dest, stage, path, *args)
+        fsio.remove_tree(dest / path)  # the other writer's overwrite, half done
+
+    monkeypatch.setattr(store_module, "place_well", then_the_other_writer)
     with PlateStore.open(root, "r+") as store:
         info = store.write_well("B02", mine, overwrite=True)
     assert info.shape == mine.shape

@@ -264,8 +264,8 @@ def _execute(
     finally:
         forget_store(target)
         _list_wells(store, tally)  # every well now complete, once, whatever happened
-    if store.overview() is None:  # the one writer finishing the plate builds its overview
-        build_overview(store)
+    if len(tally.written) + len(tally.skipped) == len(jobs) and store.overview() is None:
+        _finish_overview(store)  # the one writer finishing a whole plate builds its overview
     done = {*tally.written, *tally.skipped, *(w for w, _ in tally.failed)}
     per_well = {w.name: 0 for w in plan.wells}
     for miss in plan.missing:
@@ -281,6 +281,18 @@ def _execute(
         seconds=time.perf_counter() - start,
         missing_planes=sum(per_well[w] for w in tally.written),
     )
+
+
+def _finish_overview(store: PlateStore) -> None:
+    """Build the plate's overview; a full disk is reported with the way to finish."""
+    try:
+        build_overview(store, report_disk_errors=True)
+    except OSError as err:
+        raise OSError(
+            err.errno,
+            f"{store.location}: every well is written but the plate overview is not "
+            f"({err.strerror}); run the conversion again with --resume to finish",
+        ) from err
 
 
 class _Lister:

@@ -20,6 +20,7 @@ from napari_wellzarr.storage.geometry import whole_plate_levels
 from napari_wellzarr.storage.records import LayoutRecords
 from napari_wellzarr.storage.shards import ShardGrid, ShardReader
 from napari_wellzarr.storage.templates import well_record
+from napari_wellzarr.storage.writing import sharded_v3_metadata
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -230,7 +231,7 @@ def _complete_records(
     return records
 
 
-def build_overview(store: _Plate) -> OverviewRecord | None:
+def build_overview(store: _Plate, *, report_disk_errors: bool = False) -> OverviewRecord | None:
     """Write the plate's overview from its wells' coarsest stored level, and record it.
 
     Done once, by the one writer that finishes the plate (the conversion's client, or
@@ -238,7 +239,8 @@ def build_overview(store: _Plate) -> OverviewRecord | None:
     levels are read, never anything another writer is still writing.  Returns None (and
     records nothing) for plates it does not serve: zarr v2, not written here, no wells,
     wells of different shapes or a well that does not read (per-well reads then show
-    the plate and report the well).
+    the plate and report the well).  ``report_disk_errors``: a full or read-only disk
+    raises its ``OSError`` instead (the overview is a cache: ``close`` goes on without).
     """
     root = store.location
     config = store.config
@@ -273,7 +275,7 @@ def build_overview(store: _Plate) -> OverviewRecord | None:
         if identities != _identities(root, [w.path for _, w in wells], records):
             return None  # a well was rewritten while it was read
     except (_Mismatch, *_BUILD_ERRORS) as err:
-        if isinstance(err, OSError) and err.errno in _WRITE_FAULTS:
+        if report_disk_errors and isinstance(err, OSError) and err.errno in _WRITE_FAULTS:
             raise  # the disk, not the wells: reported, and a resume builds it again
         return None
     key = wells_key(identities)
@@ -332,22 +334,8 @@ def _write_array(
     Returns the array's document and its shard's identity (size, mtime, chunk sizes:
     a reader that has them reads no shard index).
     """
-    import zarr
-    from zarr.storage import MemoryStore
-
     chunks = (1,) * (len(shape) - 2) + shape[-2:]
-    array = zarr.create_array(
-        store=MemoryStore(),
-        shape=shape,
-        dtype=dtype,
-        chunks=chunks,
-        shards=shape,
-        **config.zarr_codecs(),
-        fill_value=0,
-        zarr_format=3,
-        dimension_names=axes,
-    )
-    doc = array.metadata.to_dict()
+    doc = sharded_v3_metadata(shape, dtype, (chunks, shape), config, axes).to_dict()
     layout = ShardGrid.parse(doc)
     target = root / path
     if layout is None:

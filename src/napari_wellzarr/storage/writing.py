@@ -51,6 +51,7 @@ __all__ = [
     "build_well",
     "prepare_acquisitions",
     "prepare_well",
+    "sharded_v3_metadata",
     "swap_in",
 ]
 
@@ -662,9 +663,27 @@ def _sharded_metadata(
     chunks, shards = config.chunking(shape)
     if shards is None or config.zarr_format != 3:
         return None
+    metadata = sharded_v3_metadata(
+        shape, dtype, (chunks, shards), config, dims, key_encoding=config.chunk_key_encoding()
+    )
+    layout = ShardGrid.parse(metadata.to_dict())
+    return None if layout is None else (metadata, layout)
+
+
+def sharded_v3_metadata(
+    shape: tuple[int, ...],
+    dtype: Any,
+    chunking: tuple[tuple[int, ...], tuple[int, ...]],
+    config: StorageConfig,
+    dims: Sequence[str],
+    *,
+    key_encoding: Any = None,
+) -> Any:
+    """The zarr v3 metadata of a sharded array: ``chunking`` is (chunks, shards)."""
     import zarr
     from zarr.storage import MemoryStore
 
+    chunks, shards = chunking
     array = zarr.create_array(
         store=MemoryStore(),
         shape=shape,
@@ -675,10 +694,9 @@ def _sharded_metadata(
         fill_value=0,
         zarr_format=3,
         dimension_names=list(dims),
-        chunk_key_encoding=config.chunk_key_encoding(),
+        chunk_key_encoding=key_encoding,
     )
-    layout = ShardGrid.parse(array.metadata.to_dict())
-    return None if layout is None else (array.metadata, layout)
+    return array.metadata
 
 
 def _openhcs_attrs(names: Mapping[str, PlaneKey], shape: tuple[int, ...]) -> dict[str, Any]:
