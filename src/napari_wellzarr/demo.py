@@ -79,6 +79,9 @@ def show(plate: Path, screenshot: Path, *, gui_loop: bool) -> Path:
     layers = viewer.open(str(plate), plugin="napari-wellzarr")
     viewer.layers.selection.active = layers[0]  # show a channel's controls, not the map's
     viewer.reset_view()
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()  # lay out the status bar before it is photographed
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(screenshot), canvas_only=False, flash=False)
     if gui_loop:
