@@ -212,6 +212,7 @@ def test_current_layers_are_written_with_the_writer_mapping(
     }
     for name, data in planes.items():
         viewer.add_image(data, name=name)
+    viewer.add_points([[5, 5]], name="B03_marks")  # not an image: not a channel
     dest = tmp_path / "layers.ome.zarr"
     widget.form.source_kind.value = "current layers"
     widget.form.output.value = dest

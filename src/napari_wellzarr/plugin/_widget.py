@@ -336,10 +336,12 @@ class ConvertWidget(Container[Any]):
         return "\n".join(lines)
 
     def _layer_tuples(self) -> list[tuple[Any, dict[str, Any], str]]:
+        from napari.layers import Image, Labels
+
         return [
             layer.as_layer_data_tuple()
             for layer in self.viewer.layers
-            if layer._type_string in ("image", "labels")
+            if isinstance(layer, (Image, Labels))
         ]
 
     def _layers_summary(self) -> str:
