@@ -80,7 +80,7 @@ def foreign_config(
         first = plate.wells[0]
         opened = open_well(root, first.path, first.path, zarr_format)
         stacked, levels = opened.info.stacked, opened.info.n_levels
-        paths = tuple(d.path for d in opened._images[0].meta.multiscale.datasets)
+        paths = tuple(d.path for d in opened.images[0].meta.multiscale.datasets)
     config = StorageConfig(
         ngff_version=NgffVersion.V05 if zarr_format == 3 else NgffVersion.V04,
         plate=PlateGeometry(len(plate.rows), len(plate.columns)),
