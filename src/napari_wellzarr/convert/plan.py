@@ -13,9 +13,9 @@ from napari_wellzarr.storage.geometry import STANDARD_FORMATS, PlateGeometry, We
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-    from pathlib import Path
 
     from napari_wellzarr.convert.instrument import InstrumentMetadata
+    from napari_wellzarr.convert.srcfs import SourcePath
     from napari_wellzarr.storage.axes import PlaneKey
     from napari_wellzarr.storage.config import StorageConfig
 
@@ -100,7 +100,7 @@ class ConversionPlan:
         What the export's own metadata files said (None for a plain folder of files).
     """
 
-    source: Path
+    source: SourcePath  # a folder, or an s3:// export
     scheme: str
     scheme_counts: tuple[tuple[str, int], ...]
     wells: tuple[WellSource, ...]
@@ -251,7 +251,7 @@ def estimate_ratio(
 
 
 def common_plane(
-    root: Path, planes: Iterable[tuple[tuple[int, int], str, str]]
+    root: SourcePath, planes: Iterable[tuple[tuple[int, int], str, str]]
 ) -> tuple[tuple[int, int], str]:
     """The one ``(plane shape, dtype)`` of ``planes`` (``(shape, dtype, file)`` each).
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from napari_wellzarr.convert.detection import ParseResult, detect_scheme, expected_name, parse_batch
@@ -17,13 +15,14 @@ from napari_wellzarr.convert.plan import (
     WellSource,
     common_plane,
 )
+from napari_wellzarr.convert.srcfs import ObjectPath, SourcePath, as_source, is_zarr, walk
 from napari_wellzarr.convert.tiffio import read_header
 from napari_wellzarr.convert.vendors import detect_vendor, vendor_by_name
 from napari_wellzarr.errors import ConfigError, WellDataError, WellNameError
-from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage.axes import PlaneKey
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Callable, Sequence
 
     from napari_wellzarr.convert.naming import NamingScheme
@@ -37,7 +36,7 @@ _HEADER_THREADS: Final = 8
 
 
 def scan_source(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | ObjectPath,
     *,
     scheme: str = "auto",
     pattern: str | None = None,
@@ -50,7 +49,10 @@ def scan_source(
     Parameters
     ----------
     source
-        The folder; searched recursively, hidden files and folders skipped.
+        The folder, or an ``s3://bucket/prefix`` URL of an export uploaded to object
+        storage (credentials as for reading remote plates: the ``AWS_*`` variables,
+        the AWS files, or none for a public bucket); searched recursively, hidden
+        files and folders skipped.
     scheme
         ``auto`` (an instrument export recognised from its own index files, see
         :mod:`.vendors`, else the registered scheme that recognises the most files),
@@ -69,16 +71,20 @@ def scan_source(
     Raises
     ------
     ConfigError
-        ``source`` is not a folder, or the options contradict each other.
+        ``source`` is not a folder (or a URL of another scheme than ``s3://``), or the
+        options contradict each other.
+    RemoteReadError
+        An ``s3://`` source cannot be listed or read (the URL is named).
     WellNameError
         No file matches the scheme, or the pattern is bad or too slow.
     WellDataError
         A file cannot be read as TIFF, planes differ in shape or dtype (the message
         names the files), or two files claim the same plane.
     """
-    root = Path(source).absolute()  # the plan's file paths hold in any worker process
+    root = as_source(source)  # the plan's file paths (or URLs) hold in any worker process
     if not root.is_dir():
-        raise ConfigError(f"source {str(root)!r} is not a folder")
+        what = "holds no object" if isinstance(root, ObjectPath) else "is not a folder"
+        raise ConfigError(f"source {str(root)!r} {what}")
     if not pattern_timeout > 0:
         raise ConfigError(f"pattern_timeout={pattern_timeout!r} must be a positive number")
     vendor = vendor_by_name(scheme) if pattern is None else None
@@ -109,18 +115,15 @@ def scan_source(
     return _build_plan(root, used, counts, parsed, headers, unmatched, other, sizes, channel_names)
 
 
-def _list_files(root: Path) -> tuple[list[str], int, dict[str, int]]:
+def _list_files(root: SourcePath) -> tuple[list[str], int, dict[str, int]]:
     images: list[str] = []
     sizes: dict[str, int] = {}
     other = 0
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, rel, dirnames, filenames in walk(root):
         # hidden folders, and zarr stores (a plate written into its own source folder)
         dirnames[:] = sorted(
-            d
-            for d in dirnames
-            if not d.startswith(".") and fsio.detect_zarr_format(Path(dirpath) / d) is None
+            d for d in dirnames if not d.startswith(".") and not is_zarr(dirpath / d)
         )
-        rel = Path(dirpath).relative_to(root)
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
@@ -129,7 +132,7 @@ def _list_files(root: Path) -> tuple[list[str], int, dict[str, int]]:
                 continue
             path = (rel / name).as_posix()
             images.append(path)
-            sizes[path] = (Path(dirpath) / name).stat().st_size
+            sizes[path] = (dirpath / name).stat().st_size
     return images, other, sizes
 
 
@@ -159,7 +162,7 @@ def _split(
 
 
 def _read_headers(
-    root: Path, names: Sequence[str], progress: Callable[[int, int], None] | None
+    root: SourcePath, names: Sequence[str], progress: Callable[[int, int], None] | None
 ) -> list[TiffHeader]:
     paths = [str(root / n) for n in names]
     headers: list[TiffHeader] = []
@@ -172,7 +175,7 @@ def _read_headers(
 
 
 def _build_plan(
-    root: Path,
+    root: SourcePath,
     scheme: NamingScheme,
     counts: tuple[tuple[str, int], ...],
     parsed: list[ParsedName],
@@ -211,7 +214,7 @@ def _build_plan(
 
 
 def _planes_by_well(
-    root: Path, parsed: Sequence[ParsedName], headers: Sequence[TiffHeader]
+    root: SourcePath, parsed: Sequence[ParsedName], headers: Sequence[TiffHeader]
 ) -> dict[Well, list[SourcePlane]]:
     by_well: dict[Well, list[SourcePlane]] = {}
     owner: dict[tuple[Well, PlaneKey], str] = {}
@@ -266,7 +269,7 @@ def _channel_labels(
 
 
 def _missing(
-    root: Path,
+    root: SourcePath,
     wells: Sequence[WellSource],
     parsed: Sequence[ParsedName],
     headers: Sequence[TiffHeader],

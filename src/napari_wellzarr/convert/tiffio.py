@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_wellzarr.errors import WellDataError
+from napari_wellzarr.convert.srcfs import fetch_many, open_ranged, read_object
+from napari_wellzarr.errors import RemoteReadError, WellDataError
 from napari_wellzarr.storage.axes import ALLOWED_DTYPES
+from napari_wellzarr.storage.locations import is_url
 
-__all__ = ["TiffHeader", "read_header", "read_stack"]
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+__all__ = ["TiffHeader", "decode_stack", "read_header", "read_stack", "read_stacks"]
 
 
 @dataclass(frozen=True)
@@ -27,18 +33,20 @@ def read_header(path: str) -> TiffHeader:
     """Read a TIFF's shape and dtype without its pixels.
 
     Raises :class:`WellDataError` naming the file when it is not a readable TIFF, or
-    holds RGB data, a hyperstack or a dtype a well cannot hold.
+    holds RGB data, a hyperstack or a dtype a well cannot hold;
+    :class:`RemoteReadError` when an ``s3://`` object cannot be read (its first 64 KiB
+    are read, more only when its tags lie beyond).
     """
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(open_ranged(path) if is_url(path) else path) as tif:
             series = tif.series
             if not series:
                 raise WellDataError(f"file {path!r} holds no image")
             shape, axes, dtype = series[0].shape, series[0].axes, np.dtype(series[0].dtype)
             n_series = len(series)
-    except WellDataError:
+    except (WellDataError, RemoteReadError):
         raise
     except Exception as err:
         # tifffile raises many kinds of errors for damaged files; all mean "unreadable"
@@ -81,12 +89,35 @@ def read_stack(path: str, plane_shape: tuple[int, int], dtype: str) -> np.ndarra
     """Read every plane of a file as a ``(pages, y, x)`` array of ``dtype``.
 
     Raises :class:`WellDataError` when the file cannot be read or no longer has the
-    shape and dtype the plan recorded.
+    shape and dtype the plan recorded; :class:`RemoteReadError` when an ``s3://``
+    object cannot be fetched (one GET).
     """
+    content = read_object(path) if is_url(path) else None
+    return decode_stack(path, content, plane_shape, dtype)
+
+
+def read_stacks(
+    paths: Sequence[str], plane_shape: tuple[int, int], dtype: str
+) -> Iterator[tuple[str, np.ndarray[Any, Any]]]:
+    """``(path, stack)`` of each file as :func:`read_stack` reads it, in order.
+
+    ``s3://`` objects are downloaded a few at once ahead of the caller (bounded).
+    """
+    urls = [p for p in paths if is_url(p)]
+    fetched = fetch_many(urls) if urls else iter(())
+    for path in paths:
+        content = next(fetched)[1] if is_url(path) else None
+        yield path, decode_stack(path, content, plane_shape, dtype)
+
+
+def decode_stack(
+    path: str, content: bytes | None, plane_shape: tuple[int, int], dtype: str
+) -> np.ndarray[Any, Any]:
+    """Decode a file's planes from ``content`` (its bytes) or, when ``None``, from ``path``."""
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(path if content is None else io.BytesIO(content)) as tif:
             data = tif.series[0].asarray()
     except Exception as err:
         # Damaged files raise many kinds of errors; report them all by file name.

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from napari_wellzarr.convert.tiffio import read_stack
+from napari_wellzarr.convert.tiffio import read_stacks
 from napari_wellzarr.errors import CorruptDataError, MetadataError, WellDataError
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage.axes import WellAxes
@@ -158,8 +158,8 @@ def assemble(job: WellJob) -> np.ndarray[Any, Any]:
     for plane in job.planes:
         by_file.setdefault(plane.path, []).append(plane)
     plane_shape = (job.well_shape[-2], job.well_shape[-1])
-    for path, planes in by_file.items():
-        stack = read_stack(path, plane_shape, job.dtype)
+    for path, stack in read_stacks(list(by_file), plane_shape, job.dtype):
+        planes = by_file[path]
         for plane in planes:
             page = plane.page or 0
             if page >= len(stack):

@@ -128,4 +128,6 @@ def open_export_view(folder: str | Path) -> PlateView:
     columns = tuple(f"{j + 1:02d}" for j in range(n_cols))
     layout = well_positions(rows, columns, [w.name for w in plan.wells])
     source = PlanSource(plan)
-    return export_view(Path(plan.source), layout, source.info, source)
+    if not isinstance(plan.source, Path):  # (never: scanned from a local folder above)
+        raise MetadataError(f"{plan.source}: raw exports are viewed from local folders only")
+    return export_view(plan.source, layout, source.info, source)

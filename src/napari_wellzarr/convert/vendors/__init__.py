@@ -8,9 +8,9 @@ from napari_wellzarr.convert.vendors import cellvoyager, harmony, imagexpress
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
     from napari_wellzarr.convert.plan import ConversionPlan
+    from napari_wellzarr.convert.srcfs import SourcePath
 
 __all__ = ["VENDORS", "Vendor", "detect_vendor", "vendor_by_name", "vendor_names"]
 
@@ -20,12 +20,12 @@ class Vendor(Protocol):
 
     NAME: str
 
-    def detect(self, folder: Path) -> bool:
+    def detect(self, folder: SourcePath) -> bool:
         """Whether ``folder`` holds this vendor's index files."""
         ...
 
     def scan(
-        self, folder: Path, *, progress: Callable[[int, int], None] | None = None
+        self, folder: SourcePath, *, progress: Callable[[int, int], None] | None = None
     ) -> ConversionPlan:
         """Scan the export into a complete plan (metadata included)."""
         ...
@@ -35,7 +35,7 @@ class Vendor(Protocol):
 VENDORS: tuple[Vendor, ...] = (harmony, cellvoyager, imagexpress)
 
 
-def detect_vendor(folder: Path) -> Vendor | None:
+def detect_vendor(folder: SourcePath) -> Vendor | None:
     """The first vendor whose index files are in ``folder``, or ``None``."""
     for vendor in VENDORS:
         if vendor.detect(folder):

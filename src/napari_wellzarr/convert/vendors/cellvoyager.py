@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Final
 
 from napari_wellzarr.convert.instrument import (
@@ -13,6 +13,7 @@ from napari_wellzarr.convert.instrument import (
     SkippedFile,
     wavelength_color,
 )
+from napari_wellzarr.convert.srcfs import SourcePath, as_source
 from napari_wellzarr.convert.vendors.listing import (
     ListedImage,
     build_plan,
@@ -54,7 +55,7 @@ _SHOW: Final = 5
 class Measurement:
     """What a CellVoyager measurement says: the images it lists and the metadata."""
 
-    folder: Path
+    folder: SourcePath
     images: tuple[ListedImage, ...]
     channel_names: tuple[str, ...]
     instrument: InstrumentMetadata
@@ -66,7 +67,7 @@ class Measurement:
     index_shape: tuple[str, float, float] | None = None
 
 
-def find_measurement(folder: Path) -> Path | None:
+def find_measurement(folder: SourcePath) -> SourcePath | None:
     """The folder holding ``MeasurementData.mlf``: ``folder`` or its only sub-folder with one."""
     if (folder / DATA_FILE).is_file():
         return folder
@@ -77,12 +78,14 @@ def find_measurement(folder: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
-def detect(folder: Path) -> bool:
+def detect(folder: SourcePath) -> bool:
     """Whether ``folder`` is a CellVoyager export (holds ``MeasurementData.mlf``; no parsing)."""
     return folder.is_dir() and find_measurement(folder) is not None
 
 
-def scan(folder: Path, *, progress: Callable[[int, int], None] | None = None) -> ConversionPlan:
+def scan(
+    folder: SourcePath, *, progress: Callable[[int, int], None] | None = None
+) -> ConversionPlan:
     """Scan a CellVoyager export into a conversion plan with its instrument metadata.
 
     Autofocus failures (``ERR`` records) are reported in the plan's instrument warnings;
@@ -115,7 +118,7 @@ def scan(folder: Path, *, progress: Callable[[int, int], None] | None = None) ->
     )
 
 
-def read_measurement(folder: Path) -> Measurement:
+def read_measurement(folder: SourcePath) -> Measurement:
     """Read a CellVoyager export's ``.mlf``, ``.mrf`` and ``.mes`` without its TIFFs.
 
     Raises
@@ -123,7 +126,7 @@ def read_measurement(folder: Path) -> Measurement:
     MetadataError
         As :func:`scan`, for the metadata alone.
     """
-    folder = Path(folder).absolute()
+    folder = as_source(folder)
     place = find_measurement(folder)
     if place is None:
         raise MetadataError(f"no {DATA_FILE} in {str(folder)!r} (or one sub-folder of it)")
@@ -215,7 +218,7 @@ def _attrs(element: Element, names: dict[str, str] | None = None) -> dict[str, s
 
 
 def _records(
-    mlf: Path, root: Element, ns: str
+    mlf: SourcePath, root: Element, ns: str
 ) -> tuple[
     list[ListedImage], list[dict[str, str]], list[str], list[tuple[Well, int, int, dict[str, str]]]
 ]:
@@ -304,7 +307,7 @@ def _channel_ids(raw: list[dict[str, str]]) -> dict[tuple[str, str], int]:
     return {pair: i for i, pair in enumerate(pairs)}
 
 
-def _detail(place: Path, warnings: list[str]) -> dict[str, Any]:
+def _detail(place: SourcePath, warnings: list[str]) -> dict[str, Any]:
     """The ``.mrf``: root attributes, plate name and ``channels {Ch: attributes}``."""
     path = place / DETAIL_FILE
     if not path.is_file():
@@ -327,7 +330,9 @@ def _detail(place: Path, warnings: list[str]) -> dict[str, Any]:
     return out
 
 
-def _settings(place: Path, name: str | None, warnings: list[str]) -> dict[str, dict[str, str]]:
+def _settings(
+    place: SourcePath, name: str | None, warnings: list[str]
+) -> dict[str, dict[str, str]]:
     """The ``.mes`` channel list: ``{Ch: attributes}`` (names, filters, colours)."""
     if not name:
         return {}

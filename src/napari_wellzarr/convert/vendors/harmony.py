@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from napari_wellzarr.convert.instrument import (
@@ -12,6 +11,7 @@ from napari_wellzarr.convert.instrument import (
     SkippedFile,
     wavelength_color,
 )
+from napari_wellzarr.convert.srcfs import SourcePath, as_source
 from napari_wellzarr.convert.vendors.listing import (
     ListedImage,
     build_plan,
@@ -72,8 +72,8 @@ _SHOW: Final = 5
 class HarmonyIndex:
     """What a Harmony index says: the images it lists and the instrument metadata."""
 
-    index: Path
-    root: Path  # the folder the plan's relative paths start from (the index's folder)
+    index: SourcePath
+    root: SourcePath  # the folder the plan's relative paths start from (the index's folder)
     images: tuple[ListedImage, ...]
     channel_names: tuple[str, ...]
     instrument: InstrumentMetadata
@@ -81,7 +81,7 @@ class HarmonyIndex:
     index_shape: tuple[str, float, float] | None = None
 
 
-def find_index(folder: Path) -> Path | None:
+def find_index(folder: SourcePath) -> SourcePath | None:
     """The index file of an export: in ``folder`` or its ``Images`` sub-folder."""
     for place in (folder, *_children(folder, "images")):
         for spelled in _SPELLED:  # cheap: an Images folder lists every image file
@@ -94,12 +94,14 @@ def find_index(folder: Path) -> Path | None:
     return None
 
 
-def detect(folder: Path) -> bool:
+def detect(folder: SourcePath) -> bool:
     """Whether ``folder`` is a Harmony export (holds an index, cheap: no parsing)."""
     return folder.is_dir() and find_index(folder) is not None
 
 
-def scan(folder: Path, *, progress: Callable[[int, int], None] | None = None) -> ConversionPlan:
+def scan(
+    folder: SourcePath, *, progress: Callable[[int, int], None] | None = None
+) -> ConversionPlan:
     """Scan a Harmony export into a conversion plan with its instrument metadata.
 
     Parameters
@@ -137,7 +139,7 @@ def scan(folder: Path, *, progress: Callable[[int, int], None] | None = None) ->
     )
 
 
-def read_index(folder: Path) -> HarmonyIndex:
+def read_index(folder: SourcePath) -> HarmonyIndex:
     """Read a Harmony export's index (and ``Assaylayout``) without touching its TIFFs.
 
     Raises
@@ -145,7 +147,7 @@ def read_index(folder: Path) -> HarmonyIndex:
     MetadataError
         As :func:`scan`, for the index alone.
     """
-    folder = Path(folder).absolute()
+    folder = as_source(folder)
     index = find_index(folder)
     if index is None:
         raise MetadataError(
@@ -198,7 +200,7 @@ def _um(metres: str | None) -> float | None:
     return None if value is None else value * 1e6
 
 
-def _children(folder: Path, name: str) -> list[Path]:
+def _children(folder: SourcePath, name: str) -> list[SourcePath]:
     """Entries of ``folder`` called ``name``, ignoring case (sorted)."""
     try:
         return sorted(p for p in folder.iterdir() if p.name.lower() == name)
@@ -240,7 +242,7 @@ def _fields(fields: dict[str, str], maps: Mapping[str, Mapping[str, str]]) -> di
 
 
 def _images(
-    index: Path, raw: list[dict[str, str]]
+    index: SourcePath, raw: list[dict[str, str]]
 ) -> tuple[list[ListedImage], list[dict[str, str]]]:
     """The listed images with 0-based dense coordinates, and one field dict per channel."""
     ids: list[tuple[str, int, int, int, int, int, int]] = []  # name, row, col, f, c, z, t
@@ -281,7 +283,7 @@ def _images(
 
 
 def _plate(
-    root: Element, ns: str, index: Path, images: list[ListedImage], warnings: list[str]
+    root: Element, ns: str, index: SourcePath, images: list[ListedImage], warnings: list[str]
 ) -> tuple[str | None, tuple[int, int] | None]:
     plates = _all(root, ns, "Plates", "Plate")
     if not plates:
@@ -319,7 +321,7 @@ def _channel_info(fields: Mapping[str, str]) -> ChannelInfo:
 
 
 def _pixel_size(
-    index: Path, channels: list[dict[str, str]], warnings: list[str]
+    index: SourcePath, channels: list[dict[str, str]], warnings: list[str]
 ) -> tuple[float, float] | None:
     sizes: list[tuple[float, float]] = []
     for fields in channels:
@@ -345,7 +347,7 @@ def _pixel_size(
 
 
 def _positions(
-    index: Path, raw: list[dict[str, str]], images: list[ListedImage], warnings: list[str]
+    index: SourcePath, raw: list[dict[str, str]], images: list[ListedImage], warnings: list[str]
 ) -> dict[tuple[str, int], tuple[float, float]]:
     """``(well, field) -> (y, x)`` um from PositionX/Y (metres, y up): field centres."""
     out: dict[tuple[str, int], tuple[float, float]] = {}
@@ -367,12 +369,13 @@ def _positions(
     return out
 
 
-def _conditions(images_dir: Path, warnings: list[str]) -> dict[str, dict[str, str]]:
+def _conditions(images_dir: SourcePath, warnings: list[str]) -> dict[str, dict[str, str]]:
     """Per-well values of every ``Assaylayout/*.xml`` layer (empty values left out)."""
     out: dict[str, dict[str, str]] = {}
     for base in (images_dir.parent, images_dir):
         for layout_dir in _children(base, "assaylayout"):
-            for path in sorted(layout_dir.glob("*.xml")):
+            found: list[SourcePath] = list(layout_dir.glob("*.xml"))
+            for path in sorted(found, key=str):
                 try:
                     root = parse_xml(path)
                 except MetadataError as err:
@@ -385,7 +388,7 @@ def _conditions(images_dir: Path, warnings: list[str]) -> dict[str, dict[str, st
 
 
 def _read_layout(
-    root: Element, path: Path, out: dict[str, dict[str, str]], warnings: list[str]
+    root: Element, path: SourcePath, out: dict[str, dict[str, str]], warnings: list[str]
 ) -> None:
     ns = namespace(root.tag)
     q = f"{{{ns}}}" if ns else ""

@@ -11,7 +11,8 @@ from napari_wellzarr.errors import MetadataError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from pathlib import Path
+
+    from napari_wellzarr.convert.srcfs import SourcePath
 
 __all__ = ["MAX_HTD_BYTES", "METASERIES_KEYS", "HtdInfo", "parse_metaseries", "read_htd"]
 
@@ -51,7 +52,7 @@ class HtdInfo:
     warnings: tuple[str, ...] = ()
 
 
-def read_htd(path: Path, shown: str) -> HtdInfo:
+def read_htd(path: SourcePath, shown: str) -> HtdInfo:
     """Parse an ``.HTD`` (``"Key", value`` lines); ``shown`` names it in messages.
 
     Non-UTF-8 text is read as Latin-1, a truncated file (no ``EndFile``) and absurd

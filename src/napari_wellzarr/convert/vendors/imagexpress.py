@@ -30,9 +30,17 @@ from napari_wellzarr.convert.plan import (
     WellSource,
     common_plane,
 )
+from napari_wellzarr.convert.srcfs import (
+    ObjectPath,
+    SourcePath,
+    as_source,
+    is_zarr,
+    open_ranged,
+    read_head,
+    walk,
+)
 from napari_wellzarr.convert.vendors.htd import HtdInfo, parse_metaseries, read_htd
 from napari_wellzarr.errors import MetadataError, WellDataError, WellNameError
-from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage.axes import ALLOWED_DTYPES, PlaneKey
 from napari_wellzarr.storage.geometry import Well
 
@@ -56,8 +64,10 @@ _UNITS: Final = {"um": 1.0, "µm": 1.0, "\u03bcm": 1.0, "micron": 1.0, "nm": 1e-
 _PROJECTION: Final = "Z Projection Method"
 
 
-def detect(folder: Path) -> bool:
+def detect(folder: SourcePath) -> bool:
     """Whether ``folder`` is a MetaXpress export: an ``.HTD`` file, or GUID-named TIFFs."""
+    if isinstance(folder, ObjectPath):
+        return _detect_listed(folder)
     seen = 0
     todo = [(folder, 0)]
     while todo:
@@ -83,10 +93,28 @@ def detect(folder: Path) -> bool:
     return False
 
 
-def _is_htd(path: str) -> bool:
+def _detect_listed(folder: ObjectPath) -> bool:
+    """:func:`detect` of an ``s3://`` export, from its listing."""
+    seen = 0
+    for here, rel, dirnames, filenames in walk(folder):
+        depth = len(rel.parts)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")] if depth < 5 else []
+        for name in filenames:
+            seen += 1
+            if seen > _DETECT_ENTRIES:
+                return False
+            if name.startswith("."):
+                continue
+            if name.lower().endswith(".htd") and depth <= 1 and _is_htd(here / name):
+                return True
+            if name.lower().endswith(_SUFFIXES) and _is_native(name):
+                return True
+    return False
+
+
+def _is_htd(path: SourcePath | str) -> bool:
     try:
-        with open(path, "rb") as handle:
-            return b'"HTSInfoFile"' in handle.read(64)
+        return b'"HTSInfoFile"' in read_head(path, 64)
     except OSError:
         return False
 
@@ -110,6 +138,7 @@ class _File:
     plate: str
     guid: bool
     size: int
+    source: SourcePath  # the file (``path`` is its str: a path or URL)
     shape: tuple[int, int] = (0, 0)
     dtype: str = ""
     props: dict[str, str] = field(default_factory=dict)
@@ -128,7 +157,9 @@ class _File:
         return f"{stem}{extra}{dot}{ext}"
 
 
-def scan(folder: Path, *, progress: Callable[[int, int], None] | None = None) -> ConversionPlan:
+def scan(
+    folder: SourcePath, *, progress: Callable[[int, int], None] | None = None
+) -> ConversionPlan:
     """Scan a MetaXpress export (exported or native layout) into a complete plan.
 
     Raises
@@ -139,7 +170,7 @@ def scan(folder: Path, *, progress: Callable[[int, int], None] | None = None) ->
         A TIFF cannot be read, planes differ in shape or dtype, or two files claim one
         plane (the messages name the files).
     """
-    root = Path(folder).absolute()
+    root = as_source(folder)
     warnings: list[str] = []
     htd, htd_rel, other, tiffs = _walk(root)
     info = _read_htd(root, htd, htd_rel, warnings)
@@ -155,18 +186,15 @@ def scan(folder: Path, *, progress: Callable[[int, int], None] | None = None) ->
     return _plan(root, kept, info, htd_rel, unmatched, skipped, other, plane_shape, dtype, warnings)
 
 
-def _walk(root: Path) -> tuple[Path | None, str, int, list[str]]:
-    htd: Path | None = None
+def _walk(root: SourcePath) -> tuple[SourcePath | None, str, int, list[str]]:
+    htd: SourcePath | None = None
     htd_rel = ""
     other = 0
     tiffs: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, rel, dirnames, filenames in walk(root):
         dirnames[:] = sorted(
-            d
-            for d in dirnames
-            if not d.startswith(".") and fsio.detect_zarr_format(Path(dirpath) / d) is None
+            d for d in dirnames if not d.startswith(".") and not is_zarr(dirpath / d)
         )
-        rel = Path(dirpath).relative_to(root)
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
@@ -176,11 +204,13 @@ def _walk(root: Path) -> tuple[Path | None, str, int, list[str]]:
             other += 1
             depth = len(rel.parts)
             if name.lower().endswith(".htd") and (htd is None or depth < len(Path(htd_rel).parts)):
-                htd, htd_rel = Path(dirpath) / name, (rel / name).as_posix()
+                htd, htd_rel = dirpath / name, (rel / name).as_posix()
     return htd, htd_rel, other, tiffs
 
 
-def _read_htd(root: Path, htd: Path | None, rel: str, warnings: list[str]) -> HtdInfo | None:
+def _read_htd(
+    root: SourcePath, htd: SourcePath | None, rel: str, warnings: list[str]
+) -> HtdInfo | None:
     if htd is None:
         return None
     try:
@@ -193,7 +223,7 @@ def _read_htd(root: Path, htd: Path | None, rel: str, warnings: list[str]) -> Ht
 
 
 def _match(
-    root: Path, tiffs: Sequence[str]
+    root: SourcePath, tiffs: Sequence[str]
 ) -> tuple[list[_File], list[UnmatchedFile], list[SkippedFile]]:
     files: list[_File] = []
     unmatched: list[UnmatchedFile] = []
@@ -232,6 +262,7 @@ def _match(
                 plate=match.group("plate"),
                 guid=match.group("guid") is not None,
                 size=path.stat().st_size,
+                source=path,
             )
         )
     return files, unmatched, skipped
@@ -248,11 +279,18 @@ def _read_one(file: _File) -> None:
     import tifffile
 
     try:
-        with tifffile.TiffFile(file.path) as tif:
+        handle = open_ranged(file.path) if isinstance(file.source, ObjectPath) else file.path
+        with tifffile.TiffFile(handle) as tif:
             page = tif.pages.first
             shape, dtype = tuple(page.shape), np.dtype(page.dtype)
             pages = len(tif.pages)
             description = page.description or ""
+    except OSError as err:
+        if isinstance(file.source, ObjectPath):  # the store failed: not the file's fault
+            raise
+        raise WellDataError(
+            f"file {file.path!r} cannot be read as TIFF: {type(err).__name__}: {err}"
+        ) from err
     except Exception as err:
         # tifffile raises many kinds of errors for damaged files: all mean "unreadable"
         raise WellDataError(
@@ -310,7 +348,7 @@ def _deduplicate(files: Sequence[_File]) -> tuple[list[_File], list[SkippedFile]
             continue
         digests: dict[str, _File] = {}
         for f in sorted(group, key=_preference):
-            digest = hashlib.blake2b(Path(f.path).read_bytes(), digest_size=16).hexdigest()
+            digest = hashlib.blake2b(f.source.read_bytes(), digest_size=16).hexdigest()
             first = digests.setdefault(digest, f)
             if first is f:
                 kept.append(f)
@@ -330,7 +368,7 @@ def _preference(f: _File) -> tuple[int, int]:
 
 
 def _plan(
-    root: Path,
+    root: SourcePath,
     files: list[_File],
     htd: HtdInfo | None,
     htd_rel: str,
@@ -419,7 +457,7 @@ def _plan(
     )
 
 
-def _plate_name(root: Path, files: Sequence[_File], htd_rel: str) -> str:
+def _plate_name(root: SourcePath, files: Sequence[_File], htd_rel: str) -> str:
     if htd_rel:
         parent = Path(htd_rel).parent
         return (root / parent).name if parent.parts else root.name

@@ -19,6 +19,7 @@ from napari_wellzarr.convert.plan import (
     WellSource,
     common_plane,
 )
+from napari_wellzarr.convert.srcfs import ObjectPath, SourcePath, walk
 from napari_wellzarr.convert.tiffio import read_header
 from napari_wellzarr.errors import MetadataError, WellDataError
 from napari_wellzarr.storage.axes import PlaneKey
@@ -97,13 +98,24 @@ def median_interval(times: Iterable[tuple[int, str]]) -> float | None:
     return statistics.median(gaps) if gaps else None
 
 
-def image_files(root: Path) -> tuple[dict[str, int], int]:
-    """TIFF files under ``root``, hidden ones skipped.
+def image_files(root: SourcePath) -> tuple[dict[str, int], int]:
+    """TIFF files under ``root`` (a folder or an ``s3://`` prefix), hidden ones skipped.
 
     Returns ``{relative posix path: size in bytes}`` and the number of other files.
     """
     images: dict[str, int] = {}
     other = 0
+    if isinstance(root, ObjectPath):
+        for folder, below, dirnames, filenames in walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in filenames:
+                if name.startswith("."):
+                    continue
+                if name.lower().endswith(TIFF_SUFFIXES):
+                    images[(below / name).as_posix()] = (folder / name).stat().st_size
+                else:
+                    other += 1
+        return images, other
     for dirpath, dirnames, _ in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel = Path(dirpath).relative_to(root)
@@ -119,8 +131,8 @@ def image_files(root: Path) -> tuple[dict[str, int], int]:
 
 
 def build_plan(
-    root: Path,
-    index: Path,
+    root: SourcePath,
+    index: SourcePath,
     listed: Sequence[ListedImage],
     channel_names: Sequence[str],
     instrument: InstrumentMetadata,
@@ -208,7 +220,7 @@ def build_plan(
     )
 
 
-def _check_unique(index: Path, listed: Sequence[ListedImage]) -> None:
+def _check_unique(index: SourcePath, listed: Sequence[ListedImage]) -> None:
     owner: dict[tuple[Well, PlaneKey], str] = {}
     planes: dict[str, tuple[Well, PlaneKey]] = {}
     for im in listed:
@@ -225,7 +237,7 @@ def _check_unique(index: Path, listed: Sequence[ListedImage]) -> None:
 
 
 def _read_headers(
-    root: Path, images: Sequence[ListedImage], progress: Callable[[int, int], None] | None
+    root: SourcePath, images: Sequence[ListedImage], progress: Callable[[int, int], None] | None
 ) -> list[TiffHeader]:
     headers: list[TiffHeader] = []
     with ThreadPoolExecutor(_THREADS) as pool:

@@ -13,8 +13,9 @@ from napari_wellzarr.errors import MetadataError
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterator
-    from pathlib import Path
     from xml.etree.ElementTree import Element
+
+    from napari_wellzarr.convert.srcfs import SourcePath
 
 __all__ = [
     "MAX_XML_BYTES",
@@ -33,7 +34,7 @@ _DECLARATION = re.compile(rb"<!(?:[Dd][Oo][Cc][Tt][Yy][Pp][Ee]|[Ee][Nn][Tt][Ii][
 _BOM = b"\xef\xbb\xbf"
 
 
-def _read(path: Path) -> tuple[bytes, bool]:
+def _read(path: SourcePath) -> tuple[bytes, bool]:
     """The bytes of ``path`` (at most :data:`MAX_XML_BYTES`) and whether they are plain.
 
     Plain: an ASCII-compatible encoding and no ``<!DOCTYPE`` or ``<!ENTITY``, so the
@@ -57,7 +58,7 @@ def _read(path: Path) -> tuple[bytes, bool]:
 
 
 @contextmanager
-def _reading(path: Path) -> Iterator[None]:
+def _reading(path: SourcePath) -> Iterator[None]:
     """Turn a parser's failures into :class:`MetadataError` naming ``path``."""
     from xml.etree.ElementTree import ParseError
 
@@ -78,7 +79,7 @@ def _reading(path: Path) -> Iterator[None]:
         raise MetadataError(f"cannot read {str(path)!r}: {err.strerror or err}") from err
 
 
-def parse_xml(path: Path) -> Element:
+def parse_xml(path: SourcePath) -> Element:
     """Parse ``path`` with entity expansion and external references forbidden.
 
     A file in an ASCII-compatible encoding with no ``<!DOCTYPE`` or ``<!ENTITY`` can
@@ -125,7 +126,7 @@ def _no_collection() -> Iterator[None]:
 
 
 def read_records(
-    path: Path, record: str, keep: Collection[str]
+    path: SourcePath, record: str, keep: Collection[str]
 ) -> tuple[Element, list[dict[str, str]]]:
     """Parse ``path`` as :func:`parse_xml` does, streaming its ``record`` elements.
 
