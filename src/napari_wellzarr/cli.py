@@ -73,8 +73,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _convert_parser(sub: Any) -> None:
-    conv = sub.add_parser("convert", help="convert a folder of TIFF files into a plate")
-    conv.add_argument("source", type=Path, help="folder of microscope images (searched deeply)")
+    conv = sub.add_parser(
+        "convert", help="convert a folder (or s3:// prefix) of TIFF files into a plate"
+    )
+    conv.add_argument(
+        "source",
+        type=_source,
+        help="folder of microscope images (searched deeply), or an s3://bucket/prefix URL of "
+        "one uploaded to object storage (credentials as for reading: AWS_* variables incl. "
+        "AWS_ENDPOINT_URL, ~/.aws files, or none for a public bucket); every worker reads "
+        "its wells' files from there itself",
+    )
     conv.add_argument(
         "dest",
         type=_local_dest,
@@ -426,6 +435,21 @@ def _path_or_url(text: str) -> Path | str:
     from napari_wellzarr.storage.locations import is_url
 
     return text if is_url(text) else Path(text)
+
+
+def _source(text: str) -> Path | str:
+    """A source to scan: a local folder, or an ``s3://`` URL (other URLs are refused)."""
+    from napari_wellzarr.convert.srcfs import SOURCE_SCHEMES
+    from napari_wellzarr.storage.locations import is_url, redact
+
+    if not is_url(text):
+        return Path(text)
+    scheme = text.split(":", 1)[0].lower()
+    if scheme not in SOURCE_SCHEMES:
+        raise argparse.ArgumentTypeError(
+            f"{redact(text)}: sources are read from local folders and s3:// URLs, not {scheme}://"
+        )
+    return text
 
 
 def _local_dest(text: str) -> Path | str:

@@ -100,7 +100,7 @@ class ScanKey(NamedTuple):
     """What a scan is for: a plan is used only while these options stay the same."""
 
     source_kind: Source
-    folder: Path
+    folder: Path | str  # a folder, or an s3:// URL
     naming: str
     pattern: str
 
@@ -114,7 +114,8 @@ class ConversionOptions:
     source_kind
         Convert a folder of microscope images, or the viewer's image and labels layers.
     source
-        The folder of images.
+        The folder of images, or an ``s3://bucket/prefix`` URL of one uploaded to object
+        storage (typed into the field; credentials as for reading remote plates).
     naming
         How file names name wells, fields and channels (``auto``: detect).
     pattern
@@ -180,15 +181,18 @@ class ConversionOptions:
     @property
     def scan_key(self) -> ScanKey:
         """The options a scan depends on."""
-        return ScanKey(self.source_kind, self.source, self.naming, self.pattern)
+        return ScanKey(self.source_kind, self.source_location, self.naming, self.pattern)
+
+    @property
+    def source_location(self) -> Path | str:
+        """The source folder, or its URL as text (the Path field reads s3://b/x as s3:/b/x)."""
+        return _url_text(self.source)
 
     @property
     def dest(self) -> Path | str | None:
         """The output plate (a URL as text), or None when none is chosen."""
-        text = str(self.output)
-        if is_url(text):  # the Path field reads s3://b/x as s3:/b/x
-            return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*):/+", r"\1://", text)
-        return None if text in ("", ".") else self.output
+        where = _url_text(self.output)
+        return None if str(where) in ("", ".") else where
 
     def storage_config(self, plan: ConversionPlan | None = None) -> StorageConfig:
         """The StorageConfig of these options; raises ConfigError explaining why not.
@@ -234,8 +238,16 @@ class _ScanCancelled(Exception):
     """Raised from the scan's progress callback to stop an abandoned scan."""
 
 
+def _url_text(path: Path) -> Path | str:
+    """A Path field's value; a URL as text (the Path field reads s3://b/x as s3:/b/x)."""
+    text = str(path)
+    if is_url(text):
+        return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*):/+", r"\1://", text)
+    return path
+
+
 def scan_job(
-    source: Path, naming: str, pattern: str | None, cancel: threading.Event
+    source: Path | str, naming: str, pattern: str | None, cancel: threading.Event
 ) -> Generator[ScanProgress | None, None, ConversionPlan | str]:
     """Scan ``source`` in a daemon thread; yield while waiting (a worker's generator).
 
