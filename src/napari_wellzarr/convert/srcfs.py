@@ -28,6 +28,7 @@ __all__ = [
     "SourcePath",
     "as_source",
     "fetch_many",
+    "fetched",
     "is_zarr",
     "open_ranged",
     "read_head",
@@ -360,11 +361,24 @@ def read_object(url: str) -> bytes:
 
     base, key = _split(url)
     try:
-        return bytes(obstore.get(_store(base), key).bytes())
+        data = bytes(obstore.get(_store(base), key).bytes())
     except (NotFoundError, FileNotFoundError) as err:
         raise _missing(url) from err
     except Exception as err:  # obstore's errors, each named in the message
         raise _fail(url, err, "reading") from err
+    with _STORES_LOCK:
+        _FETCHED[0] += 1
+        _FETCHED[1] += len(data)
+    return data
+
+
+_FETCHED = [0, 0]
+
+
+def fetched() -> tuple[int, int]:
+    """``(objects, bytes)`` this process has read whole from object storage."""
+    with _STORES_LOCK:
+        return _FETCHED[0], _FETCHED[1]
 
 
 def _read_range(url: str, start: int, end: int) -> tuple[bytes, int]:
