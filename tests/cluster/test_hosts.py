@@ -23,7 +23,7 @@ import pytest
 from napari_wellzarr.storage.claims import CLAIM_NAME
 from napari_wellzarr.storage.validation import check_plate
 from tests.cluster.conftest import WELLS
-from tests.cluster.servers import BUCKET
+from tests.cluster.servers import BUCKET, upload_folder
 from tests.convert.helpers import plate_digest
 from tests.remote.servers import free_port
 
@@ -221,6 +221,27 @@ def test_a_conversion_from_a_client_host_to_a_shared_folder_equals_a_clean_one(
     got = s3_server.digest(name) if where == "s3" else plate_digest(Path(dest))
     assert got == reference.digest(name, s3=where == "s3")
     assert check_plate(str(dest)).ok
+
+
+def test_worker_hosts_read_the_wells_of_an_s3_source_themselves(
+    cluster: Cluster, s3_server: S3, reference: Reference, tmp_path: Path
+) -> None:
+    from napari_wellzarr.convert.srcfs import fetched
+
+    upload_folder(s3_server, reference.src, "sources/hosts/src")
+    tiffs = [p for p in reference.src.rglob("*") if p.suffix.lower() in (".tif", ".tiff")]
+    with cluster.client() as client:
+        before = client.run(fetched)
+    dest = tmp_path / "from-s3.zarr"
+    _convert(cluster, "client1", s3_server.url("sources/hosts/src"), dest, "--json")
+    code, out, err = _finish(cluster, "client1")
+    assert code == 0, err
+    assert sorted(json.loads(out)["written"]) == sorted(WELLS)
+    with cluster.client() as client:
+        after = client.run(fetched)
+    # every TIFF was downloaded whole once, by a worker host (the client read headers only)
+    assert sum(n - before.get(w, (0, 0))[0] for w, (n, _) in after.items()) == len(tiffs)
+    assert plate_digest(dest) == reference.digest(dest.name)
 
 
 def test_a_worker_host_killed_mid_well_then_resume_from_another_host(
