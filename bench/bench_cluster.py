@@ -1,4 +1,4 @@
-"""Cluster conversion: 1, 2 and 4 dask worker processes to a folder and to a local S3 server.
+"""Cluster conversion: 1, 2 and 4 dask worker processes, from and to a folder and local S3.
 
 One command (also ``bench/bench_convert.py --cluster``)::
 
@@ -9,8 +9,12 @@ The source is ``bench_convert``'s ImageXpress folder (24 wells: 288 TIFFs, 151 M
 machine; ``wellzarr convert SRC DEST --scheduler ...`` converts to a folder and to a moto
 S3 server (its own process, on 127.0.0.1).  The physical limits in the same run: ``cp -r``
 of the TIFF folder, and an upload of the same files to the same S3 server (obstore, 8
-requests at once).  Reported: MB/s of raw pixels (wall time of the command), the ratio
-to the plain copy, and the peak RSS of the largest worker process.  Warm page cache.
+requests at once).  The same files uploaded are also the source of the ``s3 ->`` cases
+(``wellzarr convert s3://bench/upload DEST``: each worker downloads its wells' TIFFs);
+their limits are a download of the same files (8 at once) for ``s3 -> folder``, and that
+download followed by the upload for ``s3 -> s3``.  Reported: MB/s of raw pixels (wall
+time of the command), the ratio to the plain copy, and the peak RSS of the largest
+worker process.  Warm page cache.
 """
 
 from __future__ import annotations
@@ -103,6 +107,19 @@ def upload(src: Path, prefix: str) -> float:
     return time.perf_counter() - start
 
 
+def download(prefix: str) -> float:
+    """Seconds to get every object under ``prefix`` (obstore, 8 at once)."""
+    import obstore
+    from obstore.store import S3Store
+
+    store = S3Store(BUCKET, client_options={"allow_http": True})
+    keys = [m["path"] for batch in obstore.list(store, f"{prefix}/") for m in batch]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: bytes(obstore.get(store, k).bytes()), keys))
+    return time.perf_counter() - start
+
+
 class Peak:
     """Peak RSS of the worker processes below ``pid`` (sampled every 20 ms)."""
 
@@ -163,7 +180,7 @@ def cluster(workers: int, env: dict[str, str]) -> tuple[list[subprocess.Popen[by
 
 
 def convert(
-    src: Path, dest: str, address: str, env: dict[str, str], work: int
+    src: Path | str, dest: str, address: str, env: dict[str, str], work: int
 ) -> tuple[float, int]:
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -193,6 +210,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--wells", type=int, default=24, help="24, 96 or 384")
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--sources", default="folder,s3", help="folder, s3 or both")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     src = make_source(args.wells)
@@ -201,7 +219,7 @@ def main() -> None:
     s3, endpoint = start_s3(env)
     env["AWS_ENDPOINT_URL"] = endpoint
     os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
-    out = WORK / "cluster"
+    out = WORK / f"cluster-{os.getpid()}"  # (concurrent runs must not share it)
     rows: list[dict[str, Any]] = []
     try:
         shutil.rmtree(out, ignore_errors=True)
@@ -210,26 +228,40 @@ def main() -> None:
         subprocess.run(["cp", "-r", str(src), str(out / "copy")], check=True)
         copy_s = time.perf_counter() - start
         up_s = upload(src, "upload")
-        limits = {"folder": raw / copy_s / 1e6, "s3": raw / up_s / 1e6}
-        rows.append({"case": "cp -r (folder limit)", "MB/s": limits["folder"]})
-        rows.append({"case": "upload (S3 limit)", "MB/s": limits["s3"]})
+        down_s = download("upload")
+        limits = {
+            "folder -> folder": raw / copy_s / 1e6,
+            "folder -> s3": raw / up_s / 1e6,
+            "s3 -> folder": raw / down_s / 1e6,
+            "s3 -> s3": raw / (down_s + up_s) / 1e6,
+        }
+        rows.append({"case": "cp -r (folder limit)", "MB/s": limits["folder -> folder"]})
+        rows.append({"case": "upload (S3 limit)", "MB/s": limits["folder -> s3"]})
+        rows.append({"case": "download (S3 source limit)", "MB/s": limits["s3 -> folder"]})
+        rows.append({"case": "download+upload", "MB/s": limits["s3 -> s3"]})
+        sources: dict[str, Path | str] = {"folder": src, "s3": f"s3://{BUCKET}/upload"}
         for n in map(int, args.workers.split(",")):
             procs, address = cluster(n, env)
             try:
-                for where in ("folder", "s3"):
-                    dest = (
-                        str(out / f"w{n}.zarr") if where == "folder" else f"s3://{BUCKET}/w{n}.zarr"
-                    )
-                    seconds, peak = convert(src, dest, address, env, procs[1].pid)
-                    rate = raw / seconds / 1e6
-                    rows.append(
-                        {
-                            "case": f"{n} worker(s) -> {where}",
-                            "MB/s": rate,
-                            "x limit": rate / limits[where],
-                            "peak RSS/worker MB": peak / 2**20,
-                        }
-                    )
+                for origin in args.sources.split(","):
+                    for where in ("folder", "s3"):
+                        name = f"w{n}-{origin}"
+                        dest = (
+                            str(out / f"{name}.zarr")
+                            if where == "folder"
+                            else f"s3://{BUCKET}/{name}.zarr"
+                        )
+                        seconds, peak = convert(sources[origin], dest, address, env, procs[1].pid)
+                        rate = raw / seconds / 1e6
+                        case = f"{origin} -> {where}"
+                        rows.append(
+                            {
+                                "case": f"{n} worker(s) {case}",
+                                "MB/s": rate,
+                                "x limit": rate / limits[case],
+                                "peak RSS/worker MB": peak / 2**20,
+                            }
+                        )
             finally:
                 for proc in procs:
                     stop(proc)
@@ -237,11 +269,11 @@ def main() -> None:
         stop(s3)
         shutil.rmtree(out, ignore_errors=True)
     print(f"{args.wells} wells, {raw / 1e6:.0f} MB raw, {psutil.cpu_count()} cores")
-    print(f"{'case':28} {'MB/s':>8} {'x limit':>8} {'peak RSS/worker MB':>19}")
+    print(f"{'case':34} {'MB/s':>8} {'x limit':>8} {'peak RSS/worker MB':>19}")
     for r in rows:
         ratio = f"{r['x limit']:.2f}" if "x limit" in r else ""
         peak = f"{r['peak RSS/worker MB']:.0f}" if "peak RSS/worker MB" in r else ""
-        print(f"{r['case']:28} {r['MB/s']:8.1f} {ratio:>8} {peak:>19}")
+        print(f"{r['case']:34} {r['MB/s']:8.1f} {ratio:>8} {peak:>19}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
