@@ -259,3 +259,25 @@ def _cli(*args: Any, env: dict[str, str] | None = None) -> subprocess.CompletedP
         check=False,
         env={**os.environ, **(env or {})},
     )
+
+
+def test_the_converter_sessions_source_field_scans_an_s3_export(
+    s3_server: S3, exports: dict[str, str]
+) -> None:
+    from napari_wellzarr.plugin.conversion import ConversionOptions, scan_job
+
+    url = exports["ixm_native"]
+    options = ConversionOptions(source=Path(url))  # what the Path field makes of the text
+    assert options.scan_key.folder == url
+    job = scan_job(options.scan_key.folder, "auto", None, threading.Event())
+    for _ in range(600):  # (0.05 s each: 30 s at most)
+        try:
+            next(job)
+        except StopIteration as stop:
+            plan = stop.value
+            break
+    else:
+        raise AssertionError("the scan did not end in 30 s")
+    assert not isinstance(plan, str), plan
+    assert str(plan.source) == url
+    assert plan.summary() == {**scan_source(EXPORTS["ixm_native"]).summary(), "source": url}
