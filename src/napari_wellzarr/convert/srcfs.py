@@ -80,15 +80,19 @@ class _Tree:
 
 
 def _store(base: str) -> Any:
-    """The obstore store of a bucket in this process (credentials and retries as the reader's)."""
+    """The obstore store of a bucket in this process (credentials and retries as the reader's).
+
+    Kept per bucket and endpoint (``AWS_ENDPOINT_URL``): one client, its connections reused.
+    """
+    key = (base, os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
     with _STORES_LOCK:
-        store = _STORES.get(base)
+        store = _STORES.get(key)
         if store is None:
-            store = _STORES[base] = open_location(base).store_at()
+            store = _STORES[key] = open_location(base).store_at()
         return store
 
 
-_STORES: dict[str, Any] = {}
+_STORES: dict[tuple[str, str | None], Any] = {}
 _STORES_LOCK = threading.Lock()
 
 

@@ -40,7 +40,7 @@ from napari_wellzarr.convert.srcfs import (
     walk,
 )
 from napari_wellzarr.convert.vendors.htd import HtdInfo, parse_metaseries, read_htd
-from napari_wellzarr.errors import MetadataError, WellDataError, WellNameError
+from napari_wellzarr.errors import MetadataError, RemoteReadError, WellDataError, WellNameError
 from napari_wellzarr.storage.axes import ALLOWED_DTYPES, PlaneKey
 from napari_wellzarr.storage.geometry import Well
 
@@ -285,12 +285,8 @@ def _read_one(file: _File) -> None:
             shape, dtype = tuple(page.shape), np.dtype(page.dtype)
             pages = len(tif.pages)
             description = page.description or ""
-    except OSError as err:
-        if isinstance(file.source, ObjectPath):  # the store failed: not the file's fault
-            raise
-        raise WellDataError(
-            f"file {file.path!r} cannot be read as TIFF: {type(err).__name__}: {err}"
-        ) from err
+    except RemoteReadError:
+        raise  # the store failed (the URL is named): not the file's fault
     except Exception as err:
         # tifffile raises many kinds of errors for damaged files: all mean "unreadable"
         raise WellDataError(
