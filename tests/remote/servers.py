@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
 
@@ -40,6 +41,8 @@ class RangeServer:
         self.latency = latency
         self.faults = Faults()
         self.log: list[tuple[str, str, str | None]] = []
+        #: ``[arrival, answered]`` (``time.monotonic()``) of each request in ``log``.
+        self.times: list[list[float]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         server = self
@@ -73,6 +76,32 @@ class RangeServer:
     def reset(self) -> None:
         with self._lock:
             self.log.clear()
+            self.times.clear()
+
+    def round_trips(self, among: Sequence[int] | None = None) -> int:
+        """How many requests a client waited for one after another (see :meth:`critical_path`)."""
+        return len(self.critical_path(among))
+
+    def critical_path(self, among: Sequence[int] | None = None) -> list[int]:
+        """The longest chain of requests each sent after the one before it was answered.
+
+        Indexes into ``log`` (of the requests ``among``, default all), in order: the round
+        trips a client made in turn, whatever it fetched alongside.
+        """
+        with self._lock:
+            spans = [(t[0], t[1]) for t in self.times]
+        chosen = range(len(spans)) if among is None else among
+        depth: dict[int, tuple[int, int | None]] = {}
+        for i in sorted(chosen, key=lambda i: spans[i][0]):
+            before = [j for j in depth if spans[j][1] <= spans[i][0]]
+            best = max(before, key=lambda j: depth[j][0], default=None)
+            depth[i] = (1 + (depth[best][0] if best is not None else 0), best)
+        last = max(depth, key=lambda i: depth[i][0], default=None)
+        chain = []
+        while last is not None:
+            chain.append(last)
+            last = depth[last][1]
+        return chain[::-1]
 
     def __enter__(self) -> RangeServer:
         self._thread.start()
@@ -87,8 +116,17 @@ class RangeServer:
     def _answer(self, h: BaseHTTPRequestHandler, *, head: bool) -> None:
         key = h.path.split("?", 1)[0].lstrip("/")
         rng = h.headers.get("Range")
+        span = [time.monotonic(), float("inf")]
         with self._lock:
             self.log.append((h.command, key, rng))
+            self.times.append(span)
+        h.wellzarr_span = span  # type: ignore[attr-defined]
+        try:
+            self._reply(h, key, rng, head=head)
+        finally:
+            span[1] = min(span[1], time.monotonic())
+
+    def _reply(self, h: BaseHTTPRequestHandler, key: str, rng: str | None, *, head: bool) -> None:
         if self.latency:
             time.sleep(self.latency)
         mode = self.faults.mode(key)
@@ -134,6 +172,9 @@ class RangeServer:
         head: bool,
         extra: dict[str, str] | None = None,
     ) -> None:
+        span = getattr(h, "wellzarr_span", None)
+        if span is not None:  # answered: a request sent after this is a further round trip
+            span[1] = time.monotonic()
         h.send_response(status)
         h.send_header("Content-Length", str(len(body)))
         h.send_header("Accept-Ranges", "bytes")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from napari_wellzarr.storage.reading import WellInfo
     from napari_wellzarr.storage.store import PlateStore
 
-__all__ = ["READ_ERRORS", "reference_well"]
+__all__ = ["READ_ERRORS", "reference_sample", "reference_well"]
 
 
 #: Wells whose metadata opening reads first: the first, middle and last ones.
@@ -45,6 +45,11 @@ def _spread(names: Sequence[str], k: int) -> list[str]:
         return list(names)
     step = (len(names) - 1) / (k - 1)
     return [names[i] for i in dict.fromkeys(round(j * step) for j in range(k))]
+
+
+def reference_sample(wells: Sequence[str]) -> list[str]:
+    """The wells :func:`reference_well` reads the metadata of first (the first and middle)."""
+    return _spread(wells, _SAMPLE)[:2]
 
 
 def _infos(

@@ -13,7 +13,7 @@ import numpy as np
 
 from napari_wellzarr.errors import MetadataError, PlateNotFoundError, WellNameError, WellZarrError
 from napari_wellzarr.plugin import mosaic
-from napari_wellzarr.plugin.census import READ_ERRORS, reference_well
+from napari_wellzarr.plugin.census import READ_ERRORS, reference_sample, reference_well
 from napari_wellzarr.plugin.placed import FieldLayout, PlacedSource
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage._spec import WELLZARR_KEY
@@ -21,6 +21,7 @@ from napari_wellzarr.storage.geometry import Well, column_number, row_index, row
 from napari_wellzarr.storage.kinds import classify
 from napari_wellzarr.storage.locations import RemoteLocation, is_url, open_location, redact
 from napari_wellzarr.storage.overview import OverviewPlanes
+from napari_wellzarr.storage.remotefetch import fetch_wells
 from napari_wellzarr.storage.store import PlateStore
 
 if TYPE_CHECKING:
@@ -466,6 +467,8 @@ def _plate_view(path: Path | str, placed: bool) -> PlateView | EmptyPlateView:
         return EmptyPlateView(root, rows, columns)
     what = (store.config, store.ngff_version, "plate")
     layout = (rows, columns, wells)
+    # a remote plate: the documents read next (first and middle wells), fetched at once
+    fetch_wells(root, [store.well_path(w) for w in reference_sample(list(wells))])
     acquisitions = _acquisitions(store, list(wells))
     if len(acquisitions) <= 1:
         failed: dict[str, str] = {}

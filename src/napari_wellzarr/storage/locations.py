@@ -21,6 +21,7 @@ __all__ = [
     "READ_SCHEMES",
     "WRITE_SCHEMES",
     "RemoteLocation",
+    "fetch_all",
     "is_url",
     "open_location",
     "redact",
@@ -482,6 +483,38 @@ def _range_pool() -> ThreadPoolExecutor:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(8, thread_name_prefix="wellzarr-range")
         return _POOL
+
+
+_DOC_POOL: ThreadPoolExecutor | None = None
+#: Documents fetched at once by :func:`fetch_all` (each a request in flight).
+DOC_THREADS: Final = 16
+
+
+def fetch_all(locations: Sequence[RemoteLocation]) -> None:
+    """Read the documents at ``locations`` into their caches, all at once (one round trip).
+
+    For documents a reader is about to read one after another: it then finds them
+    cached (or waits for the request in flight).  A document that fails to read is
+    not cached: the reader that needs it asks again and reports the failure.
+    """
+    todo = list(dict.fromkeys(loc for loc in locations if not loc._remote.recall(loc.key)[0]))
+
+    def one(location: RemoteLocation) -> None:
+        try:
+            location.read(_DOC_BYTES)
+        except RemoteReadError:
+            pass  # not cached: the reader that needs it asks again and reports it
+
+    if len(todo) <= 1:
+        for location in todo:
+            one(location)
+        return
+    global _DOC_POOL
+    with _OPEN_LOCK:
+        if _DOC_POOL is None:
+            _DOC_POOL = ThreadPoolExecutor(DOC_THREADS, thread_name_prefix="wellzarr-doc")
+        pool = _DOC_POOL
+    list(pool.map(one, todo))
 
 
 _OPEN: dict[str, _Remote] = {}

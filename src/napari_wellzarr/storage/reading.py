@@ -27,7 +27,7 @@ from napari_wellzarr.storage._spec import WELLZARR_KEY
 from napari_wellzarr.storage.acquisition import Acquisition, parse_acquisition
 from napari_wellzarr.storage.axes import ImageAxes, PlaneKey, WellAxes
 from napari_wellzarr.storage.bounds import chunk_bound
-from napari_wellzarr.storage.locations import RemoteLocation, is_url, open_location
+from napari_wellzarr.storage.locations import RemoteLocation, fetch_all, is_url, open_location
 from napari_wellzarr.storage.memory import check_memory, check_size, nbytes
 from napari_wellzarr.storage.metadata import (
     Channel,
@@ -594,6 +594,7 @@ def open_well(
         well_meta.images, well_meta.acquisitions, acquisition, name
     )
     image_paths = tuple(well_meta.images[i] for i in chosen)
+    _fetch_ahead(well_dir, [(p, "group") for p in image_paths], zarr_format)
     images = []
     for image_path in image_paths:
         image_dir = well_dir / image_path
@@ -612,6 +613,8 @@ def open_well(
         )
     # Shapes and dtype come from the arrays' JSON documents: opening zarr arrays is left
     # to the first read (opening a plate of 1536 wells reads metadata only).
+    nodes = [(f"{first.path}/{ds.path}", "array") for ds in first.meta.multiscale.datasets]
+    _fetch_ahead(well_dir, [*nodes, (f"{first.path}/labels", "group")], zarr_format)
     levels = [
         _array_meta(well_dir / first.path / ds.path, zarr_format, name, len(first.roles))
         for ds in first.meta.multiscale.datasets
@@ -644,6 +647,25 @@ def open_well(
     )
     docs = {(0, level): doc for level, (_, _, _, doc) in enumerate(levels)}
     return OpenWell(root, zstore, info, images, zarr_format, docs=docs)
+
+
+def _fetch_ahead(
+    root: Path | RemoteLocation, nodes: Sequence[tuple[str, str]], zarr_format: int
+) -> None:
+    """Fetch the documents of nodes ``(path, "group" | "array")`` below a remote ``root`` at once.
+
+    A well's images, an image's levels: read next, in turn, from the cache.
+    """
+    if not isinstance(root, RemoteLocation):
+        return
+    names = {"group": (".zgroup", ".zattrs"), "array": (".zarray", ".zattrs")}
+    fetch_all(
+        [
+            root / path / name
+            for path, kind in nodes
+            for name in (("zarr.json",) if zarr_format == 3 else names[kind])
+        ]
+    )
 
 
 def _array_meta(

@@ -18,7 +18,7 @@ from napari_wellzarr.errors import (
     WellNotFoundError,
     WellZarrError,
 )
-from napari_wellzarr.storage import fsio
+from napari_wellzarr.storage import fsio, remotefetch
 from napari_wellzarr.storage import overview as overviews
 from napari_wellzarr.storage._spec import OVERVIEW_KEY, WELLZARR_KEY
 from napari_wellzarr.storage.acquisition import PROJECTIONS_PATH, Acquisition
@@ -248,6 +248,7 @@ class PlateStore:
         )
         store._dataset_paths = dataset_paths
         store._overview = marker.get(OVERVIEW_KEY) if isinstance(marker, dict) else None
+        remotefetch.fetch_ahead(root, ours=isinstance(saved, dict) and mode == "r")
         return store
 
     def __enter__(self) -> PlateStore:
@@ -318,8 +319,7 @@ class PlateStore:
     def _target(self, well: str | Well) -> _Target:
         """Find a well by its name: ``B03`` is row ``B``, column 3.
 
-        Works whatever the plate's column names look like (``03``, ``3``), and falls back
-        to positions for plates whose rows and columns are not letters and numbers.
+        Whatever the plate's column names look like (``03``, ``3``); else by position.
         """
         pos = well if isinstance(well, Well) else Well.parse(well)
         rows, columns = self._plate.rows, self._plate.columns

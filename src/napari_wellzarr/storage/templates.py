@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from napari_wellzarr.errors import WellZarrError
 from napari_wellzarr.storage.reading import open_well
+from napari_wellzarr.storage.remotefetch import fetch_recorded
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -100,6 +101,7 @@ class TemplateCache:
             template_path = records.template(key)
             template = None
             if template_path is not None and is_listed(template_path):
+                fetch_recorded(self.root, [template_path], records)  # remote: all at once
                 try:
                     opened = open_well(self.root, template_path, template_path, self.zarr_format)
                 except (WellZarrError, OSError):
