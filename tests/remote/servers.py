@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -192,3 +193,114 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class CountingS3:
+    """A moto S3 server on 127.0.0.1 behind a forwarder that logs each request's line.
+
+    ``log`` holds ``(method, path)`` of every request that passed (read from the
+    request lines the clients send; bodies of puts are skipped by their length);
+    ``env`` finds it through the ``AWS_*`` variables.
+    """
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._upstream = free_port()
+        self._server = ThreadedMotoServer(
+            ip_address="127.0.0.1", port=self._upstream, verbose=False
+        )
+        self._server.start()
+        self.log: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.env = {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing-key-id",
+            "AWS_SECRET_ACCESS_KEY": "testing-secret-do-not-leak",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ALLOW_HTTP": "true",
+        }
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def requests(self) -> int:
+        with self._lock:
+            return len(self.log)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.log.clear()
+
+    def stop(self) -> None:
+        self._listener.close()
+        self._server.stop()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self._upstream), timeout=10)
+            except OSError:
+                client.close()
+                continue
+            server.settimeout(None)
+            threading.Thread(target=self._serve, args=(client, server), daemon=True).start()
+
+    def _serve(self, client: socket.socket, server: socket.socket) -> None:
+        answers = threading.Thread(target=self._pump, args=(server, client), daemon=True)
+        answers.start()
+        try:
+            self._requests(client, server)
+            answers.join(timeout=60)
+        finally:
+            client.close()
+            server.close()
+
+    def _requests(self, src: socket.socket, dst: socket.socket) -> None:
+        """Forward the client's bytes, logging each request line (heads parsed, bodies skipped)."""
+        buffer, body = b"", 0
+        try:
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+                buffer += data
+                while True:
+                    if body:
+                        taken = min(body, len(buffer))
+                        buffer, body = buffer[taken:], body - taken
+                        if body:
+                            break
+                    end = buffer.find(b"\r\n\r\n")
+                    if end < 0:
+                        break
+                    head, buffer = buffer[:end].decode("latin-1"), buffer[end + 4 :]
+                    line, *fields = head.split("\r\n")
+                    method, path = line.split(" ")[:2]
+                    with self._lock:
+                        self.log.append((method, path))
+                    for header in fields:
+                        name, _, value = header.partition(":")
+                        if name.strip().lower() == "content-length":
+                            body = int(value.strip())
+        except (OSError, ValueError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)

@@ -406,7 +406,10 @@ def _open_remote(
     store = PlateStore.open(dest.url, "r+")
     if store.config != config:
         raise ConfigError(f"{dest} was written with other options: {_differences(store, config)}")
-    return store
+    # As on disk: wells are about to be rewritten, the end of the run builds it again
+    # (and the session opened after sees the plate without it).
+    forget_overview(dest, store.zarr_format)
+    return PlateStore.open(dest.url, "r+")
 
 
 def _only_leftovers(dest: Path) -> bool:

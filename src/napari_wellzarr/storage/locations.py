@@ -390,6 +390,27 @@ class RemoteLocation:
             raise self._store_error(err, "listing") from err
         return sorted(found)
 
+    def stamps(self) -> dict[str, tuple[int, int]]:
+        """``(size, last modified ns)`` of every object below this folder, by relative path.
+
+        One listing (a request per 1,000 objects), never cached: what a local ``stat``
+        gives of each file, for the records that tell a rewritten object.
+        """
+        import obstore
+
+        prefix = f"{self.key}/" if self.key else ""
+        try:
+            return {
+                meta["path"][len(prefix) :]: (
+                    int(meta["size"]),
+                    int(meta["last_modified"].timestamp() * 1e6) * 1000,
+                )
+                for batch in obstore.list(self._remote.store, prefix or None)
+                for meta in batch
+            }
+        except Exception as err:  # obstore's errors, each named in the message
+            raise self._store_error(err, "listing") from err
+
     def listing(self) -> tuple[list[str], list[str]]:
         """``(folders, objects)`` directly in this folder, by name (never cached)."""
         import obstore

@@ -6,6 +6,9 @@ import errno
 import hashlib
 import json
 import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -17,6 +20,8 @@ from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage._spec import OVERVIEW_DIR, OVERVIEW_KEY, WELLZARR_KEY
 from napari_wellzarr.storage.axes import PlaneKey, shrink
 from napari_wellzarr.storage.geometry import whole_plate_levels
+from napari_wellzarr.storage.locations import RemoteLocation
+from napari_wellzarr.storage.reading import open_well
 from napari_wellzarr.storage.records import LayoutRecords
 from napari_wellzarr.storage.shards import ShardGrid, ShardReader
 from napari_wellzarr.storage.templates import well_record
@@ -26,9 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
 
     from napari_wellzarr.storage.config import StorageConfig
-    from napari_wellzarr.storage.locations import RemoteLocation
     from napari_wellzarr.storage.metadata import PlateMeta
-    from napari_wellzarr.storage.reading import WellInfo
+    from napari_wellzarr.storage.reading import OpenWell, WellInfo
 
 __all__ = [
     "OverviewPlanes",
@@ -48,6 +52,8 @@ MAX_OVERVIEW_BYTES: Final = 2**30
 #: pixels) only when a plane of it takes at most this many bytes.
 FULL_RESOLUTION_PLANE_BYTES: Final = 4 * 2**20
 _BUILD_ERRORS: Final = (WellZarrError, OSError, ValueError, KeyError, IndexError)
+#: Wells of a remote plate read at once while its overview is built (requests in flight).
+REMOTE_WELLS_AT_ONCE: Final = 16
 #: Errors of the disk written to, which the writer finishing the plate must report.
 _WRITE_FAULTS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
@@ -241,15 +247,20 @@ def build_overview(store: _Plate, *, report_disk_errors: bool = False) -> Overvi
     wells of different shapes or a well that does not read (per-well reads then show
     the plate and report the well).  ``report_disk_errors``: a full or read-only disk
     raises its ``OSError`` instead (the overview is a cache: ``close`` goes on without).
+    An ``s3://`` plate's wells are read back from the bucket (many at once) and its
+    overview goes up as one object (one put).
     """
     root = store.location
     config = store.config
-    if not isinstance(root, Path) or store.zarr_format != 3 or config is None:
+    if store.zarr_format != 3 or config is None:
+        return None
+    if isinstance(root, RemoteLocation) and not root.writable:
         return None
     plate = store.plate
     wells = list(zip(store.wells(), plate.wells, strict=True))
     if not wells:
         return None
+    paths = [w.path for _, w in wells]
     try:
         first = store.well_info(wells[0][0])
         grid = (len(plate.rows), len(plate.columns))
@@ -263,16 +274,26 @@ def build_overview(store: _Plate, *, report_disk_errors: bool = False) -> Overvi
             return None
         if (level, halvings) == (0, 0) and plane_bytes > FULL_RESOLUTION_PLANE_BYTES:
             return None  # a plate shown at full resolution: the overview would copy it
-        records = _complete_records(root, wells, store.zarr_format)
-        identities = _identities(root, [w.path for _, w in wells], records)
+        opened: dict[str, OpenWell] = {}
+        if isinstance(root, RemoteLocation):
+            records, opened = _remote_records(root, wells)
+        else:
+            records = _complete_records(root, wells, store.zarr_format)
+        identities = _identities(root, paths, records)
         if identities is None:
             return None  # wells without a layout record (not sharded): no version to key
         path = f"{OVERVIEW_DIR}/plate"
         axes = [*first.axes[:-2], "y", "x"]
         places = [(name, w.row_index * th, w.column_index * tw) for name, w in wells]
-        planes = _planes(store, places, first, (level, halvings), (shape[-2], shape[-1]))
-        doc, shard = _write_array(root, path, planes, shape, first.dtype, config, axes)
-        if identities != _identities(root, [w.path for _, w in wells], records):
+        reader = _RemoteWells(opened, paths, wells) if opened else None
+        planes = _planes(store, places, first, (level, halvings), (shape[-2], shape[-1]), reader)
+        if isinstance(root, RemoteLocation):
+            doc, shard = _upload_array(root, path, planes, shape, first.dtype, config, axes)
+            unchanged = _remote_unchanged(root, paths, records)
+        else:
+            doc, shard = _write_array(root, path, planes, shape, first.dtype, config, axes)
+            unchanged = identities == _identities(root, paths, records)
+        if not unchanged:
             return None  # a well was rewritten while it was read
     except (_Mismatch, *_BUILD_ERRORS) as err:
         if report_disk_errors and isinstance(err, OSError) and err.errno in _WRITE_FAULTS:
@@ -282,6 +303,68 @@ def build_overview(store: _Plate, *, report_disk_errors: bool = False) -> Overvi
     record = OverviewRecord(path, level, halvings, (th, tw), grid, len(wells), doc, key, shard)
     _set_record(root, record)
     return record
+
+
+def _remote_records(
+    root: RemoteLocation, wells: Sequence[tuple[str, Any]]
+) -> tuple[LayoutRecords, dict[str, OpenWell]]:
+    """The layout records of a remote plate's wells, each made from the well read back.
+
+    The wells' objects are listed once (their size and last-modified time stand for a
+    local file's size and mtime); each well's documents and shard indexes are read,
+    ``REMOTE_WELLS_AT_ONCE`` wells at a time.  Returns the records (saved in the plate)
+    and the wells opened, by path, for the overview's reads.
+    """
+    stamps = root.stamps()
+    records = LayoutRecords.load(root)
+
+    def one(item: tuple[str, Any]) -> tuple[str, OpenWell, tuple[str, Any] | None]:
+        name, well = item
+        opened = open_well(root, well.path, name, 3)
+        prefix = f"{well.path}/"
+        own = {k[len(prefix) :]: v for k, v in stamps.items() if k.startswith(prefix)}
+        files = opened.shard_files(own)
+        return well.path, opened, (opened.layout_key(), files) if files is not None else None
+
+    opened: dict[str, OpenWell] = {}
+    changed = False
+    with ThreadPoolExecutor(REMOTE_WELLS_AT_ONCE, thread_name_prefix="wellzarr-ov") as pool:
+        for path, well, made in pool.map(one, wells):
+            opened[path] = well
+            if made is not None and records.get(path) != made:
+                records.add(path, *made)
+                changed = True
+    if changed:
+        records.save(root)
+    return records, opened
+
+
+def _remote_unchanged(root: RemoteLocation, paths: Sequence[str], records: LayoutRecords) -> bool:
+    """Whether every well's documents are still the ones recorded (one more listing)."""
+    stamps = root.stamps()
+    for path in paths:
+        record = records.get(path)
+        if record is None:
+            return False
+        for name, ident in record[1].items():
+            if name.endswith("zarr.json") and stamps.get(f"{path}/{name}") != tuple(ident[:2]):
+                return False
+    return True
+
+
+class _RemoteWells:
+    """Reads a field of many remote wells at once (the wells opened for their records)."""
+
+    def __init__(
+        self, opened: Mapping[str, OpenWell], paths: Sequence[str], wells: Sequence[Any]
+    ) -> None:
+        self._by_name = {name: opened[path] for (name, _), path in zip(wells, paths, strict=True)}
+
+    def read(
+        self, names: Sequence[str], keys: Sequence[PlaneKey], level: int
+    ) -> list[list[np.ndarray[Any, Any]]]:
+        with ThreadPoolExecutor(REMOTE_WELLS_AT_ONCE, thread_name_prefix="wellzarr-ov") as pool:
+            return list(pool.map(lambda n: self._by_name[n].read_planes(keys, level), names))
 
 
 class _Mismatch(ValueError):
@@ -294,11 +377,13 @@ def _planes(
     first: WellInfo,
     source: tuple[int, int],
     size: tuple[int, int],
+    remote: _RemoteWells | None = None,
 ) -> Iterator[np.ndarray[Any, Any]]:
     """The overview's planes in index order, a field (and time point) of every well at a time.
 
     Each well's channels and z planes of one field are read together (one call per well
-    and field); only those of one field of the mosaic are in memory at once.
+    and field; ``remote``: many wells at once); only those of one field of the mosaic
+    are in memory at once.
     """
     level, halvings = source
     lead = first.shape[:-2]
@@ -307,12 +392,17 @@ def _planes(
     th, tw = -(-sh // 2**halvings), -(-sw // 2**halvings)
     outer = lead[:2] if has_time else lead[:1]
     inner = lead[-2:]  # c, z
+    names = [name for name, _, _ in places]
     for at in np.ndindex(*outer):
         field, t = at[0], at[1] if has_time else 0
         keys = [PlaneKey(field, c, z, t) for c, z in np.ndindex(*inner)]
         mosaic = np.zeros((len(keys), *size), dtype=first.dtype)
-        for name, y, x in places:
-            for n, plane in enumerate(store.read_planes(name, keys, level=level)):
+        if remote is not None:
+            read = remote.read(names, keys, level)
+        else:
+            read = [store.read_planes(name, keys, level=level) for name in names]
+        for (name, y, x), planes in zip(places, read, strict=True):
+            for n, plane in enumerate(planes):
                 if plane.shape != (sh, sw) or plane.dtype != first.dtype:
                     raise _Mismatch(name)
                 mosaic[n, y : y + th, x : x + tw] = shrink(plane, halvings)
@@ -358,14 +448,51 @@ def _write_array(
     return json.loads(json.dumps(doc)), shard  # plain JSON types
 
 
-def _drop_version(root: Path) -> None:
+def _upload_array(
+    root: RemoteLocation,
+    path: str,
+    planes: Iterator[np.ndarray[Any, Any]],
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    config: StorageConfig,
+    axes: list[str],
+) -> tuple[dict[str, Any], tuple[int, ...]]:
+    """:func:`_write_array` to an object store: the shard is put as one object.
+
+    Built in a local temporary folder, then one put (one request), its document after it.
+    """
+    chunks = (1,) * (len(shape) - 2) + shape[-2:]
+    doc = sharded_v3_metadata(shape, dtype, (chunks, shape), config, axes).to_dict()
+    layout = ShardGrid.parse(doc)
+    target = root / path
+    if layout is None:
+        raise ValueError(f"the overview array of {target} cannot be written shard by shard")
+    stage = Path(tempfile.mkdtemp(prefix="wellzarr-overview-"))
+    try:
+        layout.write_one_shard(stage, planes)
+        key = layout.shard_key((0,) * len(shape))
+        shard = ShardReader(stage, layout, str(target)).identity()
+        if shard is None:
+            raise ValueError(f"the overview shard of {target} cannot be described")
+        _drop_version(root)  # no reader pairs the old version with the new array
+        stale = [name for name in target.keys() if name not in (key, "zarr.json")]
+        (target / key).upload(os.fspath(stage / key))
+        (target / "zarr.json").write(json.dumps(doc, indent=2).encode())
+        if stale:
+            target.delete(stale)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return json.loads(json.dumps(doc)), shard  # plain JSON types
+
+
+def _drop_version(root: Path | RemoteLocation) -> None:
     records = LayoutRecords.load(root)
     if records.overview is not None:
         records.overview = None
         records.save(root)
 
 
-def _set_record(root: Path, record: OverviewRecord | None) -> None:
+def _set_record(root: Path | RemoteLocation, record: OverviewRecord | None) -> None:
     """Put ``record`` in (or take the overview out of) the plate's block and record file."""
     with fsio.plate_lock(root):
         _drop_version(root)
@@ -384,11 +511,15 @@ def _set_record(root: Path, record: OverviewRecord | None) -> None:
             records = LayoutRecords.load(root)
             records.overview = record.version()
             records.save(root)
+        elif isinstance(root, RemoteLocation):
+            stale = (root / OVERVIEW_DIR).keys()
+            if stale:
+                (root / OVERVIEW_DIR).delete(stale)
         elif (root / OVERVIEW_DIR).exists():
             fsio.remove_tree(root / OVERVIEW_DIR)  # stale pixels: the space back
 
 
-def forget_overview(root: Path, zarr_format: int) -> None:
+def forget_overview(root: Path | RemoteLocation, zarr_format: int) -> None:
     """Take the overview out of the plate (before a well is written or rewritten)."""
     if zarr_format == 3:
         _set_record(root, None)

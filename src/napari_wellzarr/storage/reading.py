@@ -201,14 +201,18 @@ class OpenWell:
         }
         return hashlib.sha1(json.dumps(doc).encode(), usedforsecurity=False).hexdigest()[:12]
 
-    def shard_files(self) -> dict[str, tuple[int, ...]] | None:
+    def shard_files(
+        self, stamps: Mapping[str, tuple[int, int]] | None = None
+    ) -> dict[str, tuple[int, ...]] | None:
         """``(size, mtime_ns)`` of the well's documents and of each array's shard file.
 
         Keys are paths in the well (``zarr.json``, ``0/zarr.json``, ``0/0/zarr.json`` for
         documents, ``0/0`` for an array's shard).  None unless every array has exactly
-        one shard file (zarr v3 only).
+        one shard file (zarr v3 only).  A remote well needs ``stamps``: ``(size, last
+        modified ns)`` of its objects by path in the well (``RemoteLocation.stamps``).
         """
-        if self._zarr_format != 3 or not isinstance(self._root, Path):
+        remote = isinstance(self._root, RemoteLocation)
+        if self._zarr_format != 3 or (remote and stamps is None):
             return None
         arrays = self._array_paths()
         docs = [
@@ -218,11 +222,23 @@ class OpenWell:
         ]
         out: dict[str, tuple[int, ...]] = {}
         for doc in docs:
+            if stamps is not None:
+                if doc not in stamps:
+                    return None
+                out[doc] = stamps[doc]
+                continue
+            assert isinstance(self._root, Path)  # remote wells have stamps
             stat = os.stat(self._root / self.info.path / doc)
             out[doc] = (stat.st_size, stat.st_mtime_ns)
         for image, level, path in arrays:
             reader = self._shard_reader(image, level)
-            identity = reader.identity() if reader is not None else None
+            key = (
+                f"{path}/{reader.layout.shard_key((0,) * len(reader.layout.shape))}"
+                if reader
+                else ""
+            )
+            stamp = stamps.get(key) if stamps is not None else None
+            identity = reader.identity(stamp) if reader is not None else None
             if identity is None:
                 return None
             out[path] = identity

@@ -626,31 +626,39 @@ class ShardReader:
             for item in items:
                 decode(item)
 
-    def identity(self) -> tuple[int, ...] | None:
+    def identity(self, stamp: tuple[int, int] | None = None) -> tuple[int, ...] | None:
         """The array's single shard file as ``(size, mtime_ns, *chunk sizes)``, else None.
 
         The chunk sizes (in index order) are left out unless the chunks lie back to back
         from the start of the file, as this module writes them: with them, a reader that
-        trusts the record needs no read of the index.
+        trusts the record needs no read of the index.  A remote shard needs its ``stamp``
+        (size, last modified ns, from a listing: ``RemoteLocation.stamps``); its index is
+        read (one request).
         """
         if any(s < n for s, n in zip(self.layout.shard_shape, self.layout.shape, strict=True)):
             return None
         key = self.layout.shard_key((0,) * len(self.layout.shape))
+        where = f"{self.label} chunk {key}"
         if isinstance(self.directory, RemoteLocation):
-            return None  # recorded by the writer, on a local plate
-        try:
-            fd = os.open(self.directory / key, os.O_RDONLY)
-        except OSError:
-            return None
-        try:
-            stat = os.fstat(fd)
-            index, _ = self._index(fd, key, f"{self.label} chunk {key}")
-        finally:
-            os.close(fd)
+            found = self._remote_index(self.directory / key, key, where) if stamp else None
+            if found is None or stamp is None or found[1] != stamp[0]:
+                return None
+            index, (size, mtime) = found[0], stamp
+        else:
+            try:
+                fd = os.open(self.directory / key, os.O_RDONLY)
+            except OSError:
+                return None
+            try:
+                stat = os.fstat(fd)
+                index, _ = self._index(fd, key, where)
+            finally:
+                os.close(fd)
+            size, mtime = stat.st_size, stat.st_mtime_ns
         offsets, nbytes = index.reshape(-1, 2).T
         sizes = [int(n) for n in nbytes]
         contiguous = bool(np.all(offsets == np.cumsum([0, *sizes[:-1]])))
-        return (stat.st_size, stat.st_mtime_ns, *(sizes if contiguous else ()))
+        return (size, mtime, *(sizes if contiguous else ()))
 
     def _recorded_index(self, size: int) -> np.ndarray[Any, Any] | None:
         """The index as recorded with the plate (see identity), if it fits this file."""

@@ -492,8 +492,7 @@ class PlateStore:
             files = staged.shard_files() if self._ours else None
             if self._overview is not None:  # once wells change, the overview is stale
                 self._overview = None
-                if isinstance(dest, Path):  # remotely, its version no longer matches
-                    overviews.forget_overview(dest, self.zarr_format)
+                overviews.forget_overview(dest, self.zarr_format)
             place_well(dest, stage, target.path, target.name, self.zarr_format, overwrite)
         finally:
             discard_stage(dest, stage)

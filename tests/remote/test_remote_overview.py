@@ -1,0 +1,109 @@
+"""Plates converted to S3 (moto on localhost) get the plate overview, as folders do."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+
+from napari_wellzarr.storage.store import PlateStore
+from tests.remote.servers import CountingS3
+from tests.remote.test_remote_round_trips import _first_screen
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+BUCKET = "plates"
+
+
+@pytest.fixture(scope="module")
+def s3_counted() -> Iterator[CountingS3]:
+    """One moto server (behind a request-counting forwarder) for the module's plates."""
+    server = CountingS3()
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in server.env.items():
+            patch.setenv(key, value)
+        patch.setenv("WELLZARR_REMOTE_TIMEOUT", "10")
+        import boto3
+
+        boto3.client("s3", endpoint_url=server.endpoint).create_bucket(Bucket=BUCKET)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def converted(
+    s3_counted: CountingS3, tmp_path_factory: pytest.TempPathFactory
+) -> dict[int, tuple[str, Path]]:
+    """Plates of 24 and 96 wells converted to ``s3://`` and to folders, from one source each."""
+    from napari_wellzarr.convert.engine import convert, scan_source
+    from napari_wellzarr.storage.config import StorageConfig
+    from tests.convert.helpers import ix_set
+
+    out = {}
+    for n, rows in ((24, "ABCD"), (96, "ABCDEFGH")):
+        base = tmp_path_factory.mktemp(f"s3-overview-{n}")
+        wells = tuple(f"{r}{c:02d}" for r in rows for c in range(1, 13))[:n]
+        ix_set(base / "src", np.random.default_rng(n), wells=wells, shape=(32, 32))
+        plan = scan_source(base / "src")
+        url = f"s3://{BUCKET}/p{n}.ome.zarr"
+        assert convert(plan, url, StorageConfig(plate=96)).complete
+        assert convert(plan, base / "p.ome.zarr", StorageConfig(plate=96)).complete
+        out[n] = (url, base / "p.ome.zarr")
+    return out
+
+
+def test_a_plate_converted_to_s3_has_the_overview_a_folder_has(
+    converted: dict[int, tuple[str, Path]],
+) -> None:
+    for url, folder in converted.values():
+        remote, local = PlateStore.open(url).overview(), PlateStore.open(folder).overview()
+        assert remote is not None
+        assert local is not None
+        assert remote.to_json() == local.to_json()  # the same array, level and tiles
+        assert remote.n_wells == len(PlateStore.open(url).wells())
+
+
+def test_the_first_screen_of_an_s3_plate_comes_from_its_overview(
+    s3_counted: CountingS3, converted: dict[int, tuple[str, Path]]
+) -> None:
+    counts, ranged = {}, {}
+    for n, (url, folder) in converted.items():
+        s3_counted.reset()
+        planes = _first_screen(url)
+        counts[n] = s3_counted.requests
+        ranged[n] = {path for method, path in s3_counted.log if ".wellzarr-overview" in path}
+        local = _first_screen(str(folder))
+        assert len(planes) == len(local) >= 2
+        for remote_plane, local_plane in zip(planes, local, strict=True):
+            assert np.array_equal(remote_plane, local_plane)
+    # the overview's shard is what the pixels come from, and requests do not grow
+    assert all(len(paths) == 1 for paths in ranged.values()), ranged
+    assert counts[96] <= counts[24] + 2, counts
+
+
+def test_a_well_rewritten_on_s3_is_never_shown_from_the_old_overview(
+    s3_counted: CountingS3, tmp_path: Path
+) -> None:
+    from napari_wellzarr.storage.config import StorageConfig
+
+    url = f"s3://{BUCKET}/rewritten.ome.zarr"
+    config = StorageConfig(plate=24)
+    with PlateStore.create(url, config) as store:
+        for well in ("A01", "A02", "B01"):
+            store.write_well(well, np.full((1, 1, 1, 16, 16), 7, "u2"))
+    assert PlateStore.open(url).overview() is not None
+    store = PlateStore.open(url, "r+", config=config)
+    store.write_well("A02", np.full((1, 1, 1, 16, 16), 9, "u2"), overwrite=True)
+    # the session that rewrote it rebuilds it at close; until then none is shown
+    assert PlateStore.open(url).overview() is None
+    store.close()
+    record = PlateStore.open(url).overview()
+    assert record is not None
+    plane = _first_screen(url)[0]  # the rebuilt overview: the new pixels of A02
+    assert (plane == 9).sum() == 16 * 16
+    assert (plane == 7).sum() == 2 * 16 * 16
