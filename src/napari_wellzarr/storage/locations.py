@@ -61,6 +61,8 @@ def redact(url: str) -> str:
     host = parts.hostname or ""
     if parts.port is not None:
         host = f"{host}:{parts.port}"
+    if parts.scheme.lower() in ("abfs", "abfss") and parts.username and not parts.password:
+        host = f"{parts.username}@{host}"  # the container (abfss://container@account...)
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
@@ -135,6 +137,71 @@ def _s3_options(url: str) -> dict[str, Any]:
     return options
 
 
+#: Variables that hold Google Cloud Storage credentials (obstore reads them itself).
+_GCS_CREDENTIALS: Final = (
+    "GOOGLE_SERVICE_ACCOUNT",
+    "GOOGLE_SERVICE_ACCOUNT_PATH",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GOOGLE_BEARER_TOKEN",
+)
+#: Variables that hold Azure Blob Storage credentials (obstore reads them itself).
+_AZURE_CREDENTIALS: Final = (
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_MASTER_KEY",
+    "AZURE_STORAGE_SAS_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_TOKEN",
+    "AZURE_STORAGE_CLIENT_SECRET",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_STORAGE_USE_EMULATOR",
+)
+
+
+_USERINFO: Final = re.compile(r"//[^/@\s]*@")
+
+
+def _detail(err: Exception) -> str:
+    """``Type: first line`` of an obstore error, any user info of a URL in it taken out."""
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(err).__name__}: {_USERINFO.sub('//', first) or type(err).__name__}"
+
+
+def _gcs_options() -> dict[str, Any]:
+    """Obstore options for a ``gs://`` URL: the ``GOOGLE_*`` variables, an emulator, or anonymous.
+
+    ``STORAGE_EMULATOR_HOST`` (the Google client libraries' variable) points at an
+    emulator (fake-gcs-server): no credentials.  Without credential variables nor the
+    gcloud default credentials file, a public bucket is read without signing.
+    """
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST", "").strip()
+    if emulator:
+        base = emulator if "://" in emulator else f"http://{emulator}"
+        return {
+            "base_url": base.rstrip("/"),
+            "skip_signature": True,
+            "client_options": {"allow_http": base.startswith("http://")},
+        }
+    if any(os.environ.get(name) for name in _GCS_CREDENTIALS):
+        return {}
+    default = os.path.expanduser("~/.config/gcloud/application_default_credentials.json")
+    return {} if os.path.isfile(default) else {"skip_signature": True}
+
+
+def _azure_options() -> dict[str, Any]:
+    """Obstore options for ``az://`` / ``abfs[s]://``: the ``AZURE_*`` variables, or anonymous."""
+    options: dict[str, Any] = {}
+    endpoint = os.environ.get("AZURE_STORAGE_ENDPOINT", "")
+    if endpoint.startswith("http://") or os.environ.get("AZURE_STORAGE_USE_EMULATOR"):
+        options["client_options"] = {"allow_http": True}
+    if not any(os.environ.get(name) for name in _AZURE_CREDENTIALS):
+        options["skip_signature"] = True  # no credentials anywhere: a public container
+    return options
+
+
 class _Remote:
     """One obstore store (a server or bucket), its small-document cache and its counters."""
 
@@ -161,10 +228,27 @@ class _Remote:
             client["allow_http"] = scheme == "http"
         elif scheme in ("s3", "s3a"):
             options = _s3_options(base)
-            client.update(options.pop("client_options", {}))
+        elif scheme == "gs":
+            options = _gcs_options()
+        else:
+            options = _azure_options()
+        client.update(options.pop("client_options", {}))
         self.base = base
         self.options = {"client_options": client, "retry_config": retry, **options}
-        self.store = from_url(base, **self.options)
+        try:
+            self.store = from_url(base, **self.options)
+        except Exception as err:  # obstore's configuration errors (no account, bad URL...)
+            hint = ""
+            if scheme == "az" and not os.environ.get("AZURE_STORAGE_ACCOUNT_NAME"):
+                hint = (
+                    "; az://CONTAINER/... needs AZURE_STORAGE_ACCOUNT_NAME (or use "
+                    "abfss://CONTAINER@ACCOUNT.dfs.core.windows.net/...)"
+                )
+            reason = f"cannot reach this store: {_detail(err)}{hint}"
+            error = RemoteReadError(f"{redact(base)}: {reason}")
+            if _USERINFO.search(str(err)):
+                raise error from None  # its message holds the URL's user info
+            raise error from err
         self._lock = threading.Lock()
         self._docs: OrderedDict[str, bytes | None] = OrderedDict()
         self.inflight: dict[str, threading.Event] = {}
@@ -274,8 +358,7 @@ class RemoteLocation:
     def _fail(self, err: Exception, doing: str) -> RemoteReadError:
         # obstore's messages carry the request URL and the server's answer; never
         # credentials (they travel in headers).  Keep its first line only.
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return RemoteReadError(f"{self.url}: {doing} failed: {type(err).__name__}: {detail}")
+        return RemoteReadError(f"{self.url}: {doing} failed: {_detail(err)}")
 
     def read(self, limit: int) -> bytes | None:
         """The whole object (a document), or None when it does not exist.
@@ -338,8 +421,7 @@ class RemoteLocation:
     # -- writing (object stores: no rename, no lock) ------------------------------------
 
     def _store_error(self, err: Exception, doing: str) -> RemoteStoreError:
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return RemoteStoreError(f"{self.url}: {doing} failed: {type(err).__name__}: {detail}")
+        return RemoteStoreError(f"{self.url}: {doing} failed: {_detail(err)}")
 
     def write(self, data: bytes, *, create: bool = False) -> None:
         """Put the whole object (one request: readers see the old or the new one).
