@@ -80,13 +80,12 @@ def _one_well(plan: ConversionPlan) -> ConversionPlan:
 
 
 def _clean(plan: ConversionPlan, plate: Path, config: StorageConfig, *, s3: bool) -> dict[str, str]:
-    """The digest of ``plan`` converted into the folder ``plate`` (``s3``: less the
-    whole-plate overview, built for local plates only)."""
-    from napari_wellzarr.storage.overview import forget_overview
+    """The digest of ``plan`` converted into the folder ``plate``.
 
+    ``s3``: for an S3 plate, which has the same whole-plate overview (its client builds it).
+    """
+    del s3  # the same clean plate either way
     assert convert(plan, plate, config).complete
-    if s3:
-        forget_overview(plate, 3)
     return plate_digest(plate)
 
 
