@@ -620,6 +620,15 @@ def fetch_all(locations: Sequence[RemoteLocation]) -> None:
     list(pool.map(one, todo))
 
 
+def _forget_pools() -> None:  # a forked child does not inherit the parent's threads
+    global _POOL, _DOC_POOL
+    _POOL = _DOC_POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
+
+
 _OPEN: dict[str, _Remote] = {}
 _OPEN_LOCK = threading.Lock()
 #: How long a location handed over (:func:`hand_over`) waits for the open that follows.
