@@ -19,6 +19,8 @@ __all__ = ["first_screen_requests", "load_first_screen"]
 WAIT_S: Final = 600.0
 #: How often the window handles its events while the first screen loads.
 TICK_S: Final = 0.03
+#: A first screen loaded within this long shows no progress bar (making one costs ~0.1 s).
+QUIET_S: Final = 0.15
 
 
 def first_screen_requests(view: PlateView) -> list[tuple[str, None, PlaneKey, int]]:
@@ -44,8 +46,8 @@ def load_first_screen(view: PlateView) -> bool:
     """Read the first screen into the tile cache while napari's window stays live.
 
     Only in a running napari (a Qt application with a viewer): the reads run on a thread while the
-    window handles its events and napari's activity dock shows an indeterminate
-    progress bar.  Returns whether it loaded (False without a Qt application).
+    window handles its events and, after :data:`QUIET_S`, napari's activity dock shows an
+    indeterminate progress bar.  Returns whether it loaded (False without a Qt application).
     """
     qt, napari = sys.modules.get("qtpy.QtWidgets"), sys.modules.get("napari")
     app = qt.QApplication.instance() if qt is not None else None
@@ -57,12 +59,17 @@ def load_first_screen(view: PlateView) -> bool:
     with ThreadPoolExecutor(1, thread_name_prefix="wellzarr-first-screen") as pool:
         # Damaged wells are reported by napari's own reads, on its thread.
         future = pool.submit(view.reader.tiles, requests, report=False)
-        deadline = time.monotonic() + WAIT_S
-        desc = f"napari-wellzarr: loading {view.path}"
-        with progress(total=0, desc=desc, file=io.StringIO()) as bar:  # the dock, not stderr
-            while not future.done() and time.monotonic() < deadline:
-                app.processEvents()
-                bar.refresh()
-                wait([future], timeout=TICK_S)
+        start = time.monotonic()
+        deadline = start + WAIT_S
+        while not future.done() and time.monotonic() < start + QUIET_S:
+            app.processEvents()
+            wait([future], timeout=TICK_S)
+        if not future.done():
+            desc = f"napari-wellzarr: loading {view.path}"
+            with progress(total=0, desc=desc, file=io.StringIO()) as bar:  # the dock
+                while not future.done() and time.monotonic() < deadline:
+                    app.processEvents()
+                    bar.refresh()
+                    wait([future], timeout=TICK_S)
         future.result(timeout=max(0.0, deadline - time.monotonic()))
     return True

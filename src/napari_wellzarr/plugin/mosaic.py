@@ -9,12 +9,12 @@ import threading
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
-from numbers import Integral
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
 
 from napari_wellzarr.errors import AcquisitionNotFoundError, PlaneNotFoundError, WellZarrError
+from napari_wellzarr.plugin import mosaic_index
 from napari_wellzarr.storage.axes import PlaneKey, WellAxes, shrink
 from napari_wellzarr.storage.geometry import well_gap, whole_plate_levels
 
@@ -287,6 +287,38 @@ class TileReader:
             self._prefetch_neighbours(wanted)
         return found
 
+    def overview_mosaic(self, key: PlaneKey, level: int) -> _Plane | None:
+        """The whole mosaic plane at ``key`` and ``level``, from the overview; None if not.
+
+        One strided copy of the overview plane into the mosaic's grid (the wells' gaps
+        zero), kept in the cache: napari's slices of it are then plain array slices.
+        Only when the overview holds exactly this plate's wells at their mosaic positions.
+        """
+        overview, plan, geometry = self.overview, self.plans[level], self.geometry
+        if (
+            overview is None
+            or self._failed
+            or (plan.source, plan.halvings) != (overview.level, overview.halvings)
+            or plan.shape != overview.record.tile
+            or overview.record.grid != (geometry.n_rows, geometry.n_columns)
+            or overview.positions != self.wells
+        ):
+            return None
+        with self._lock:
+            hit = self._cache.get(("mosaic", key, level))
+        if hit is not None:
+            return hit
+        planes = self._overview_planes({key})
+        if planes is None:
+            return None
+        (th, tw), (rows, columns) = plan.shape, overview.record.grid
+        py, px = geometry.pitch[0] >> level, geometry.pitch[1] >> level
+        out = np.zeros(geometry.shape(level), self.dtype)
+        cells = out.reshape(rows, py, columns, px)[:, :th, :, :tw]
+        cells[...] = planes[key].reshape(rows, th, columns, tw)
+        self._remember(("mosaic", key, level), out)
+        return out
+
     def _prefetch_neighbours(self, keys: Sequence[PlaneKey]) -> None:
         """Read the neighbouring fields' overview planes in the background (for steps)."""
         overview = self.overview
@@ -484,56 +516,6 @@ def _pool(workers: int | None = None) -> ThreadPoolExecutor:
         return pool
 
 
-def _span(index: Any, size: int) -> tuple[range, bool]:
-    """The positions an index selects along an axis, and whether the axis is kept."""
-    if isinstance(index, Integral):
-        i = int(index)
-        if not -size <= i < size:
-            raise IndexError(f"index {i} is out of bounds for an axis of size {size}")
-        return range(i % size, i % size + 1), False
-    if isinstance(index, slice):
-        return range(*index.indices(size)), True
-    raise IndexError(f"only integers and slices index a plate mosaic, not {index!r}")
-
-
-def _fancy(key: Any, ndim: int) -> tuple[np.ndarray[Any, Any], ...] | None:
-    """One integer array per axis, broadcast together (napari's paint indices), else None."""
-    if not isinstance(key, tuple) or len(key) != ndim:
-        return None
-    if not any(isinstance(k, np.ndarray | list) for k in key):
-        return None
-    if not all(isinstance(k, np.ndarray | list | Integral) for k in key):
-        raise IndexError("a plate mosaic takes integer arrays on every axis, or none")
-    arrays = np.broadcast_arrays(*(np.asarray(k) for k in key))
-    if any(a.dtype.kind not in "iu" for a in arrays):
-        raise IndexError("a plate mosaic takes integer index arrays only")
-    return tuple(a.astype(np.int64) for a in arrays)
-
-
-def _normalise(key: Any, ndim: int) -> tuple[Any, ...]:
-    items = key if isinstance(key, tuple) else (key,)
-    if any(i is Ellipsis for i in items):
-        at = next(n for n, i in enumerate(items) if i is Ellipsis)
-        fill = (slice(None),) * (ndim - len(items) + 1)
-        items = (*items[:at], *fill, *items[at + 1 :])
-    if len(items) > ndim:
-        raise IndexError(f"too many indices ({len(items)}) for a {ndim}-d plate mosaic")
-    return (*items, *(slice(None),) * (ndim - len(items)))
-
-
-def _overlap(positions: range, start: int, stop: int) -> tuple[slice, slice] | None:
-    """Output slice and tile slice for the ``positions`` that fall in ``[start, stop)``."""
-    step = positions.step
-    if step < 1:
-        raise IndexError("a plate mosaic cannot be indexed with a negative step")
-    first = max(0, -(-(start - positions.start) // step))
-    last = min(len(positions), -(-(stop - positions.start) // step))
-    if first >= last:
-        return None
-    tile_start = positions.start + first * step - start
-    return slice(first, last), slice(tile_start, tile_start + (last - first - 1) * step + 1, step)
-
-
 class _ArrayLike:
     """``ndim``, ``size`` and ``len`` from ``shape``, as napari's layer data protocol asks."""
 
@@ -611,11 +593,11 @@ class LazyMosaic(_ArrayLike):
         napari first cuts the displayed region with every leading axis whole, then
         picks the plane: reading on the first cut would read every field and z.
         """
-        fancy = _fancy(key, self.ndim)
+        fancy = mosaic_index.fancy(key, self.ndim)
         if fancy is not None:
             return self._gather(fancy)
-        items = _normalise(key, self.ndim)
-        spans = [_span(i, s) for i, s in zip(items, self.shape, strict=True)]
+        items = mosaic_index.normalise(key, self.ndim)
+        spans = [mosaic_index.span(i, s) for i, s in zip(items, self.shape, strict=True)]
         return _select([r for r, _ in spans], [k for _, k in spans], self)
 
     def __setitem__(self, key: Any, value: Any) -> None:
@@ -627,14 +609,14 @@ class LazyMosaic(_ArrayLike):
         if self.label is None or self.level != 0:
             what = "an image mosaic" if self.label is None else f"level {self.level}"
             raise TypeError(f"{self!r}: {what} is read-only; only level 0 of labels is editable")
-        fancy = _fancy(key, self.ndim)
+        fancy = mosaic_index.fancy(key, self.ndim)
         if fancy is not None:
             values = np.broadcast_to(np.asarray(value, dtype=self.dtype), fancy[0].shape)
             for tile, cell, where in self._cells_of(fancy, edit=True):
                 tile[cell] = values[where]
             return
-        items = _normalise(key, self.ndim)
-        spans = [_span(i, s) for i, s in zip(items, self.shape, strict=True)]
+        items = mosaic_index.normalise(key, self.ndim)
+        spans = [mosaic_index.span(i, s) for i, s in zip(items, self.shape, strict=True)]
         ranges = [r for r, _ in spans]
         full = tuple(len(r) for r in ranges)
         kept_shape = tuple(n for n, (_, k) in zip(full, spans, strict=True) if k)
@@ -705,6 +687,8 @@ class LazyMosaic(_ArrayLike):
         ys, xs = ranges[-2], ranges[-1]
         full = tuple(len(r) for r in ranges)
         out = np.zeros(full, dtype=self.dtype)
+        if self.label is None and self.reader.overview is not None and self._whole(ranges, out):
+            return out[tuple(slice(None) if k else 0 for k in kept)]
         placements = self._placements(ys, xs)
         leads = list(np.ndindex(*full[:-2])) if full[:-2] else [()]
         requests, targets = [], []
@@ -724,6 +708,20 @@ class LazyMosaic(_ArrayLike):
                 out[(*lead_out, out_y, out_x)] = tile[tile_y, tile_x]
         return out[tuple(slice(None) if k else 0 for k in kept)]
 
+    def _whole(self, ranges: Sequence[range], out: _Plane) -> bool:
+        """Fill ``out`` from whole mosaic planes of the overview; whether it could."""
+        if ranges[-2].step < 1 or ranges[-1].step < 1:
+            return False
+        leads = list(np.ndindex(*out.shape[:-2])) if out.ndim > 2 else [()]
+        yx = (_slice(ranges[-2]), _slice(ranges[-1]))
+        for lead_out in leads:
+            lead = tuple(r[i] for r, i in zip(ranges[:-2], lead_out, strict=True))
+            plane = self.reader.overview_mosaic(self._key(lead), self.level)
+            if plane is None:
+                return False
+            out[lead_out] = plane[yx]
+        return True
+
     def _placements(self, ys: range, xs: range) -> list[tuple[str, slice, slice, slice, slice]]:
         # napari slices the same region at every field, z or time step: computed once.
         key = (ys, xs)
@@ -741,8 +739,8 @@ class LazyMosaic(_ArrayLike):
         found = []
         for well, (row, column) in self.reader.wells.items():
             y0, x0 = geometry.origin(row, column, self.level)
-            in_y = _overlap(ys, y0, y0 + th)
-            in_x = _overlap(xs, x0, x0 + tw) if in_y else None
+            in_y = mosaic_index.overlap(ys, y0, y0 + th)
+            in_x = mosaic_index.overlap(xs, x0, x0 + tw) if in_y else None
             if in_y and in_x:
                 found.append((well, in_y[0], in_x[0], in_y[1], in_x[1]))
         return found
@@ -766,17 +764,21 @@ class MosaicView(_ArrayLike):
         return out if dtype is None else out.astype(dtype)
 
     def __getitem__(self, key: Any) -> _Plane | MosaicView:
-        items = iter(_normalise(key, self.ndim))
+        items = iter(mosaic_index.normalise(key, self.ndim))
         ranges, kept = [], []
         for r, k in zip(self.ranges, self.kept, strict=True):
             if not k:
                 ranges.append(r)
                 kept.append(False)
                 continue
-            positions, keep = _span(next(items), len(r))
+            positions, keep = mosaic_index.span(next(items), len(r))
             ranges.append(r[positions.start : positions.stop : positions.step])
             kept.append(keep)
         return _select(ranges, kept, self.mosaic)
+
+
+def _slice(positions: range) -> slice:
+    return slice(positions.start, positions.start + len(positions) * positions.step, positions.step)
 
 
 def _select(ranges: list[range], kept: list[bool], mosaic: LazyMosaic) -> _Plane | MosaicView:
