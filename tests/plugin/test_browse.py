@@ -245,3 +245,59 @@ def test_without_stored_levels_a_field_step_reads_every_full_resolution_plane(
     # every well's plane of the new field, at full resolution, for each channel
     assert sum(audit.chunks.values()) == len(WELLS) * CHANNELS
     assert audit.bytes > overview_bytes(browse_plate(tmp_path / "default.zarr"))
+
+
+def test_whole_plate_planes_from_the_overview_equal_the_per_well_tiles(tmp_path: Path) -> None:
+    """The whole-plane copy of the overview puts every well where its own tiles go."""
+    from napari_wellzarr.plugin.view import open_view
+
+    path = tmp_path / "plate.zarr"
+    rng = np.random.default_rng(3)
+    with PlateStore.create(path, StorageConfig(plate=384)) as store:
+        for well in WELLS:
+            data = rng.integers(0, 4000, (FIELDS, CHANNELS, 1, SIDE, SIDE), dtype="u2")
+            store.write_well(well, data, pixel_size=0.5)
+    fast, slow = open_view(path), open_view(path)
+    assert isinstance(fast, PlateView)
+    assert isinstance(slow, PlateView)
+    slow.reader.overview = None  # every tile from its well's own stored level
+    level = len(fast.reader.plans) - 1
+    assert fast.reader.overview_mosaic(_key(1, 1), level) is not None
+    for c in range(CHANNELS):
+        a, b = fast.layers()[c][0][level], slow.layers()[c][0][level]
+        h, w = a.shape[-2:]
+        for index in [
+            (1, 0),  # the whole plate at one field
+            (slice(None), 0, slice(3, h - 5, 3), slice(7, w, 2)),  # every field, strided
+            (2, 0, slice(h // 3, h // 2), slice(w // 2, None)),
+        ]:
+            got, want = np.asarray(a[index]), np.asarray(b[index])
+            assert got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+        assert np.asarray(a[0, 0]).any()
+
+
+def _key(field: int, c: int) -> Any:
+    from napari_wellzarr.storage.axes import PlaneKey
+
+    return PlaneKey(field, c, 0)
+
+
+@pytest.mark.parametrize(("n_rows", "n_columns", "shown"), [(8, 12, True), (16, 24, False)])
+def test_the_plate_map_is_shown_at_first_up_to_96_wells(
+    n_rows: int, n_columns: int, shown: bool
+) -> None:
+    """Its squares and names cost more than the images on every frame of a software GL."""
+    from napari_wellzarr.plugin.mosaic import MosaicGeometry
+    from napari_wellzarr.plugin.view import plate_map
+    from napari_wellzarr.storage.geometry import row_letters
+
+    rows = [row_letters(r) for r in range(n_rows)]
+    columns = [f"{c + 1:02d}" for c in range(n_columns)]
+    geometry = MosaicGeometry.for_plate(n_rows, n_columns, (64, 64))
+    data, kwargs, kind = plate_map(
+        Path("p.zarr"), rows, columns, {"A01"}, geometry, [1.0, 1.0], ["pixel", "pixel"]
+    )
+    assert kind == "points"
+    assert len(data) == n_rows * n_columns
+    assert kwargs["visible"] is shown

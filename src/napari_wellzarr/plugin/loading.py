@@ -13,7 +13,7 @@ from napari_wellzarr.storage.axes import PlaneKey
 if TYPE_CHECKING:
     from napari_wellzarr.plugin.view import PlateView
 
-__all__ = ["first_screen_requests", "load_first_screen"]
+__all__ = ["first_screen_requests", "load_first_screen", "read_first_screen"]
 
 #: The longest the window waits for the first screen (then napari reads what is missing).
 WAIT_S: Final = 600.0
@@ -42,6 +42,17 @@ def first_screen_requests(view: PlateView) -> list[tuple[str, None, PlaneKey, in
     return out
 
 
+def read_first_screen(view: PlateView, requests: list[tuple[str, None, PlaneKey, int]]) -> None:
+    """Read ``requests`` into the cache: as whole-plate planes when the overview serves them."""
+    level = len(view.reader.plans) - 1
+    keys = sorted({key for _, _, key, _ in requests})
+    if view.reader.overview is not None and all(
+        view.reader.overview_mosaic(key, level) is not None for key in keys
+    ):
+        return
+    view.reader.tiles(requests, report=False)
+
+
 def load_first_screen(view: PlateView) -> bool:
     """Read the first screen into the tile cache while napari's window stays live.
 
@@ -58,7 +69,7 @@ def load_first_screen(view: PlateView) -> bool:
     requests = first_screen_requests(view)
     with ThreadPoolExecutor(1, thread_name_prefix="wellzarr-first-screen") as pool:
         # Damaged wells are reported by napari's own reads, on its thread.
-        future = pool.submit(view.reader.tiles, requests, report=False)
+        future = pool.submit(read_first_screen, view, requests)
         start = time.monotonic()
         deadline = start + WAIT_S
         while not future.done() and time.monotonic() < start + QUIET_S:

@@ -44,6 +44,8 @@ META_KEY: Final = WELLZARR_KEY
 LayerTuple = tuple[Any, dict[str, Any], str]
 #: The tile of a plate with no well to take one from (its plate map only), in pixels.
 EMPTY_TILE: Final = (64, 64)
+#: Plates of at most this many wells show their plate map at first (larger: hidden).
+PLATE_MAP_SHOWN: Final = 96
 #: Wells named in a warning before "and N more".
 _NAMED: Final = 24
 #: Wells whose metadata is read to find the acquisitions of a plate that lists none.
@@ -276,6 +278,10 @@ def plate_map(
 ) -> LayerTuple:
     """The "plate map" points layer: every well's outline and name, ``present`` ones bright.
 
+    Shown at first on plates of at most :data:`PLATE_MAP_SHOWN` wells; larger plates get
+    it hidden (its eye in the layer list shows it): under a software OpenGL its squares
+    and names cost more than the plate's images on every frame (README, issue 13).
+
     With ``conditions`` (well -> text), each well's conditions are written under its name
     and are a ``condition`` feature (shown in the status bar when the pointer is over the
     well, with the plate map selected).  ``tables`` are listed in its metadata.
@@ -312,6 +318,7 @@ def plate_map(
         },
         "scale": scale,
         "units": units,
+        "visible": len(names) <= PLATE_MAP_SHOWN,
         "metadata": {META_KEY: {"kind": "plate_map", "source": str(path), "tables": list(tables)}},
     }
     return (np.array(centres, dtype=float).reshape(-1, 2), kwargs, "points")
