@@ -203,13 +203,17 @@ def test_a_slow_plate_loads_under_naparis_activity_indicator_and_the_window_stay
     make_napari_viewer: Callable[..., Any],
     served: RangeServer,
     make_remote_plate: Callable[..., dict[str, np.ndarray]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from napari.utils import progress
     from qtpy.QtCore import QTimer
 
+    from napari_wellzarr.plugin import loading
+
     make_remote_plate(served.root / "p.zarr", 4)
     viewer = make_napari_viewer(show=True)
     served.latency = 0.2  # every request: the first screen takes a few of them
+    monkeypatch.setattr(loading, "QUIET_S", 0.0)  # the bar from the start (else after 0.15 s)
     seen: list[list[str]] = []
     timer = QTimer()
     timer.setInterval(20)
