@@ -32,6 +32,8 @@ __all__ = [
     "StopFlag",
     "Yielded",
     "connect_dask",
+    "convert_on_worker",
+    "keep_freed_buffers",
     "run_dask",
     "run_processes",
     "run_serial",
@@ -48,6 +50,13 @@ Yielded = tuple["WellJob", WellOutcome | BaseException]
 NO_WORKERS_S: Final = 30.0
 #: How often the scheduler is asked for its workers while waiting for a well.
 _POLL_S: Final = 1.0
+#: glibc's own limits once it has adapted to large buffers (its dynamic maximum, and
+#: twice that): a dask worker gets them back for its conversion (:func:`convert_on_worker`).
+MMAP_THRESHOLD: Final = 32 * 2**20
+TRIM_THRESHOLD: Final = 64 * 2**20
+_M_TRIM_THRESHOLD: Final = -1  # mallopt() parameters, from glibc's malloc.h
+_M_MMAP_THRESHOLD: Final = -3
+_MALLOC_TUNED = False
 
 
 class StopFlag(Protocol):
@@ -172,7 +181,7 @@ def run_dask(
     with client:
         futures = {
             client.submit(
-                convert_well, job, key=f"wellzarr-{job.run_id}-{job.well}", pure=False
+                convert_on_worker, job, key=f"wellzarr-{job.run_id}-{job.well}", pure=False
             ): job
             for job in jobs
         }
@@ -209,6 +218,41 @@ def run_dask(
         finally:
             if futures:
                 client.cancel(list(futures))
+
+
+def convert_on_worker(job: WellJob) -> WellOutcome:
+    """:func:`convert_well` on a dask worker, its allocator first tuned (once) for it."""
+    keep_freed_buffers()
+    return convert_well(job)
+
+
+def keep_freed_buffers() -> bool:
+    """Let glibc reuse freed buffers again in this process; whether it was changed.
+
+    dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also stops
+    glibc from raising its mmap threshold: every buffer over 128 KiB (a plane, a TIFF,
+    a compressed chunk) is then mapped fresh and faulted in page by page, which doubles
+    the CPU time of a well (bench/README.md).  When that variable (or
+    ``MALLOC_MMAP_THRESHOLD_``) is set, the limits glibc adapts to by itself are set
+    instead: buffers up to :data:`MMAP_THRESHOLD` come from the heap and up to
+    :data:`TRIM_THRESHOLD` of freed memory is kept.  Once per process; glibc only.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return False
+    _MALLOC_TUNED = True
+    if not {"MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"} & set(os.environ):
+        return False
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc: its own allocator, left alone
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
 
 
 def _cancelled(client: Any, well: str) -> ClusterLostError:
