@@ -52,7 +52,8 @@ def test_a_dask_workers_allocator_reuses_freed_buffers_again() -> None:
     # As dask's nanny starts its workers: every 1 MB buffer is mapped and faulted afresh.
     nanny = _faults({**base, "MALLOC_TRIM_THRESHOLD_": "65536"})
     assert nanny["before"] > 100 * 200  # ~256 pages per buffer
-    assert nanny["changed"] is True and nanny["again"] is False  # once per process
+    assert nanny["changed"] is True
+    assert nanny["again"] is False  # once per process
     assert nanny["after"] * 20 < nanny["before"]
     # Without the variable glibc adapts by itself, and nothing is changed.
     plain = _faults(base)
