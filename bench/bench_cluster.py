@@ -1,20 +1,29 @@
-"""Cluster conversion: 1, 2 and 4 dask worker processes, from and to a folder and local S3.
+"""Cluster conversion: 1, 2 and 4 dask worker processes to a folder and to a local S3 server.
 
 One command (also ``bench/bench_convert.py --cluster``)::
 
-    .venv/bin/python bench/bench_cluster.py --wells 24
+    .venv/bin/python bench/bench_cluster.py --wells 96
+    .venv/bin/python bench/bench_cluster.py --wells 96 --no-s3 --repeats 3 \\
+        --compare /work/wt/old-main/src          # another checkout, alternating with this one
 
-The source is ``bench_convert``'s ImageXpress folder (24 wells: 288 TIFFs, 151 MB).  A
+The source is ``bench_convert``'s ImageXpress folder (96 wells: 1152 TIFFs, 604 MB).  A
 ``dask scheduler`` and ``dask worker --nworkers N --nthreads 1`` run as processes on this
-machine; ``wellzarr convert SRC DEST --scheduler ...`` converts to a folder and to a moto
-S3 server (its own process, on 127.0.0.1).  The physical limits in the same run: ``cp -r``
-of the TIFF folder, and an upload of the same files to the same S3 server (obstore, 8
-requests at once).  The same files uploaded are also the source of the ``s3 ->`` cases
-(``wellzarr convert s3://bench/upload DEST``: each worker downloads its wells' TIFFs);
-their limits are a download of the same files (8 at once) for ``s3 -> folder``, and that
-download followed by the upload for ``s3 -> s3``.  Reported: MB/s of raw pixels (wall
-time of the command), the ratio to the plain copy, and the peak RSS of the largest
-worker process.  Warm page cache.
+machine; ``wellzarr convert SRC DEST --scheduler ...`` converts to a folder and to a moto S3
+server (its own process, on 127.0.0.1).  In the same run, on the same disk:
+
+* the physical limits: ``cp -r`` of the TIFF folder (into the page cache: a memory copy),
+  ``cp -r`` + ``sync`` (the bytes on the disk), and an upload of the same files to the same
+  S3 server (obstore, 8 requests at once);
+* the codec alone: the plate's default compressor on every plane of the source, one thread
+  (its MB/s per core is the floor of what a well's CPU work can cost);
+* ``wellzarr convert`` in one process (no dask, no ``--workers``): the dask overhead is the
+  difference;
+* each conversion to a folder also + ``sync`` (its bytes on the disk).
+
+Reported: MB/s of raw pixels (wall time of the whole command: interpreter start, scan, dask
+connection, conversion, plate metadata and overview), the ratios to the limits, and the peak
+RSS of the largest worker process.  Warm page cache; a ``sync`` before every case.  With
+``--compare``, each case is run with both checkouts, alternating, each with its own cluster.
 """
 
 from __future__ import annotations
@@ -107,21 +116,35 @@ def upload(src: Path, prefix: str) -> float:
     return time.perf_counter() - start
 
 
-def download(prefix: str) -> float:
-    """Seconds to get every object under ``prefix`` (obstore, 8 at once)."""
-    import obstore
-    from obstore.store import S3Store
+def codec_alone(src: Path) -> tuple[float, float]:
+    """(MB/s per core, ratio) of the default codec on every plane of ``src``, one thread."""
+    import numcodecs
+    import tifffile
 
-    store = S3Store(BUCKET, client_options={"allow_http": True})
-    keys = [m["path"] for batch in obstore.list(store, f"{prefix}/") for m in batch]
-    start = time.perf_counter()
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda k: bytes(obstore.get(store, k).bytes()), keys))
-    return time.perf_counter() - start
+    from napari_wellzarr.storage.config import Compressor, Shuffle, StorageConfig
+
+    config = StorageConfig()
+    if config.compressor is not Compressor.BLOSC_LZ4:
+        raise SystemExit(f"codec_alone() knows blosc-lz4, the default is {config.compressor}")
+    shuffle = {Shuffle.NONE: 0, Shuffle.BYTE: 1, Shuffle.BIT: 2}[Shuffle(config.shuffle)]
+    codec = numcodecs.Blosc(cname="lz4", clevel=config.level or 0, shuffle=shuffle, typesize=2)
+    planes = [tifffile.imread(p) for p in sorted(src.glob("*.tif"))]
+    out: dict[str, float] = {}
+
+    def work() -> None:  # not the main thread: numcodecs' blosc then uses no threads of its own
+        start = time.thread_time()
+        out["stored"] = sum(len(codec.encode(p)) for p in planes)
+        out["cpu"] = time.thread_time() - start
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    raw = sum(p.nbytes for p in planes)
+    return raw / out["cpu"] / 1e6, raw / out["stored"]
 
 
 class Peak:
-    """Peak RSS of the worker processes below ``pid`` (sampled every 20 ms)."""
+    """Peak RSS of the largest process below ``pid`` (sampled every 20 ms)."""
 
     def __init__(self, pid: int) -> None:
         self.root = psutil.Process(pid)
@@ -132,7 +155,11 @@ class Peak:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for proc in self.root.children(recursive=True) or [self.root]:
+            try:
+                procs = self.root.children(recursive=True) or [self.root]
+            except psutil.Error:
+                procs = []
+            for proc in procs:
                 try:
                     self.peak = max(self.peak, proc.memory_info().rss)
                 except psutil.Error:
@@ -179,103 +206,144 @@ def cluster(workers: int, env: dict[str, str]) -> tuple[list[subprocess.Popen[by
     return [sched, work], address
 
 
-def convert(
-    src: Path | str, dest: str, address: str, env: dict[str, str], work: int
-) -> tuple[float, int]:
+def timed(args: list[str], env: dict[str, str], watch: int | None = None) -> tuple[float, int]:
+    """Wall seconds of a command and the peak RSS of the largest process under ``watch``."""
+    os.sync()  # the previous case's writes are not flushed during this one
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "napari_wellzarr.cli",
-            "convert",
-            str(src),
-            dest,
-            "-q",
-            "--scheduler",
-            address,
-        ],
-        env=env,
-    )
-    peak = Peak(work)
+    proc = subprocess.Popen(args, env=env)
+    peak = Peak(watch if watch is not None else proc.pid)
     code = proc.wait(900)
     seconds = time.perf_counter() - start
     high = peak.done()
     if code != 0:
-        raise SystemExit(f"convert to {dest} failed ({code})")
+        raise SystemExit(f"{' '.join(args)} failed ({code})")
     return seconds, high
+
+
+def synced(seconds: float) -> float:
+    """``seconds`` plus the time a ``sync`` takes now (the command's bytes reaching the disk)."""
+    start = time.perf_counter()
+    os.sync()
+    return seconds + time.perf_counter() - start
+
+
+def convert_args(src: Path, dest: str, address: str | None) -> list[str]:
+    args = [sys.executable, "-m", "napari_wellzarr.cli", "convert", str(src), dest, "-q"]
+    return args + (["--scheduler", address] if address else [])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--wells", type=int, default=24, help="24, 96 or 384")
+    parser.add_argument("--wells", type=int, default=96, help="24, 96 or 384")
     parser.add_argument("--workers", default="1,2,4")
-    parser.add_argument("--sources", default="folder,s3", help="folder, s3 or both")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per case (best kept)")
+    parser.add_argument("--no-s3", action="store_true", help="folders only")
+    parser.add_argument(
+        "--compare", type=Path, help="another checkout's src/ folder, run alternating with this one"
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
+    load_start = os.getloadavg()
     src = make_source(args.wells)
     raw = sum(p.stat().st_size for p in src.glob("*.tif"))  # (uncompressed TIFFs: ~raw)
-    env = {**os.environ, **ENV_S3, "PYTHONPATH": str(ROOT / "src")}
-    s3, endpoint = start_s3(env)
-    env["AWS_ENDPOINT_URL"] = endpoint
-    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
-    out = WORK / f"cluster-{os.getpid()}"  # (concurrent runs must not share it)
+    trees = {"": ROOT / "src"}
+    if args.compare is not None:
+        trees = {"": ROOT / "src", " [compare]": args.compare.resolve()}
+    base_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    envs = {label: {**base_env, **ENV_S3, "PYTHONPATH": str(path)} for label, path in trees.items()}
+    s3 = None
+    if not args.no_s3:
+        s3, endpoint = start_s3(envs[""])
+        for env in envs.values():
+            env["AWS_ENDPOINT_URL"] = endpoint
+        os.environ.update({k: v for k, v in envs[""].items() if k.startswith("AWS_")})
+    out = WORK / "cluster"
     rows: list[dict[str, Any]] = []
+    best: dict[str, dict[str, Any]] = {}
+
+    def record(case: str, seconds: float, peak: int | None = None, **extra: Any) -> None:
+        row = {"case": case, "MB/s": raw / seconds / 1e6, **extra}
+        if peak is not None:
+            row["peak RSS/worker MB"] = peak / 2**20
+        rows.append(row)
+        if case not in best or row["MB/s"] > best[case]["MB/s"]:
+            best[case] = row
+
     try:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        start = time.perf_counter()
-        subprocess.run(["cp", "-r", str(src), str(out / "copy")], check=True)
-        copy_s = time.perf_counter() - start
-        up_s = upload(src, "upload")
-        down_s = download("upload")
-        limits = {
-            "folder -> folder": raw / copy_s / 1e6,
-            "folder -> s3": raw / up_s / 1e6,
-            "s3 -> folder": raw / down_s / 1e6,
-            "s3 -> s3": raw / (down_s + up_s) / 1e6,
-        }
-        rows.append({"case": "cp -r (folder limit)", "MB/s": limits["folder -> folder"]})
-        rows.append({"case": "upload (S3 limit)", "MB/s": limits["folder -> s3"]})
-        rows.append({"case": "download (S3 source limit)", "MB/s": limits["s3 -> folder"]})
-        rows.append({"case": "download+upload", "MB/s": limits["s3 -> s3"]})
-        sources: dict[str, Path | str] = {"folder": src, "s3": f"s3://{BUCKET}/upload"}
+        for _ in range(args.repeats):
+            shutil.rmtree(out / "copy", ignore_errors=True)
+            copy_s, _ = timed(["cp", "-r", str(src), str(out / "copy")], envs[""])
+            record("cp -r (page cache)", copy_s)
+            record("cp -r + sync (disk)", synced(copy_s))
+            if s3 is not None:
+                record("upload (S3 limit)", upload(src, "upload"))
+        per_core, ratio = codec_alone(src)
+        rows.append({"case": "codec alone, 1 core", "MB/s": per_core, "ratio": ratio})
+        best["codec alone, 1 core"] = rows[-1]
+        for _ in range(args.repeats):
+            for label, env in envs.items():
+                dest = out / f"serial{label.strip(' []')}.zarr"
+                shutil.rmtree(dest, ignore_errors=True)
+                seconds, peak = timed(convert_args(src, str(dest), None), env)
+                record(f"convert, 1 process{label}", seconds, peak)
+                record(f"convert, 1 process + sync{label}", synced(seconds))
         for n in map(int, args.workers.split(",")):
-            procs, address = cluster(n, env)
+            clusters = {label: cluster(n, env) for label, env in envs.items()}
             try:
-                for origin in args.sources.split(","):
-                    for where in ("folder", "s3"):
-                        name = f"w{n}-{origin}"
-                        dest = (
-                            str(out / f"{name}.zarr")
-                            if where == "folder"
-                            else f"s3://{BUCKET}/{name}.zarr"
+                for _ in range(args.repeats):
+                    for label, (procs, address) in clusters.items():
+                        env = envs[label]
+                        dest = out / f"w{n}{label.strip(' []')}.zarr"
+                        shutil.rmtree(dest, ignore_errors=True)
+                        seconds, peak = timed(
+                            convert_args(src, str(dest), address), env, procs[1].pid
                         )
-                        seconds, peak = convert(sources[origin], dest, address, env, procs[1].pid)
-                        rate = raw / seconds / 1e6
-                        case = f"{origin} -> {where}"
-                        rows.append(
-                            {
-                                "case": f"{n} worker(s) {case}",
-                                "MB/s": rate,
-                                "x limit": rate / limits[case],
-                                "peak RSS/worker MB": peak / 2**20,
-                            }
-                        )
+                        record(f"{n} worker(s) -> folder{label}", seconds, peak)
+                        record(f"{n} worker(s) -> folder + sync{label}", synced(seconds))
+                        if s3 is None:
+                            continue
+                        url = f"s3://{BUCKET}/w{n}{label.strip(' []')}-{time.time_ns()}.zarr"
+                        seconds, peak = timed(convert_args(src, url, address), env, procs[1].pid)
+                        record(f"{n} worker(s) -> S3{label}", seconds, peak)
             finally:
-                for proc in procs:
-                    stop(proc)
+                for procs, _ in clusters.values():
+                    for proc in procs:
+                        stop(proc)
     finally:
-        stop(s3)
+        if s3 is not None:
+            stop(s3)
         shutil.rmtree(out, ignore_errors=True)
-    print(f"{args.wells} wells, {raw / 1e6:.0f} MB raw, {psutil.cpu_count()} cores")
-    print(f"{'case':34} {'MB/s':>8} {'x limit':>8} {'peak RSS/worker MB':>19}")
-    for r in rows:
-        ratio = f"{r['x limit']:.2f}" if "x limit" in r else ""
-        peak = f"{r['peak RSS/worker MB']:.0f}" if "peak RSS/worker MB" in r else ""
-        print(f"{r['case']:34} {r['MB/s']:8.1f} {ratio:>8} {peak:>19}")
+    report(args, raw, best, load_start)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        args.json.write_text(json.dumps({"best": list(best.values()), "runs": rows}, indent=2))
+
+
+def report(
+    args: argparse.Namespace, raw: int, best: dict[str, dict[str, Any]], load: tuple[float, ...]
+) -> None:
+    copy = best["cp -r (page cache)"]["MB/s"]
+    disk = best["cp -r + sync (disk)"]["MB/s"]
+    upload_rate = best.get("upload (S3 limit)", {}).get("MB/s")
+    print(
+        f"\n{args.wells} wells, {raw / 1e6:.0f} MB raw, {psutil.cpu_count()} cores; load "
+        f"average {load[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end; best of "
+        f"{args.repeats}"
+    )
+    print(f"{'case':42} {'MB/s':>8} {'x cp -r':>8} {'x cp+sync':>9} {'x upload':>9} {'RSS MB':>7}")
+    for case, r in best.items():
+        rate = r["MB/s"]
+        cols = ["", "", ""]
+        if "folder" in case or "process" in case:
+            cols[0] = f"{rate / copy:.2f}"
+            cols[1] = f"{rate / disk:.2f}"
+        if "S3" in case and upload_rate:
+            cols[2] = f"{rate / upload_rate:.2f}"
+        if case.startswith("codec"):
+            cols[1] = f"ratio {r['ratio']:.2f}"
+        peak = f"{r['peak RSS/worker MB']:.0f}" if "peak RSS/worker MB" in r else ""
+        print(f"{case:42} {rate:8.1f} {cols[0]:>8} {cols[1]:>9} {cols[2]:>9} {peak:>7}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -59,3 +60,23 @@ def test_a_dask_workers_allocator_reuses_freed_buffers_again() -> None:
     plain = _faults(base)
     assert plain["changed"] is False
     assert plain["before"] * 20 < nanny["before"]
+
+
+@pytest.mark.parametrize("dtype", ["u1", "u2"])
+def test_integer_levels_are_block_means_rounded_half_up_up_to_256x(dtype: str) -> None:
+    from napari_wellzarr.storage.axes import shrink
+
+    top = np.iinfo(dtype).max
+    rng = np.random.default_rng(15)
+    planes = rng.integers(0, top, (2, 3, 70, 300), endpoint=True).astype(dtype)
+    planes[0, 0] = top  # the largest sums: 2**16 pixels of 65535 fill uint32
+    for halvings in (1, 2, 3, 5, 8):
+        f = 2**halvings
+        h, w = -(-70 // f), -(-300 // f)
+        pad = ((0, 0), (0, 0), (0, h * f - 70), (0, w * f - 300))
+        blocks = np.pad(planes, pad, mode="edge").astype(np.int64).reshape(2, 3, h, f, w, f)
+        expected = (blocks.sum(axis=(3, 5)) + f * f // 2) // (f * f)
+        got = shrink(planes, halvings)
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(got, expected)
+    assert (shrink(planes, 8)[0, 0] == top).all()
