@@ -80,3 +80,26 @@ def test_integer_levels_are_block_means_rounded_half_up_up_to_256x(dtype: str) -
         assert got.dtype == np.dtype(dtype)
         np.testing.assert_array_equal(got, expected)
     assert (shrink(planes, 8)[0, 0] == top).all()
+
+
+def test_array_documents_are_written_as_zarr_writes_them(tmp_path: Path) -> None:
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.metadata.v3 import ArrayV3Metadata
+
+    from napari_wellzarr.storage.config import StorageConfig
+    from napari_wellzarr.storage.store import PlateStore
+
+    store = PlateStore.create(tmp_path / "p.zarr", StorageConfig(plate=1536))
+    data = np.random.default_rng(2).integers(0, 4000, (2, 2, 1, 96, 128), dtype="u2")
+    for well in ("A01", "B02"):  # the second is written from the cached documents
+        names = {f"{well}_f{f}_c{c}.tif": (f, c, 0) for f in range(2) for c in range(2)}
+        store.write_well(well, data, plane_names=names)
+    store.flush()
+    docs = sorted((tmp_path / "p.zarr").glob("[AB]/*/0/*/zarr.json"))
+    assert len(docs) == 4  # two levels per well (plate=1536: a whole-plate level)
+    for path in docs:
+        written = path.read_bytes()
+        meta = ArrayV3Metadata.from_dict(json.loads(written))
+        assert meta.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes() == written
+    attrs = json.loads(docs[-2].read_bytes())["attributes"]
+    assert sorted(attrs["openhcs_filename_map"]) == sorted(names)  # B02's own names

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -553,12 +554,19 @@ def _write_levels(
             level = downsample(level) if step == 2 else _shrunk(level, step.bit_length() - 1)
         name = f"{path}/{dataset.path}"
         level_attrs = attrs if index == 0 and attrs else None
-        direct = _sharded_metadata(level.shape, level.dtype.str, config, dims)
+        key = (level.shape, level.dtype.str, config, dims)
+        direct = _sharded_metadata(*key)
         if direct is None:
             _write_zarr_array(zstore, name, level, config, level_attrs, dims)
         else:
             target = zstore.root / name
-            pending.append((target, _start_sharded_array(target, level, *direct, level_attrs)))
+            indent = _json_indent()
+            doc = (
+                _array_doc(direct[0], level_attrs, indent)
+                if level_attrs
+                else _plain_doc(*key, indent)
+            )
+            pending.append((target, _start_sharded_array(target, level, direct[1], doc)))
 
 
 def _shrunk(image: np.ndarray[Any, Any], halvings: int) -> np.ndarray[Any, Any]:
@@ -572,27 +580,45 @@ def _shrunk(image: np.ndarray[Any, Any], halvings: int) -> np.ndarray[Any, Any]:
 
 
 def _start_sharded_array(
-    target: Path,
-    level: np.ndarray[Any, Any],
-    meta: Any,
-    layout: ShardGrid,
-    attrs: dict[str, Any] | None,
+    target: Path, level: np.ndarray[Any, Any], layout: ShardGrid, doc: bytes
 ) -> EncodedShards:
-    """Write a sharded array's document; its shards come back still being encoded.
+    """Write a sharded array's document ``doc``; its shards come back still being encoded.
 
-    The metadata was built once per shape by zarr; the shards are written by the core,
-    without zarr's async road (see shards.py: for plane-sized chunks it costs more than
-    the codec).
+    The shards are written by the core, without zarr's async road (see shards.py: for
+    plane-sized chunks it costs more than the codec).
     """
-    from zarr.core.buffer import default_buffer_prototype
-
     encoded = layout.encode(level)  # first, so that the codec threads start at once
-    if attrs:
-        meta = meta.update_attributes(attrs)
     target.mkdir(parents=True)
-    doc = meta.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()
     fsio.write_staged_file(target / "zarr.json", doc)
     return encoded
+
+
+def _json_indent() -> Any:
+    import zarr
+
+    return zarr.config.get("json_indent")
+
+
+def _array_doc(doc: Mapping[str, Any], attrs: Mapping[str, Any] | None, indent: Any) -> bytes:
+    """A sharded array's ``zarr.json``, byte for byte as zarr writes it.
+
+    ``doc`` is the array metadata's ``to_dict()`` (built once per shape by zarr); the
+    attributes replace its empty ones in place, and it is dumped as zarr dumps it.
+    """
+    if attrs:
+        doc = {**doc, "attributes": dict(attrs)}  # (the key keeps its place)
+    return json.dumps(doc, allow_nan=True, indent=indent).encode()
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_doc(
+    shape: tuple[int, ...], dtype: str, config: StorageConfig, dims: tuple[str, ...], indent: Any
+) -> bytes:
+    """:func:`_array_doc` without attributes (a well's lower levels), once per shape."""
+    direct = _sharded_metadata(shape, dtype, config, dims)
+    if direct is None:
+        raise ValueError(f"{shape} {dtype}: not a sharded array of plane chunks")
+    return _array_doc(direct[0], None, indent)
 
 
 def _write_zarr_array(
@@ -654,8 +680,8 @@ def _zarr_writes_settle(timeout: float = 30.0) -> Iterator[None]:
 @functools.lru_cache(maxsize=64)
 def _sharded_metadata(
     shape: tuple[int, ...], dtype: str, config: StorageConfig, dims: tuple[str, ...]
-) -> tuple[Any, ShardGrid] | None:
-    """The zarr metadata of a sharded array (no attributes) and its layout, or None.
+) -> tuple[dict[str, Any], ShardGrid] | None:
+    """The zarr metadata of a sharded array (no attributes, as a dict) and its layout.
 
     None unless ``config`` shards and :class:`ShardGrid` handles the result (zarr
     then writes the array itself).
@@ -666,8 +692,9 @@ def _sharded_metadata(
     metadata = sharded_v3_metadata(
         shape, dtype, (chunks, shards), config, dims, key_encoding=config.chunk_key_encoding()
     )
-    layout = ShardGrid.parse(metadata.to_dict())
-    return None if layout is None else (metadata, layout)
+    doc = metadata.to_dict()
+    layout = ShardGrid.parse(doc)
+    return None if layout is None else (doc, layout)
 
 
 def sharded_v3_metadata(
