@@ -22,7 +22,11 @@ server (its own process, on 127.0.0.1).  In the same run, on the same disk:
 
 Reported: MB/s of raw pixels (wall time of the whole command: interpreter start, scan, dask
 connection, conversion, plate metadata and overview), the ratios to the limits, and the peak
-RSS of the largest worker process.  Warm page cache; a ``sync`` before every case.  With
+RSS of the largest worker process, and ``CPU s``: the CPU seconds of the command (with its
+children) and of the dask scheduler and workers meanwhile (other jobs on a shared machine
+move wall times much more than CPU times; 2 cores busy give at most 2 CPU s per second).
+Warm page cache; a ``sync`` before every case; the
+workers have imported the package before the first case (as after their first well).  With
 ``--compare``, each case is run with both checkouts, alternating, each with its own cluster.
 """
 
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -203,21 +208,51 @@ def cluster(workers: int, env: dict[str, str]) -> tuple[list[subprocess.Popen[by
 
     with Client(address, timeout="60s") as client:
         client.wait_for_workers(workers, timeout=120)
+        # Warm: a fresh worker's first well would also pay its imports (~0.5 s, once).
+        client.run(exec, "import napari_wellzarr.convert.welljob, zarr, tifffile, numcodecs")
     return [sched, work], address
 
 
-def timed(args: list[str], env: dict[str, str], watch: int | None = None) -> tuple[float, int]:
-    """Wall seconds of a command and the peak RSS of the largest process under ``watch``."""
+def tree_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by the processes ``pids`` and their children."""
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+    return total
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(
+    args: list[str], env: dict[str, str], watch: int | None = None, cluster: list[int] = ()
+) -> tuple[float, int, float]:
+    """Wall seconds of a command, the peak RSS of the largest process under ``watch``, and
+    the CPU seconds of the command and of the ``cluster`` processes meanwhile."""
     os.sync()  # the previous case's writes are not flushed during this one
+    before = children_cpu() + tree_cpu(list(cluster))
     start = time.perf_counter()
     proc = subprocess.Popen(args, env=env)
     peak = Peak(watch if watch is not None else proc.pid)
     code = proc.wait(900)
     seconds = time.perf_counter() - start
     high = peak.done()
+    cpu = children_cpu() + tree_cpu(list(cluster)) - before
     if code != 0:
         raise SystemExit(f"{' '.join(args)} failed ({code})")
-    return seconds, high
+    return seconds, high, cpu
 
 
 def synced(seconds: float) -> float:
@@ -261,8 +296,12 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     best: dict[str, dict[str, Any]] = {}
 
-    def record(case: str, seconds: float, peak: int | None = None, **extra: Any) -> None:
-        row = {"case": case, "MB/s": raw / seconds / 1e6, **extra}
+    def record(
+        case: str, seconds: float, peak: int | None = None, cpu: float | None = None
+    ) -> None:
+        row: dict[str, Any] = {"case": case, "MB/s": raw / seconds / 1e6}
+        if cpu is not None:
+            row["CPU s"] = cpu
         if peak is not None:
             row["peak RSS/worker MB"] = peak / 2**20
         rows.append(row)
@@ -274,20 +313,23 @@ def main() -> None:
         out.mkdir(parents=True)
         for _ in range(args.repeats):
             shutil.rmtree(out / "copy", ignore_errors=True)
-            copy_s, _ = timed(["cp", "-r", str(src), str(out / "copy")], envs[""])
-            record("cp -r (page cache)", copy_s)
+            copy_s, _, cpu = timed(["cp", "-r", str(src), str(out / "copy")], envs[""])
+            record("cp -r (page cache)", copy_s, cpu=cpu)
             record("cp -r + sync (disk)", synced(copy_s))
             if s3 is not None:
                 record("upload (S3 limit)", upload(src, "upload"))
         per_core, ratio = codec_alone(src)
-        rows.append({"case": "codec alone, 1 core", "MB/s": per_core, "ratio": ratio})
+        codec_cpu = raw / per_core / 1e6
+        rows.append(
+            {"case": "codec alone, 1 core", "MB/s": per_core, "ratio": ratio, "CPU s": codec_cpu}
+        )
         best["codec alone, 1 core"] = rows[-1]
         for _ in range(args.repeats):
             for label, env in envs.items():
                 dest = out / f"serial{label.strip(' []')}.zarr"
                 shutil.rmtree(dest, ignore_errors=True)
-                seconds, peak = timed(convert_args(src, str(dest), None), env)
-                record(f"convert, 1 process{label}", seconds, peak)
+                seconds, peak, cpu = timed(convert_args(src, str(dest), None), env)
+                record(f"convert, 1 process{label}", seconds, peak, cpu)
                 record(f"convert, 1 process + sync{label}", synced(seconds))
         for n in map(int, args.workers.split(",")):
             clusters = {label: cluster(n, env) for label, env in envs.items()}
@@ -297,16 +339,19 @@ def main() -> None:
                         env = envs[label]
                         dest = out / f"w{n}{label.strip(' []')}.zarr"
                         shutil.rmtree(dest, ignore_errors=True)
-                        seconds, peak = timed(
-                            convert_args(src, str(dest), address), env, procs[1].pid
+                        pids = [p.pid for p in procs]
+                        seconds, peak, cpu = timed(
+                            convert_args(src, str(dest), address), env, procs[1].pid, pids
                         )
-                        record(f"{n} worker(s) -> folder{label}", seconds, peak)
+                        record(f"{n} worker(s) -> folder{label}", seconds, peak, cpu)
                         record(f"{n} worker(s) -> folder + sync{label}", synced(seconds))
                         if s3 is None:
                             continue
                         url = f"s3://{BUCKET}/w{n}{label.strip(' []')}-{time.time_ns()}.zarr"
-                        seconds, peak = timed(convert_args(src, url, address), env, procs[1].pid)
-                        record(f"{n} worker(s) -> S3{label}", seconds, peak)
+                        seconds, peak, cpu = timed(
+                            convert_args(src, url, address), env, procs[1].pid, pids
+                        )
+                        record(f"{n} worker(s) -> S3{label}", seconds, peak, cpu)
             finally:
                 for procs, _ in clusters.values():
                     for proc in procs:
@@ -331,7 +376,10 @@ def report(
         f"average {load[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end; best of "
         f"{args.repeats}"
     )
-    print(f"{'case':42} {'MB/s':>8} {'x cp -r':>8} {'x cp+sync':>9} {'x upload':>9} {'RSS MB':>7}")
+    print(
+        f"{'case':42} {'MB/s':>8} {'x cp -r':>8} {'x cp+sync':>9} {'x upload':>9} {'RSS MB':>7} "
+        f"{'CPU s':>6}"
+    )
     for case, r in best.items():
         rate = r["MB/s"]
         cols = ["", "", ""]
@@ -343,7 +391,8 @@ def report(
         if case.startswith("codec"):
             cols[1] = f"ratio {r['ratio']:.2f}"
         peak = f"{r['peak RSS/worker MB']:.0f}" if "peak RSS/worker MB" in r else ""
-        print(f"{case:42} {rate:8.1f} {cols[0]:>8} {cols[1]:>9} {cols[2]:>9} {peak:>7}")
+        cpu = f"{r['CPU s']:.1f}" if "CPU s" in r else ""
+        print(f"{case:42} {rate:8.1f} {cols[0]:>8} {cols[1]:>9} {cols[2]:>9} {peak:>7} {cpu:>6}")
 
 
 if __name__ == "__main__":
