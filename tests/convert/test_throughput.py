@@ -103,3 +103,29 @@ def test_array_documents_are_written_as_zarr_writes_them(tmp_path: Path) -> None
         assert meta.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes() == written
     attrs = json.loads(docs[-2].read_bytes())["attributes"]
     assert sorted(attrs["openhcs_filename_map"]) == sorted(names)  # B02's own names
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_a_conversion_on_dask_tunes_the_workers_allocator(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    from napari_wellzarr.convert.engine import convert, scan_source
+    from napari_wellzarr.convert.runners import keep_freed_buffers
+    from napari_wellzarr.storage.config import StorageConfig
+    from tests.convert.helpers import ix_set
+
+    ix_set(tmp_path / "src", np.random.default_rng(7), wells=("A01", "A02"), shape=(64, 64))
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster.scheduler_address, set_as_default=False) as client,
+    ):
+        # The nanny starts its workers with the variable that keeps glibc from adapting.
+        assert set(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == {"65536"}
+        plan = scan_source(tmp_path / "src")
+        result = convert(
+            plan, tmp_path / "p.zarr", StorageConfig(), scheduler=cluster.scheduler_address
+        )
+        assert result.complete
+        # Already done by the conversion's first well: a second call changes nothing.
+        assert set(client.run(keep_freed_buffers).values()) == {False}
