@@ -5,8 +5,8 @@ One command::
     .venv/bin/python bench/bench_convert.py                 # 24 and 96 wells, serial and 2 workers
     .venv/bin/python bench/bench_convert.py --wells 96 --repeats 3 --dask
     .venv/bin/python bench/bench_convert.py --wells 0 --ix-metadata   # the MetaXpress line only
-    .venv/bin/python bench/bench_convert.py --cluster --wells 24      # 1/2/4 dask workers,
-                                                 # folder and S3 (bench/bench_cluster.py)
+    .venv/bin/python bench/bench_convert.py --cluster --wells 96      # 1/2/4 dask workers,
+                          # folder and S3 (bench/bench_cluster.py; its options pass through)
 
 A well is 4 fields x 3 channels x 1 z x 512 x 512 uint16 (12-bit nuclei-like, Poisson noise;
 ``napari_wellzarr.testing.synthetic``), written as ImageXpress TIFFs ``bench_<well>_s<f>_w<c>.tif``
@@ -232,13 +232,18 @@ def main() -> None:
     parser.add_argument(
         "--cluster", action="store_true", help="1, 2, 4 dask workers to a folder and to S3 instead"
     )
-    args = parser.parse_args()
+    args, rest = parser.parse_known_args()
     if args.cluster:
         import bench_cluster  # (this folder is on sys.path when run as a script)
 
-        sys.argv = [sys.argv[0], "--wells", args.wells.split(",")[0]]
+        sys.argv = [sys.argv[0], "--wells", args.wells.split(",")[0], *rest]
+        sys.argv += ["--repeats", str(args.repeats)]
+        if args.json:
+            sys.argv += ["--json", str(args.json)]
         bench_cluster.main()
         return
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     modes = ["serial", "2 workers"] + (["dask 2 workers"] if args.dask else [])
     dask_proc, address = start_dask() if args.dask else (None, None)
     rows = []
