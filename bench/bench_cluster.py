@@ -13,7 +13,10 @@ server (its own process, on 127.0.0.1).  In the same run, on the same disk:
 
 * the physical limits: ``cp -r`` of the TIFF folder (into the page cache: a memory copy),
   ``cp -r`` + ``sync`` (the bytes on the disk), and an upload of the same files to the same
-  S3 server (obstore, 8 requests at once);
+  S3 server (obstore, 8 requests at once); with ``--sources folder,s3`` also conversions of
+  the uploaded files (``wellzarr convert s3://bench/upload DEST``: each worker downloads its
+  wells' TIFFs), against a download of the same files (8 at once) for ``S3 -> folder`` and
+  that download + the upload for ``S3 -> S3``;
 * the codec alone: the plate's default compressor on every plane of the source, one thread
   (its MB/s per core is the floor of what a well's CPU work can cost);
 * ``wellzarr convert`` in one process (no dask, no ``--workers``): the dask overhead is the
@@ -148,6 +151,19 @@ def codec_alone(src: Path) -> tuple[float, float]:
     return raw / out["cpu"] / 1e6, raw / out["stored"]
 
 
+def download(prefix: str) -> float:
+    """Seconds to get every object under ``prefix`` (obstore, 8 at once)."""
+    import obstore
+    from obstore.store import S3Store
+
+    store = S3Store(BUCKET, client_options={"allow_http": True})
+    keys = [m["path"] for batch in obstore.list(store, f"{prefix}/") for m in batch]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: bytes(obstore.get(store, k).bytes()), keys))
+    return time.perf_counter() - start
+
+
 class Peak:
     """Peak RSS of the largest process below ``pid`` (sampled every 20 ms)."""
 
@@ -262,7 +278,7 @@ def synced(seconds: float) -> float:
     return seconds + time.perf_counter() - start
 
 
-def convert_args(src: Path, dest: str, address: str | None) -> list[str]:
+def convert_args(src: Path | str, dest: str, address: str | None) -> list[str]:
     args = [sys.executable, "-m", "napari_wellzarr.cli", "convert", str(src), dest, "-q"]
     return args + (["--scheduler", address] if address else [])
 
@@ -273,6 +289,9 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--repeats", type=int, default=1, help="runs per case (best kept)")
     parser.add_argument("--no-s3", action="store_true", help="folders only")
+    parser.add_argument(
+        "--sources", default="folder", help="folder, s3 or folder,s3: where the TIFFs are read"
+    )
     parser.add_argument(
         "--compare", type=Path, help="another checkout's src/ folder, run alternating with this one"
     )
@@ -292,7 +311,7 @@ def main() -> None:
         for env in envs.values():
             env["AWS_ENDPOINT_URL"] = endpoint
         os.environ.update({k: v for k, v in envs[""].items() if k.startswith("AWS_")})
-    out = WORK / "cluster"
+    out = WORK / f"cluster-{os.getpid()}"  # (concurrent runs must not share it)
     rows: list[dict[str, Any]] = []
     best: dict[str, dict[str, Any]] = {}
 
@@ -317,7 +336,11 @@ def main() -> None:
             record("cp -r (page cache)", copy_s, cpu=cpu)
             record("cp -r + sync (disk)", synced(copy_s))
             if s3 is not None:
-                record("upload (S3 limit)", upload(src, "upload"))
+                up_s = upload(src, "upload")
+                down_s = download("upload")
+                record("upload (S3 limit)", up_s)
+                record("download (S3 source limit)", down_s)
+                record("download + upload (S3 -> S3 limit)", down_s + up_s)
         per_core, ratio = codec_alone(src)
         codec_cpu = raw / per_core / 1e6
         rows.append(
@@ -336,22 +359,28 @@ def main() -> None:
             try:
                 for _ in range(args.repeats):
                     for label, (procs, address) in clusters.items():
-                        env = envs[label]
-                        dest = out / f"w{n}{label.strip(' []')}.zarr"
-                        shutil.rmtree(dest, ignore_errors=True)
-                        pids = [p.pid for p in procs]
-                        seconds, peak, cpu = timed(
-                            convert_args(src, str(dest), address), env, procs[1].pid, pids
-                        )
-                        record(f"{n} worker(s) -> folder{label}", seconds, peak, cpu)
-                        record(f"{n} worker(s) -> folder + sync{label}", synced(seconds))
-                        if s3 is None:
-                            continue
-                        url = f"s3://{BUCKET}/w{n}{label.strip(' []')}-{time.time_ns()}.zarr"
-                        seconds, peak, cpu = timed(
-                            convert_args(src, url, address), env, procs[1].pid, pids
-                        )
-                        record(f"{n} worker(s) -> S3{label}", seconds, peak, cpu)
+                        for origin in args.sources.split(","):
+                            if origin == "s3" and s3 is None:
+                                continue
+                            source = src if origin == "folder" else f"s3://{BUCKET}/upload"
+                            into = f"{n} worker(s) {'S3 ' if origin == 's3' else ''}->"
+                            env = envs[label]
+                            name = f"w{n}{origin}{label.strip(' []')}"
+                            dest = out / f"{name}.zarr"
+                            shutil.rmtree(dest, ignore_errors=True)
+                            pids = [p.pid for p in procs]
+                            seconds, peak, cpu = timed(
+                                convert_args(source, str(dest), address), env, procs[1].pid, pids
+                            )
+                            record(f"{into} folder{label}", seconds, peak, cpu)
+                            record(f"{into} folder + sync{label}", synced(seconds))
+                            if s3 is None:
+                                continue
+                            url = f"s3://{BUCKET}/{name}-{time.time_ns()}.zarr"
+                            seconds, peak, cpu = timed(
+                                convert_args(source, url, address), env, procs[1].pid, pids
+                            )
+                            record(f"{into} S3{label}", seconds, peak, cpu)
             finally:
                 for procs, _ in clusters.values():
                     for proc in procs:
@@ -371,23 +400,32 @@ def report(
     copy = best["cp -r (page cache)"]["MB/s"]
     disk = best["cp -r + sync (disk)"]["MB/s"]
     upload_rate = best.get("upload (S3 limit)", {}).get("MB/s")
+    down_rate = best.get("download (S3 source limit)", {}).get("MB/s")
+    both_rate = best.get("download + upload (S3 -> S3 limit)", {}).get("MB/s")
     print(
         f"\n{args.wells} wells, {raw / 1e6:.0f} MB raw, {psutil.cpu_count()} cores; load "
         f"average {load[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end; best of "
         f"{args.repeats}"
     )
     print(
-        f"{'case':42} {'MB/s':>8} {'x cp -r':>8} {'x cp+sync':>9} {'x upload':>9} {'RSS MB':>7} "
+        f"{'case':42} {'MB/s':>8} {'x cp -r':>8} {'x cp+sync':>9} {'x S3 lim':>9} {'RSS MB':>7} "
         f"{'CPU s':>6}"
     )
     for case, r in best.items():
         rate = r["MB/s"]
         cols = ["", "", ""]
-        if "folder" in case or "process" in case:
+        s3_limit = None
+        if "S3 -> S3" in case:
+            s3_limit = both_rate
+        elif "S3 -> folder" in case:
+            s3_limit = down_rate
+        elif "-> S3" in case:
+            s3_limit = upload_rate
+        elif "folder" in case or "process" in case:
             cols[0] = f"{rate / copy:.2f}"
             cols[1] = f"{rate / disk:.2f}"
-        if "S3" in case and upload_rate:
-            cols[2] = f"{rate / upload_rate:.2f}"
+        if "worker" in case and s3_limit:
+            cols[2] = f"{rate / s3_limit:.2f}"
         if case.startswith("codec"):
             cols[1] = f"ratio {r['ratio']:.2f}"
         peak = f"{r['peak RSS/worker MB']:.0f}" if "peak RSS/worker MB" in r else ""
