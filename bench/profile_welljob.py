@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_convert import make_source
 
 STAGES = [  # (module, attribute, stage)
-    ("convert.welljob", "read_stack", "TIFF read (tifffile)"),
+    ("convert.tiffio", "decode_stack", "TIFF read (tifffile)"),
     ("convert.welljob", "assemble", "well array from the planes"),
     ("storage.store", "prepare_well", "checks, channel windows"),
     ("storage.writing", "_shrunk", "whole-plate level (block means)"),
