@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -199,6 +200,20 @@ def test_bounded_pattern_gives_the_same_answers_as_in_process() -> None:
     free = parse_batch(RegexScheme("free", pattern), names)[1]
     assert bounded == free
     assert bounded[1] == ParsedName(Well(1, 11), 2, 1)
+
+
+def test_bounded_pattern_works_in_a_process_with_over_1024_open_files() -> None:
+    # select() refuses descriptors past 1023; napari with many files open gets there.
+    pattern = r"(?P<well>[A-P]\d\d)_s(?P<field>\d+)_w(?P<channel>\d+)\.tif"
+    held = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        parsed = parse_batch(user_scheme(pattern), ["B12_s03_w2.tif"])[1]
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert parsed == [ParsedName(Well(1, 11), 2, 1)]
 
 
 # -- detection ----------------------------------------------------------------------------

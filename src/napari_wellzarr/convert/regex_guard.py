@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import select
+import selectors
 import subprocess
 import sys
 from typing import TYPE_CHECKING, Final
@@ -102,7 +102,9 @@ def _wait_started(proc: subprocess.Popen[str]) -> None:
     file) is left to ``communicate``, which collects its error.
     """
     assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], _START_SECONDS)
+    with selectors.DefaultSelector() as selector:  # epoll: select() fails past fd 1023
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        ready = selector.select(_START_SECONDS)
     if not ready:
         raise subprocess.TimeoutExpired(proc.args, _START_SECONDS)
     os.read(proc.stdout.fileno(), 1)
