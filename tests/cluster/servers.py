@@ -8,7 +8,7 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
-from tests.remote.servers import free_port
+from tests.remote.servers import free_port, pump
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -71,18 +71,7 @@ class Gate:
                     return
                 self._conns += [client, server]
             for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(1 << 16):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
+                threading.Thread(target=pump, args=(a, b), daemon=True).start()
 
 
 class S3:

@@ -195,6 +195,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def pump(src: socket.socket, dst: socket.socket) -> None:
+    """Copy ``src`` to ``dst`` until ``src`` ends, then end ``dst``'s writing side."""
+    try:
+        while data := src.recv(1 << 16):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
 class CountingS3:
     """A moto S3 server on 127.0.0.1 behind a forwarder that logs each request's line.
 
@@ -254,7 +266,7 @@ class CountingS3:
             threading.Thread(target=self._serve, args=(client, server), daemon=True).start()
 
     def _serve(self, client: socket.socket, server: socket.socket) -> None:
-        answers = threading.Thread(target=self._pump, args=(server, client), daemon=True)
+        answers = threading.Thread(target=pump, args=(server, client), daemon=True)
         answers.start()
         try:
             self._requests(client, server)
@@ -289,17 +301,6 @@ class CountingS3:
                         if name.strip().lower() == "content-length":
                             body = int(value.strip())
         except (OSError, ValueError):
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(1 << 16):
-                dst.sendall(data)
-        except OSError:
             pass
         finally:
             with contextlib.suppress(OSError):

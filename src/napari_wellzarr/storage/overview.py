@@ -409,6 +409,22 @@ def _planes(
         yield from mosaic
 
 
+def _one_shard_array(
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    config: StorageConfig,
+    axes: list[str],
+    target: Path | RemoteLocation,
+) -> tuple[dict[str, Any], ShardGrid]:
+    """The overview array's document (plane chunks, one shard) and its shard grid."""
+    chunks = (1,) * (len(shape) - 2) + shape[-2:]
+    doc = sharded_v3_metadata(shape, dtype, (chunks, shape), config, axes).to_dict()
+    layout = ShardGrid.parse(doc)
+    if layout is None:
+        raise ValueError(f"the overview array of {target} cannot be written shard by shard")
+    return doc, layout
+
+
 def _write_array(
     root: Path,
     path: str,
@@ -424,12 +440,8 @@ def _write_array(
     Returns the array's document and its shard's identity (size, mtime, chunk sizes:
     a reader that has them reads no shard index).
     """
-    chunks = (1,) * (len(shape) - 2) + shape[-2:]
-    doc = sharded_v3_metadata(shape, dtype, (chunks, shape), config, axes).to_dict()
-    layout = ShardGrid.parse(doc)
     target = root / path
-    if layout is None:
-        raise ValueError(f"the overview array of {target} cannot be written shard by shard")
+    doc, layout = _one_shard_array(shape, dtype, config, axes, target)
     stage = fsio.staging_dir(root, "overview")
     try:
         layout.write_one_shard(stage, planes)
@@ -461,12 +473,8 @@ def _upload_array(
 
     Built in a local temporary folder, then one put (one request), its document after it.
     """
-    chunks = (1,) * (len(shape) - 2) + shape[-2:]
-    doc = sharded_v3_metadata(shape, dtype, (chunks, shape), config, axes).to_dict()
-    layout = ShardGrid.parse(doc)
     target = root / path
-    if layout is None:
-        raise ValueError(f"the overview array of {target} cannot be written shard by shard")
+    doc, layout = _one_shard_array(shape, dtype, config, axes, target)
     stage = Path(tempfile.mkdtemp(prefix="wellzarr-overview-"))
     try:
         layout.write_one_shard(stage, planes)
