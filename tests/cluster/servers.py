@@ -70,8 +70,18 @@ class Gate:
                     server.close()
                     return
                 self._conns += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=pump, args=(a, b), daemon=True).start()
+            threading.Thread(target=self._carry, args=(client, server), daemon=True).start()
+
+    def _carry(self, client: socket.socket, server: socket.socket) -> None:
+        """Pump both ways until both ends are done, then close the pair (no descriptor kept)."""
+        up = threading.Thread(target=pump, args=(client, server), daemon=True)
+        up.start()
+        pump(server, client)
+        up.join()
+        with self._lock:
+            self._conns = [conn for conn in self._conns if conn not in (client, server)]
+        client.close()
+        server.close()
 
 
 class S3:

@@ -33,8 +33,8 @@ class Faults:
 class RangeServer:
     """A static file server for ``root`` on 127.0.0.1 that answers ``Range: bytes=...`` (206).
 
-    Counts every request (``requests``, ``log``); ``latency`` seconds are slept before
-    each answer; ``faults`` inject errors.
+    Counts every request (``requests``, ``log``) and connection (``connections``);
+    ``latency`` seconds are slept before each answer; ``faults`` inject errors.
     """
 
     def __init__(self, root: Path, *, latency: float = 0.0) -> None:
@@ -44,6 +44,8 @@ class RangeServer:
         self.log: list[tuple[str, str, str | None]] = []
         #: ``[arrival, answered]`` (``time.monotonic()``) of each request in ``log``.
         self.times: list[list[float]] = []
+        #: How many TCP connections clients opened.
+        self.connections = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         server = self
@@ -54,6 +56,11 @@ class RangeServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server.connections += 1
+
             def do_HEAD(self) -> None:
                 server._answer(self, head=True)
 
@@ -63,7 +70,9 @@ class RangeServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(  # (a short poll: shutdown() waits for one)
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:

@@ -629,7 +629,9 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pools)
 
 
-_OPEN: dict[str, _Remote] = {}
+#: How many servers or buckets keep their client (and its open connections) between opens.
+KEPT_CLIENTS: Final = 8
+_OPEN: OrderedDict[str, _Remote] = OrderedDict()
 _OPEN_LOCK = threading.Lock()
 #: How long a location handed over (:func:`hand_over`) waits for the open that follows.
 HANDOFF_S: Final = 10.0
@@ -639,19 +641,26 @@ _HANDED: dict[tuple[str, str], tuple[float, _Remote]] = {}
 def open_location(url: str, *, fresh: bool = False) -> RemoteLocation:
     """The :class:`RemoteLocation` of ``url`` (``https://...``, ``s3://bucket/...``).
 
-    Locations of one server or bucket share one client; ``fresh=True`` starts an
-    empty document cache (a plate opened again sees documents changed since), unless
-    the location of ``url`` was just handed over (:func:`hand_over`): its documents
-    are then taken, once.
+    Locations of one server or bucket share one client (the last ``KEPT_CLIENTS``
+    servers keep theirs); ``fresh=True`` starts a new client with an empty document
+    cache (a plate opened again sees documents changed since), unless the location of
+    ``url`` was just handed over (:func:`hand_over`): its documents are then taken, once.
     """
     base, key = _split(url)
     with _OPEN_LOCK:
+        now = time.monotonic()
+        for stale in [k for k, (t, _) in _HANDED.items() if now - t > HANDOFF_S]:
+            del _HANDED[stale]
         handed = _HANDED.pop((base, key), None) if fresh else None
-        if handed is not None and time.monotonic() - handed[0] <= HANDOFF_S:
-            remote = _OPEN[base] = handed[1]
+        known = _OPEN.get(base)
+        if handed is not None:
+            remote = handed[1]
         else:
-            known = _OPEN.get(base)
-            remote = _OPEN[base] = _Remote(base) if known is None or fresh else known
+            remote = _Remote(base) if known is None or fresh else known
+        _OPEN[base] = remote
+        _OPEN.move_to_end(base)
+        while len(_OPEN) > KEPT_CLIENTS:  # a dropped client closes its connections
+            _OPEN.popitem(last=False)
     return RemoteLocation(remote, key)
 
 
