@@ -14,8 +14,9 @@ import pytest
 import tifffile
 
 from napari_wellzarr.convert.engine import convert, scan_source
+from napari_wellzarr.convert.plaintiff import read_plain
 from napari_wellzarr.convert.plan import SourcePlane
-from napari_wellzarr.convert.tiffio import read_header, read_raw_into, read_stacks
+from napari_wellzarr.convert.tiffio import read_header, read_raw_into, read_stacks, tifffile_header
 from napari_wellzarr.convert.welljob import WellJob, assemble
 from napari_wellzarr.errors import WellDataError
 from napari_wellzarr.storage.axes import PlaneKey
@@ -306,3 +307,88 @@ def test_an_s3_compressed_object_is_read_whole(s3: Any, tmp_path: Path) -> None:
     assert header.span is None
     [(_, stack)] = list(read_stacks([url], (48, 40), "uint16", [header.span]))
     np.testing.assert_array_equal(stack[0], data)
+
+
+# --- the scan's own tag reader: plain files, else tifffile ------------------------------------
+
+
+@pytest.mark.parametrize("path", TIFFS, ids=lambda p: str(p.relative_to(DATA)))
+def test_every_real_tiff_has_the_header_tifffile_gives(path: Path) -> None:
+    assert read_header(str(path)) == tifffile_header(str(path))
+
+
+_VARIANTS: dict[str, tuple[Any, dict[str, Any], bool]] = {
+    # name: (data, tifffile.imwrite options, read without tifffile)
+    "uint16": (_plane(), {}, True),
+    "uint8": (_plane(dtype=np.uint8), {}, True),
+    "int16 big-endian": (_plane(dtype=np.int16), {"byteorder": ">"}, True),
+    "uint32": (_plane(dtype=np.uint32), {}, True),
+    "float32": (_plane(dtype=np.float32), {}, True),
+    "float64 big-endian": (_plane(dtype=np.float64), {"byteorder": ">"}, True),
+    "many strips": (_plane(), {"rowsperstrip": 5}, True),
+    "no description": (_plane(), {"metadata": None}, True),
+    "shape description": (_plane(), {"metadata": {"shape": [1, 48, 40]}}, True),
+    "text description": (_plane(), {"description": "hello", "metadata": None}, False),
+    "imagej": (_plane(), {"imagej": True}, False),
+    "imagej stack": (np.stack([_plane(seed=s) for s in range(4)]), {"imagej": True}, False),
+    "stack": (np.stack([_plane(seed=s) for s in range(4)]), {"photometric": "minisblack"}, False),
+    "bigtiff": (_plane(), {"bigtiff": True}, False),
+    "deflate": (_plane(), {"compression": "zlib"}, False),
+    "tiled": (_plane((64, 64)), {"tile": (16, 16)}, False),
+    "rgb": (_plane((48, 40, 3), dtype=np.uint8), {"photometric": "rgb"}, False),
+    "float16": (_plane(dtype=np.float16), {}, True),
+    "ome": (_plane(), {"ome": True}, False),
+}
+
+
+@pytest.mark.parametrize("name", list(_VARIANTS))
+def test_the_tag_reader_agrees_with_tifffile_or_leaves_the_file_to_it(
+    name: str, tmp_path: Path
+) -> None:
+    data, options, plain = _VARIANTS[name]
+    path = tmp_path / "file.tif"
+    tifffile.imwrite(path, data, **options)
+    assert (read_plain(str(path)) is not None) is plain
+    if name in ("rgb", "float16"):  # refused by both, in the same words
+        with pytest.raises(WellDataError, match="supported") as by_tifffile:
+            tifffile_header(str(path))
+        with pytest.raises(WellDataError) as ours:
+            read_header(str(path))
+        assert str(ours.value) == str(by_tifffile.value)
+        return
+    expected = tifffile_header(str(path))
+    assert read_header(str(path)) == expected
+    if expected.span is not None:
+        out = np.zeros((expected.pages, *expected.plane_shape), expected.dtype)
+        assert read_raw_into(str(path), expected.span, [(i, out[i]) for i in range(len(out))])
+        np.testing.assert_array_equal(out.reshape(data.shape), data)
+
+
+def test_strips_out_of_order_are_left_to_tifffile(tmp_path: Path) -> None:
+    data = _plane()
+    path = tmp_path / "file.tif"
+    tifffile.imwrite(path, data, rowsperstrip=24, metadata=None)
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages.first.tags["StripOffsets"]
+        first, second = tag.value
+        at, (nbytes, _) = tag.valueoffset, tif.pages.first.tags["StripByteCounts"].value
+    raw = bytearray(path.read_bytes())
+    # swap the two strips' bytes and their offsets: the same pixels, strips out of order
+    a, b = raw[first : first + nbytes], raw[second : second + nbytes]
+    raw[first : first + nbytes], raw[second : second + nbytes] = b, a
+    raw[at : at + 8] = np.array([second, first], "<u4").tobytes()
+    path.write_bytes(bytes(raw))
+    assert read_plain(str(path)) is None
+    assert tifffile_header(str(path)).span is None
+    np.testing.assert_array_equal(tifffile.imread(path), data)
+
+
+def test_a_damaged_file_is_named_by_tifffile(tmp_path: Path) -> None:
+    path = tmp_path / "file.tif"
+    path.write_bytes(b"II*\x00\xff\xff\xff\x00" + bytes(100))  # the IFD lies beyond the end
+    assert read_plain(str(path)) is None
+    with pytest.raises(WellDataError, match=str(path)) as ours:
+        read_header(str(path))
+    with pytest.raises(WellDataError) as by_tifffile:
+        tifffile_header(str(path))
+    assert str(ours.value) == str(by_tifffile.value)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import math
 import os
+import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_wellzarr.convert.plaintiff import PixelSpan, read_plain
 from napari_wellzarr.convert.srcfs import (
     fetch_many,
     object_etag,
@@ -33,25 +35,8 @@ __all__ = [
     "read_raw_into",
     "read_stack",
     "read_stacks",
+    "tifffile_header",
 ]
-
-
-@dataclass(frozen=True)
-class PixelSpan:
-    """Where a file's planes lie as they are: uncompressed, one after the other.
-
-    ``offset`` is the first plane's first byte, ``nbytes`` the bytes of all its planes;
-    the file (or object) had ``size`` bytes
-    and ``mtime_ns`` (a local file) or ``etag`` (an object) when it was scanned: a file
-    that differs since is read by tifffile again instead.
-    """
-
-    offset: int
-    nbytes: int
-    big_endian: bool
-    size: int
-    mtime_ns: int = 0
-    etag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,11 +71,26 @@ def pixel_span(tif: Any, size: int, mtime_ns: int = 0, etag: str | None = None) 
 def read_header(path: str) -> TiffHeader:
     """Read a TIFF's shape and dtype without its pixels.
 
+    A plain local file (:func:`.plaintiff.read_plain`) is read by its tags alone, any
+    other file by tifffile.
+
     Raises :class:`WellDataError` naming the file when it is not a readable TIFF, or
     holds RGB data, a hyperstack or a dtype a well cannot hold;
     :class:`RemoteReadError` when an ``s3://`` object cannot be read (its first 64 KiB
     are read, more only when its tags lie beyond).
     """
+    if not is_url(path):
+        try:
+            plain = read_plain(path)
+        except (OSError, ValueError, struct.error):
+            plain = None  # missing, damaged...: tifffile says what is wrong
+        if plain is not None:
+            return _header(path, plain.shape, "YX", np.dtype(plain.dtype), 1, plain.span)
+    return tifffile_header(path)
+
+
+def tifffile_header(path: str) -> TiffHeader:
+    """:func:`read_header` by tifffile alone (any TIFF it reads)."""
     import tifffile
 
     try:
