@@ -24,7 +24,12 @@ server (its own process, on 127.0.0.1).  In the same run, on the same disk:
 * each conversion to a folder also + ``sync`` (its bytes on the disk).
 
 Reported: MB/s of raw pixels (wall time of the whole command: interpreter start, scan, dask
-connection, conversion, plate metadata and overview), the ratios to the limits, and the peak
+connection, conversion, plate metadata and overview), the ratios to the limits; for dask cases
+also the part of it that scales with the plate, from dask's task stream: ``fixed s`` = the
+command's seconds outside the window from the first well's start on a worker to the last
+well's end (interpreter, imports, scan, connection before; well list, overview, exit after),
+and ``MB/s wells`` = raw MB / that window (its ratio to ``cp -r + sync``: ``x disk wells``);
+and the peak
 RSS of the largest worker process, and ``CPU s``: the CPU seconds of the command (with its
 children) and of the dask scheduler and workers meanwhile (other jobs on a shared machine
 move wall times much more than CPU times; 2 cores busy give at most 2 CPU s per second).
@@ -229,6 +234,32 @@ def cluster(workers: int, env: dict[str, str]) -> tuple[list[subprocess.Popen[by
     return [sched, work], address
 
 
+class Stream:
+    """Dask's task stream of a cluster, to find when its workers ran wells."""
+
+    def __init__(self, address: str) -> None:
+        from distributed import Client
+
+        self.client = Client(address, timeout="60s")
+        self.client.get_task_stream()  # (registers the scheduler's task-stream plugin)
+
+    def window(self, since: float) -> tuple[float, float] | None:
+        """(first start, last end) of the wells computed since ``since`` (time.time())."""
+        spans = [
+            (ss["start"], ss["stop"])
+            for record in self.client.get_task_stream(start=since)
+            if str(record.get("key", "")).startswith("wellzarr-")
+            for ss in record["startstops"]
+            if ss["action"] == "compute"
+        ]
+        if not spans:
+            return None
+        return min(a for a, _ in spans), max(b for _, b in spans)
+
+    def close(self) -> None:
+        self.client.close()
+
+
 def tree_cpu(pids: list[int]) -> float:
     """CPU seconds (user + system) used so far by the processes ``pids`` and their children."""
     total = 0.0
@@ -316,11 +347,18 @@ def main() -> None:
     best: dict[str, dict[str, Any]] = {}
 
     def record(
-        case: str, seconds: float, peak: int | None = None, cpu: float | None = None
+        case: str,
+        seconds: float,
+        peak: int | None = None,
+        cpu: float | None = None,
+        wells_s: float | None = None,
     ) -> None:
         row: dict[str, Any] = {"case": case, "MB/s": raw / seconds / 1e6}
         if cpu is not None:
             row["CPU s"] = cpu
+        if wells_s is not None:
+            row["fixed s"] = seconds - wells_s
+            row["MB/s wells"] = raw / wells_s / 1e6
         if peak is not None:
             row["peak RSS/worker MB"] = peak / 2**20
         rows.append(row)
@@ -356,6 +394,7 @@ def main() -> None:
                 record(f"convert, 1 process + sync{label}", synced(seconds))
         for n in map(int, args.workers.split(",")):
             clusters = {label: cluster(n, env) for label, env in envs.items()}
+            streams = {label: Stream(address) for label, (_, address) in clusters.items()}
             try:
                 for _ in range(args.repeats):
                     for label, (procs, address) in clusters.items():
@@ -369,19 +408,27 @@ def main() -> None:
                             dest = out / f"{name}.zarr"
                             shutil.rmtree(dest, ignore_errors=True)
                             pids = [p.pid for p in procs]
+                            since = time.time()
                             seconds, peak, cpu = timed(
                                 convert_args(source, str(dest), address), env, procs[1].pid, pids
                             )
-                            record(f"{into} folder{label}", seconds, peak, cpu)
+                            window = streams[label].window(since)
+                            wells_s = None if window is None else window[1] - window[0]
+                            record(f"{into} folder{label}", seconds, peak, cpu, wells_s)
                             record(f"{into} folder + sync{label}", synced(seconds))
                             if s3 is None:
                                 continue
                             url = f"s3://{BUCKET}/{name}-{time.time_ns()}.zarr"
+                            since = time.time()
                             seconds, peak, cpu = timed(
                                 convert_args(source, url, address), env, procs[1].pid, pids
                             )
-                            record(f"{into} S3{label}", seconds, peak, cpu)
+                            window = streams[label].window(since)
+                            wells_s = None if window is None else window[1] - window[0]
+                            record(f"{into} S3{label}", seconds, peak, cpu, wells_s)
             finally:
+                for stream in streams.values():
+                    stream.close()
                 for procs, _ in clusters.values():
                     for proc in procs:
                         stop(proc)
@@ -409,7 +456,7 @@ def report(
     )
     print(
         f"{'case':42} {'MB/s':>8} {'x cp -r':>8} {'x cp+sync':>9} {'x S3 lim':>9} {'RSS MB':>7} "
-        f"{'CPU s':>6}"
+        f"{'CPU s':>6} {'fixed s':>7} {'MB/s wells':>10} {'x disk wells':>12}"
     )
     for case, r in best.items():
         rate = r["MB/s"]
@@ -430,7 +477,15 @@ def report(
             cols[1] = f"ratio {r['ratio']:.2f}"
         peak = f"{r['peak RSS/worker MB']:.0f}" if "peak RSS/worker MB" in r else ""
         cpu = f"{r['CPU s']:.1f}" if "CPU s" in r else ""
-        print(f"{case:42} {rate:8.1f} {cols[0]:>8} {cols[1]:>9} {cols[2]:>9} {peak:>7} {cpu:>6}")
+        fixed = wells = versus = ""
+        if "fixed s" in r:
+            fixed, wells = f"{r['fixed s']:.2f}", f"{r['MB/s wells']:.1f}"
+            limit = s3_limit if "S3" in case else disk
+            versus = f"{r['MB/s wells'] / limit:.2f}" if limit else ""
+        print(
+            f"{case:42} {rate:8.1f} {cols[0]:>8} {cols[1]:>9} {cols[2]:>9} {peak:>7} {cpu:>6} "
+            f"{fixed:>7} {wells:>10} {versus:>12}"
+        )
 
 
 if __name__ == "__main__":

@@ -165,7 +165,11 @@ def test_an_object_deleted_mid_run_fails_its_well_then_resume_equals_a_clean_run
 
 
 class _Denier:
-    """An HTTP proxy to the S3 server that answers 403 to whole GETs of some keys."""
+    """An HTTP proxy to the S3 server that answers 403 to pixel GETs of some keys.
+
+    A pixel GET is one that is not the scan's read of a file's head (``Range: bytes=0-``):
+    a whole GET, or a ranged GET of an uncompressed file's pixels.
+    """
 
     def __init__(self, upstream: str) -> None:
         host, port = upstream.removeprefix("http://").split(":")
@@ -181,7 +185,7 @@ class _Denier:
                 body = self.rfile.read(length) if length else None
                 if (
                     self.command == "GET"
-                    and "Range" not in self.headers
+                    and not self.headers.get("Range", "").startswith("bytes=0-")
                     and self.path.split("?")[0].lstrip("/") in denier.deny
                 ):
                     text = b"<Error><Code>AccessDenied</Code><Message>denied</Message></Error>"

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from napari_wellzarr.convert.instrument import InstrumentMetadata
     from napari_wellzarr.convert.srcfs import SourcePath
+    from napari_wellzarr.convert.tiffio import PixelSpan
     from napari_wellzarr.storage.axes import PlaneKey
     from napari_wellzarr.storage.config import StorageConfig
 
@@ -38,6 +39,9 @@ class SourcePlane:
     name: str  # the name recorded in the well's file-name map
     key: PlaneKey
     page: int | None = None  # page of a multi-page stack
+    #: Where the file's pixels lie when they can be read as they are (else tifffile reads
+    #: the file).  Plans pickled before it existed read as ``None``.
+    span: PixelSpan | None = None
 
 
 @dataclass(frozen=True)

@@ -179,12 +179,10 @@ def run_dask(
     failures = (*WELL_FAILURES, KilledWorker)
     finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
     with client:
-        futures = {
-            client.submit(
-                convert_on_worker, job, key=f"wellzarr-{job.run_id}-{job.well}", pure=False
-            ): job
-            for job in jobs
-        }
+        # One message for every well (client.submit would send one per well).
+        keys = [f"wellzarr-{job.run_id}-{job.well}" for job in jobs]
+        sent = client.map(convert_on_worker, jobs, key=keys, pure=False) if jobs else []
+        futures = dict(zip(sent, jobs, strict=True))
         for submitted in futures:
             submitted.add_done_callback(finished.put)
         watch = _Workers(client)

@@ -242,7 +242,7 @@ def _planes_by_well(
                 )
             owner[name.well, key] = name.source
             label = name.plane_name if header.pages == 1 else f"{name.plane_name}#{page + 1}"
-            plane = SourcePlane(path, label, key, page if header.pages > 1 else None)
+            plane = SourcePlane(path, label, key, page if header.pages > 1 else None, header.span)
             by_well.setdefault(name.well, []).append(plane)
     return by_well
 

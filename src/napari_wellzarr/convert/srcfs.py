@@ -19,7 +19,7 @@ from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage.locations import is_url, open_location, redact
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
 __all__ = [
     "HEAD_BYTES",
@@ -30,9 +30,11 @@ __all__ = [
     "fetch_many",
     "fetched",
     "is_zarr",
+    "object_etag",
     "open_ranged",
     "read_head",
     "read_object",
+    "read_range_if",
     "walk",
 ]
 
@@ -380,20 +382,60 @@ _FETCHED = [0, 0]
 
 
 def fetched() -> tuple[int, int]:
-    """``(objects, bytes)`` this process has read whole from object storage."""
+    """``(objects, bytes)`` this process has read from object storage for their pixels.
+
+    An object read whole counts once, and so does one read by a ranged GET of its pixels
+    (:func:`read_range_if`).
+    """
     with _STORES_LOCK:
         return _FETCHED[0], _FETCHED[1]
 
 
-def _read_range(url: str, start: int, end: int) -> tuple[bytes, int]:
-    """Bytes ``start:end`` (fewer at the end of the object) and the object's size."""
+def read_range_if(url: str, start: int, end: int, etag: str | None) -> memoryview | None:
+    """Bytes ``start:end`` of the object at ``url``, if its ETag is still ``etag``.
+
+    ``None`` when the object changed since (or the range lies beyond its end): read it
+    whole instead.  One GET; raises :class:`RemoteReadError` as :func:`read_object`.
+    """
+    import obstore
+    from obstore.exceptions import NotFoundError, PreconditionError
+
+    base, key = _split(url)
+    options: dict[str, Any] = {"range": (start, end)}
+    if etag is not None:
+        options["if_match"] = etag
+    try:
+        result = obstore.get(_store(base), key, options=options)  # type: ignore[arg-type]
+        data = memoryview(result.bytes())
+    except PreconditionError:
+        return None
+    except (NotFoundError, FileNotFoundError) as err:
+        raise _missing(url) from err
+    except Exception as err:  # obstore's errors, each named in the message
+        raise _fail(url, err, f"reading bytes {start}-{end}") from err
+    if len(data) != end - start:
+        return None
+    with _STORES_LOCK:
+        _FETCHED[0] += 1
+        _FETCHED[1] += len(data)
+    return data
+
+
+def object_etag(handle: io.RawIOBase) -> str | None:
+    """The ETag of the object an :func:`open_ranged` file reads (None if the store gave none)."""
+    return handle.etag if isinstance(handle, _RangedFile) else None
+
+
+def _read_range(url: str, start: int, end: int) -> tuple[bytes, int, str | None]:
+    """Bytes ``start:end`` (fewer at the end of the object), the object's size and ETag."""
     import obstore
     from obstore.exceptions import NotFoundError
 
     base, key = _split(url)
     try:
         result = obstore.get(_store(base), key, options={"range": (start, end)})
-        return bytes(result.bytes()), int(result.meta["size"])
+        meta = result.meta
+        return bytes(result.bytes()), int(meta["size"]), meta.get("e_tag")
     except (NotFoundError, FileNotFoundError) as err:
         raise _missing(url) from err
     except Exception as err:  # obstore's errors, each named in the message
@@ -423,7 +465,7 @@ class _RangedFile(io.RawIOBase):
     def __init__(self, url: str, head: int) -> None:
         super().__init__()
         self.url = url
-        data, self.size = _fetch_head(url, head)
+        data, self.size, self.etag = _fetch_head(url, head)
         self._blocks: dict[int, bytes] = {0: data}  # offset -> bytes
         self._pos = 0
 
@@ -457,19 +499,19 @@ class _RangedFile(io.RawIOBase):
                 return block[start - offset : end - offset]
         # fetch at least HEAD_BYTES: tifffile reads tags one small value at a time
         stop = min(self.size, max(end, start + HEAD_BYTES))
-        data, _ = _read_range(self.url, start, stop)
+        data, _, _ = _read_range(self.url, start, stop)
         self._blocks[start] = data
         return data[: end - start]
 
 
-def _fetch_head(url: str, length: int) -> tuple[bytes, int]:
+def _fetch_head(url: str, length: int) -> tuple[bytes, int, str | None]:
     try:
         return _read_range(url, 0, length)
     except RemoteReadError as err:
         if _is_missing(err):
             raise
         data = read_object(url)  # a short object whose store refuses the range
-        return data, len(data)
+        return data, len(data), None
 
 
 def open_ranged(url: str, head: int = HEAD_BYTES) -> io.BufferedReader:
@@ -485,11 +527,13 @@ _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
 
-def fetch_many(urls: Iterable[str]) -> Iterator[tuple[str, bytes]]:
-    """``(url, bytes)`` of each object in order, at most :data:`FETCH_THREADS` at once.
+def fetch_many(
+    urls: Iterable[str], fetch: Callable[[str], Any] = read_object
+) -> Iterator[tuple[str, Any]]:
+    """``(url, fetch(url))`` of each object in order, at most :data:`FETCH_THREADS` at once.
 
-    Objects are fetched ahead of the caller by at most ``FETCH_THREADS`` (memory: that
-    many objects).
+    Objects are fetched (by default whole, :func:`read_object`) ahead of the caller by
+    at most ``FETCH_THREADS`` (memory: that many objects).
     """
     global _POOL
     with _POOL_LOCK:
@@ -497,11 +541,9 @@ def fetch_many(urls: Iterable[str]) -> Iterator[tuple[str, bytes]]:
             _POOL = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="wellzarr-source")
         pool = _POOL
     pending = list(urls)
-    ahead: deque[Future[bytes]] = deque(
-        pool.submit(read_object, u) for u in pending[:FETCH_THREADS]
-    )
+    ahead: deque[Future[Any]] = deque(pool.submit(fetch, u) for u in pending[:FETCH_THREADS])
     for i, url in enumerate(pending):
         data = ahead.popleft().result()
         if i + FETCH_THREADS < len(pending):
-            ahead.append(pool.submit(read_object, pending[i + FETCH_THREADS]))
+            ahead.append(pool.submit(fetch, pending[i + FETCH_THREADS]))
         yield url, data

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from napari_wellzarr.convert.tiffio import read_stacks
+from napari_wellzarr.convert.tiffio import read_raw_into, read_stacks
 from napari_wellzarr.errors import CorruptDataError, MetadataError, WellDataError
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage.axes import WellAxes
 from napari_wellzarr.storage.geometry import Well
+from napari_wellzarr.storage.locations import is_url
 from napari_wellzarr.storage.reading import open_well
 from napari_wellzarr.storage.store import PlateStore
 
@@ -151,14 +152,28 @@ def write_loaded(job: WellJob, loaded: Loaded | None, start: float) -> WellOutco
 
 
 def assemble(job: WellJob) -> np.ndarray[Any, Any]:
-    """Read a well's files into its well array; each file is read once."""
+    """Read a well's files into its well array; each file is read once.
+
+    A local file whose pixels the scan located (``SourcePlane.span``) is read straight
+    into the array's planes; others (and files changed since the scan) by tifffile.
+    """
     axes = WellAxes(len(job.well_shape) == 6)
     array = np.zeros(job.well_shape, dtype=np.dtype(job.dtype))
     by_file: dict[str, list[SourcePlane]] = {}
     for plane in job.planes:
         by_file.setdefault(plane.path, []).append(plane)
     plane_shape = (job.well_shape[-2], job.well_shape[-1])
-    for path, stack in read_stacks(list(by_file), plane_shape, job.dtype):
+    parsed: list[str] = []
+    for path, planes in by_file.items():
+        span = planes[0].span
+        if span is None or is_url(path):
+            parsed.append(path)
+        elif not read_raw_into(
+            path, span, [(p.page or 0, array[axes.plane_index(p.key)]) for p in planes]
+        ):
+            parsed.append(path)  # changed since the scan: tifffile reads what it is now
+    spans = [by_file[p][0].span for p in parsed]
+    for path, stack in read_stacks(parsed, plane_shape, job.dtype, spans):
         planes = by_file[path]
         for plane in planes:
             page = plane.page or 0

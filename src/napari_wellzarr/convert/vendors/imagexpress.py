@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -35,10 +35,12 @@ from napari_wellzarr.convert.srcfs import (
     SourcePath,
     as_source,
     is_zarr,
+    object_etag,
     open_ranged,
     read_head,
     walk,
 )
+from napari_wellzarr.convert.tiffio import PixelSpan, pixel_span
 from napari_wellzarr.convert.vendors.htd import HtdInfo, parse_metaseries, read_htd
 from napari_wellzarr.errors import MetadataError, RemoteReadError, WellDataError, WellNameError
 from napari_wellzarr.storage.axes import ALLOWED_DTYPES, PlaneKey
@@ -144,6 +146,7 @@ class _File:
     props: dict[str, str] = field(default_factory=dict)
     projection: str | None = None  # the projection method, None for a z plane
     z: int = 0
+    span: PixelSpan | None = None  # where its pixels lie (read without tifffile)
 
     @property
     def plane_name(self) -> str:
@@ -279,12 +282,19 @@ def _read_one(file: _File) -> None:
     import tifffile
 
     try:
-        handle = open_ranged(file.path) if isinstance(file.source, ObjectPath) else file.path
+        if isinstance(file.source, ObjectPath):
+            handle: Any = open_ranged(file.path)
+            size, mtime_ns, etag = handle.raw.size, 0, object_etag(handle.raw)
+        else:
+            handle = file.path
+            stat = os.stat(file.path)  # before the parse: a later change shows at conversion
+            size, mtime_ns, etag = stat.st_size, stat.st_mtime_ns, None
         with tifffile.TiffFile(handle) as tif:
             page = tif.pages.first
             shape, dtype = tuple(page.shape), np.dtype(page.dtype)
             pages = len(tif.pages)
             description = page.description or ""
+            file.span = pixel_span(tif, size, mtime_ns, etag) if pages == 1 else None
     except RemoteReadError:
         raise  # the store failed (the URL is named): not the file's fault
     except Exception as err:
@@ -401,7 +411,7 @@ def _plan(
                 f"files {other_file.rel!r} and {f.rel!r} are both well {f.well.label} site "
                 f"{f.site}, wave {f.wave}, z {f.z + 1}, t {key.t + 1}"
             )
-        plane = SourcePlane(f.path, f.plane_name, key)
+        plane = SourcePlane(f.path, f.plane_name, key, span=f.span)
         if as_projection:
             projections.setdefault(f.well, []).append(plane)
         else:

@@ -178,8 +178,8 @@ def build_plan(
     )
     dims = tuple(max(im.key[i] for im in listed) + 1 for i in range(4))
     by_well: dict[Well, list[SourcePlane]] = {}
-    for im in present:
-        plane = SourcePlane(str(root / im.path), Path(im.path).name, im.key)
+    for im, header in zip(present, headers, strict=True):
+        plane = SourcePlane(str(root / im.path), Path(im.path).name, im.key, span=header.span)
         by_well.setdefault(im.well, []).append(plane)
     wells = tuple(
         WellSource(w.label, w, tuple(sorted(by_well[w], key=lambda p: p.key)))
