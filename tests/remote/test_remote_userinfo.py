@@ -11,6 +11,7 @@ import pytest
 from napari_wellzarr.errors import WellZarrError
 from napari_wellzarr.storage.locations import open_location
 from napari_wellzarr.storage.store import PlateStore
+from tests.remote.conftest import copy_foreign
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -90,3 +91,21 @@ def test_a_failed_range_read_scrubs_the_stores_own_error(served: RangeServer) ->
     assert type(cause).__module__.startswith("obstore")  # the store's own error, kept
     assert "403" in str(cause)
     assert SECRET not in _texts(info.value)
+
+
+@pytest.mark.parametrize("name", ["iohub_plate_v04", "iohub_plate_v05"])
+@pytest.mark.parametrize("fault", ["403", "500"])
+def test_nor_does_an_error_of_a_foreign_plate_read_through_zarr(
+    served: RangeServer, name: str, fault: str
+) -> None:
+    """Plates not of ours are read by zarr through obstore: its errors are scrubbed too."""
+    copy_foreign(name, served.root)
+    url = served.url.replace("http://", f"http://alice:{SECRET}@") + f"/{name}"
+    store = PlateStore.open(url)
+    well = store.wells()[0]
+    served.faults.modes["/0/0/"] = fault  # the chunks of the wells' first image
+    with pytest.raises(WellZarrError) as info:
+        store.read_plane(well, 0, 0, 0)
+    text = _texts(info.value)
+    assert "127.0.0.1" in text
+    assert SECRET not in text, text

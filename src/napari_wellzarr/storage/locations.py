@@ -43,8 +43,9 @@ _WINDOWS_DRIVE: Final = re.compile(r"^[A-Za-z]:[\\/]")
 #: Documents kept per remote plate (bytes, or None for a missing one), and their total size.
 _DOC_ENTRIES: Final = 4096
 _DOC_BYTES: Final = 64 * 2**20
-#: Parts of a multipart upload (S3 wants >= 5 MiB) and how many go up at once.
-UPLOAD_PART_BYTES: Final = 8 * 2**20
+#: Parts of a multipart upload (S3's smallest) and how many go up at once: an upload
+#: holds about their product in memory (+25 MiB RSS for a 64 MiB file, +65 MiB read whole).
+UPLOAD_PART_BYTES: Final = 5 * 2**20
 UPLOAD_PARTS_AT_ONCE: Final = 4
 
 

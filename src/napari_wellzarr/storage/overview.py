@@ -250,7 +250,7 @@ def build_overview(store: _Plate, *, report_disk_errors: bool = False) -> Overvi
     the plate and report the well).  ``report_disk_errors``: a full or read-only disk
     raises its ``OSError`` instead (the overview is a cache: ``close`` goes on without).
     An ``s3://`` plate's wells are read back from the bucket (many at once) and its
-    overview goes up as one object (one put).
+    overview goes up as one object (streamed from a local file).
     """
     root = store.location
     config = store.config
