@@ -88,3 +88,37 @@ def test_the_overview_of_a_plate_shown_at_full_resolution_is_its_pixels(
         for well, (row, column) in positions.items():
             tile = ours[c][row * SIDE : (row + 1) * SIDE, column * SIDE : (column + 1) * SIDE]
             np.testing.assert_array_equal(tile, truth[well][0, c, 0])
+
+
+def test_an_overview_of_whole_plane_chunks_written_before_still_reads(
+    plates: dict[int, tuple[Path, dict[str, np.ndarray]]],
+) -> None:
+    """Overviews built before strips (one chunk per whole-plate plane) read as they did."""
+    import dataclasses
+
+    from napari_wellzarr.storage.shards import ShardGrid
+    from napari_wellzarr.storage.writing import sharded_v3_metadata
+
+    path, _ = plates[1]
+    store = PlateStore.open(path)
+    record = store.overview()
+    assert record is not None
+    positions = {
+        n: (w.row_index, w.column_index)
+        for n, w in zip(store.wells(), store.plate.wells, strict=True)
+    }
+    new = OverviewPlanes(path, record, positions)
+    keys = [PlaneKey(0, c, 0, 0) for c in range(CHANNELS)]
+    planes = new.read(keys)
+    shape = new.layout.shape
+    chunks = (1,) * (len(shape) - 2) + shape[-2:]
+    doc = sharded_v3_metadata(
+        shape, new.layout.dtype, (chunks, shape), StorageConfig(), ["field", "c", "z", "y", "x"]
+    ).to_dict()
+    layout = ShardGrid.parse(doc)
+    assert layout is not None
+    assert strip_grids(doc) == (layout, layout)
+    layout.write_one_shard(path / ".wellzarr-overview" / "old", iter(planes))
+    old = dataclasses.replace(record, path=".wellzarr-overview/old", array=doc, shard=())
+    for a, b in zip(OverviewPlanes(path, old, positions).read(keys), planes, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -670,8 +670,9 @@ class OverviewPlanes:
             if any(not 0 <= i < n for i, n in zip(plane, self.layout.shape, strict=False)):
                 raise IndexError(f"plane {plane} is outside the overview {self.layout.shape}")
         out = np.empty((len(planes), *self.layout.shape[-2:]), self.layout.dtype.newbyteorder("="))
-        rows = self._strips.shape[-3]
-        strips = [(*plane, row) for plane in planes for row in range(rows)]
-        if not self._reader.read(strips, out.reshape(len(strips), *self._strips.shape[-2:])):
+        if isinstance(self._strips, _StripGrid):  # each plane as its strips, in order
+            rows = self._strips.plane_chunks
+            planes = [(*plane, row) for plane in planes for row in range(rows)]
+        if not self._reader.read(planes, out.reshape(len(planes), *self._strips.shape[-2:])):
             raise WellZarrError(f"plate overview {self.record.path}: a chunk is missing")
         return list(out)
