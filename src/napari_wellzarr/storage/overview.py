@@ -507,8 +507,10 @@ def _write_array(
     target = root / path
     doc, layout = _one_shard_array(shape, strip, dtype, config, axes, target)
     stage = fsio.staging_dir(root, "overview")
+    spill = fsio.staging_dir(root, "overview-spill")  # its own: a killed writer's is swept
     try:
-        layout.write_one_shard_from(stage, strips, stage.with_name(f"{stage.name}.spill"))
+        layout.write_one_shard_from(stage, strips, spill / "chunks")
+        fsio.remove_tree(spill)
         fsio.write_staged_file(stage / "zarr.json", json.dumps(doc, indent=2).encode())
         target.parent.mkdir(exist_ok=True)
         with fsio.plate_lock(root):
@@ -518,7 +520,7 @@ def _write_array(
             os.rename(stage, target)
     finally:
         fsio.remove_tree(stage)
-        stage.with_name(f"{stage.name}.spill").unlink(missing_ok=True)
+        fsio.remove_tree(spill)
     shard = ShardReader(target, layout, str(target)).identity()
     if shard is None:
         raise ValueError(f"the overview shard of {target} cannot be described")
