@@ -507,7 +507,7 @@ def _write_array(
     target = root / path
     doc, layout = _one_shard_array(shape, strip, dtype, config, axes, target)
     stage = fsio.staging_dir(root, "overview")
-    spill = fsio.staging_dir(root, "overview-spill")  # its own: a killed writer's is swept
+    spill = fsio.staging_dir(root, "overview")  # its own: a killed writer's is swept
     try:
         layout.write_one_shard_from(stage, strips, spill / "chunks")
         fsio.remove_tree(spill)
