@@ -111,9 +111,10 @@ def test_the_whole_plate_and_its_field_steps_read_the_plate_overview_only(
     assert set(audit.chunks) - set(wells) == {shard}
     # the planes napari asked for (the field it starts at, the middle one) and their
     # neighbours (read ahead in the background), every channel of a field at once: one
-    # chunk per channel and field, from the one overview shard
-    assert audit.chunks[shard] % CHANNELS == 0
-    assert CHANNELS <= audit.chunks[shard] <= 2 * FIELDS * CHANNELS
+    # plane (a strip chunk per row of wells) per channel and field, from the one shard
+    strips = record.grid[0]
+    assert audit.chunks[shard] % (CHANNELS * strips) == 0
+    assert CHANNELS <= audit.chunks[shard] // strips <= 2 * FIELDS * CHANNELS
     audit.reset()
     first = viewer.dims.current_step[0]
     for step in range(1, FIELDS + 1):
@@ -126,7 +127,7 @@ def test_the_whole_plate_and_its_field_steps_read_the_plate_overview_only(
             )
     # field steps: nothing from any well; at most every plane of the overview once more
     assert set(audit.chunks) <= {shard}
-    assert sum(audit.chunks.values()) <= FIELDS * CHANNELS
+    assert sum(audit.chunks.values()) <= FIELDS * CHANNELS * strips
     plane = record.grid[0] * 64 * record.grid[1] * 64 * 2
     assert audit.bytes <= FIELDS * CHANNELS * plane
 

@@ -107,3 +107,24 @@ def test_a_well_rewritten_on_s3_is_never_shown_from_the_old_overview(
     plane = _first_screen(url)[0]  # the rebuilt overview: the new pixels of A02
     assert (plane == 9).sum() == 16 * 16
     assert (plane == 7).sum() == 2 * 16 * 16
+
+
+def test_a_shard_larger_than_a_part_goes_up_in_parts(
+    s3_counted: CountingS3, tmp_path: Path
+) -> None:
+    """An overview shard is streamed from its file (multipart), never read into memory whole."""
+    import boto3
+
+    from napari_wellzarr.storage.locations import UPLOAD_PART_BYTES, open_location
+
+    data = np.random.default_rng(0).bytes(2 * UPLOAD_PART_BYTES + 12345)
+    (tmp_path / "shard").write_bytes(data)
+    location = open_location(f"s3://{BUCKET}/parts/c/0/0/0/0/0")
+    s3_counted.reset()
+    location.upload(str(tmp_path / "shard"))
+    assert s3_counted.requests >= 3 + 2  # start, 3 parts, complete
+    got = boto3.client("s3", endpoint_url=s3_counted.endpoint).get_object(
+        Bucket=BUCKET, Key="parts/c/0/0/0/0/0"
+    )
+    assert got["ETag"].strip('"').endswith("-3")  # S3's mark of a 3-part upload
+    assert got["Body"].read() == data

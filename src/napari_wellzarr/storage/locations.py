@@ -6,13 +6,16 @@ import os
 import re
 import threading
 import time
+from bisect import bisect_right
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from napari_wellzarr.errors import RemoteReadError, RemoteStoreError, RemoteWriteError
+from napari_wellzarr.storage.inflight import InFlight, merge_spans
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -26,6 +29,7 @@ __all__ = [
     "open_location",
     "redact",
     "refuse_url",
+    "scrub",
     "writable_url",
 ]
 
@@ -39,6 +43,10 @@ _WINDOWS_DRIVE: Final = re.compile(r"^[A-Za-z]:[\\/]")
 #: Documents kept per remote plate (bytes, or None for a missing one), and their total size.
 _DOC_ENTRIES: Final = 4096
 _DOC_BYTES: Final = 64 * 2**20
+#: Parts of a multipart upload (S3's smallest) and how many go up at once: an upload
+#: holds about their product in memory (+25 MiB RSS for a 64 MiB file, +65 MiB read whole).
+UPLOAD_PART_BYTES: Final = 5 * 2**20
+UPLOAD_PARTS_AT_ONCE: Final = 4
 
 
 def is_url(target: object) -> bool:
@@ -163,8 +171,30 @@ _AZURE_CREDENTIALS: Final = (
 _USERINFO: Final = re.compile(r"//[^/@\s]*@")
 
 
+def scrub(err: BaseException) -> None:
+    """Take any URL's user info out of ``err`` and the errors chained to it, in place.
+
+    obstore's errors name the request URL, user info included (``http://user:pw@...``);
+    ours chain them (``from err``), so their text must not hold it either.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [err]
+    while todo:
+        one = todo.pop()
+        if one is None or id(one) in seen or len(seen) > 64:
+            continue
+        seen.add(id(one))
+        if any(isinstance(a, str) and _USERINFO.search(a) for a in one.args):
+            one.args = tuple(_USERINFO.sub("//", a) if isinstance(a, str) else a for a in one.args)
+        notes = getattr(one, "__notes__", None)
+        if isinstance(notes, list):
+            notes[:] = [_USERINFO.sub("//", n) if isinstance(n, str) else n for n in notes]
+        todo += [one.__cause__, one.__context__]
+
+
 def _detail(err: Exception) -> str:
     """``Type: first line`` of an obstore error, any user info of a URL in it taken out."""
+    scrub(err)
     text = str(err).strip()
     first = text.splitlines()[0] if text else ""
     return f"{type(err).__name__}: {_USERINFO.sub('//', first) or type(err).__name__}"
@@ -235,6 +265,7 @@ class _Remote:
         client.update(options.pop("client_options", {}))
         self.base = base
         self.options = {"client_options": client, "retry_config": retry, **options}
+        leaks: RemoteReadError | None = None
         try:
             self.store = from_url(base, **self.options)
         except Exception as err:  # obstore's configuration errors (no account, bad URL...)
@@ -246,12 +277,16 @@ class _Remote:
                 )
             reason = f"cannot reach this store: {_detail(err)}{hint}"
             error = RemoteReadError(f"{redact(base)}: {reason}")
-            if _USERINFO.search(str(err)):
-                raise error from None  # its message holds the URL's user info
-            raise error from err
+            if not _USERINFO.search(str(err)):
+                raise error from err
+            leaks = error  # its text holds user info even scrubbed: raised unchained
+        if leaks is not None:
+            raise leaks
         self._lock = threading.Lock()
         self._docs: OrderedDict[str, bytes | None] = OrderedDict()
         self.inflight: dict[str, threading.Event] = {}
+        #: Byte ranges in flight, shared by the reads that need the same bytes.
+        self.ranges = InFlight()
         self._doc_bytes = 0
 
     def remember(self, key: str, value: bytes | None) -> None:
@@ -436,6 +471,7 @@ class RemoteLocation:
             obstore.put(self._remote.store, self.key, data, mode="create" if create else None)
         except AlreadyExistsError as err:
             self._remote.forget(self.key)
+            scrub(err)
             raise FileExistsError(f"{self.url} exists already") from err
         except Exception as err:  # obstore's errors, each named in the message
             self._remote.forget(self.key)
@@ -446,13 +482,22 @@ class RemoteLocation:
             self._remote.forget(self.key)
 
     def upload(self, path: str) -> None:
-        """Put the local file ``path`` as this object."""
+        """Put the local file ``path`` as this object, streamed from the file.
+
+        A file over ``UPLOAD_PART_BYTES`` goes up as a multipart upload, at most
+        ``UPLOAD_PARTS_AT_ONCE`` parts in flight (the memory it holds); readers see the
+        old object or the new one, never a part.
+        """
         import obstore
 
-        with open(path, "rb") as fh:
-            data = fh.read()
         try:
-            obstore.put(self._remote.store, self.key, data)
+            obstore.put(
+                self._remote.store,
+                self.key,
+                Path(path),
+                chunk_size=UPLOAD_PART_BYTES,
+                max_concurrency=UPLOAD_PARTS_AT_ONCE,
+            )
         except Exception as err:  # obstore's errors, each named in the message
             raise self._store_error(err, "uploading") from err
         self._remote.forget(self.key)
@@ -538,7 +583,10 @@ class RemoteLocation:
         """The bytes at each ``(offset, length)``, fetched concurrently.
 
         With ``size``, each answer must come from an object of that size, else
-        :class:`RemoteReadError` (the object was replaced since its size was known).
+        :class:`RemoteReadError` (the object was replaced since its size was known);
+        touching ranges are then fetched in one request, and bytes another thread is
+        fetching already are taken from its answer (a read-ahead and the read that needs
+        it make one request).
         """
         import obstore
 
@@ -571,9 +619,21 @@ class RemoteLocation:
                 )
             return data
 
-        if len(spans) == 1:
-            return [one(spans[0])]
-        return list(_range_pool().map(one, spans))
+        def shared(span: tuple[int, int]) -> bytes:
+            return self._remote.ranges.read((self.key, size), span, lambda: one(span))
+
+        requests = merge_spans(spans)  # touching ranges: one request
+        if len(requests) == 1:
+            answers = [shared(requests[0])]
+        else:
+            answers = list(_range_pool().map(shared, requests))
+        starts = [start for start, _ in requests]
+        out = []
+        for offset, length in spans:
+            at = bisect_right(starts, offset) - 1
+            data, start = answers[at], starts[at]
+            out.append(data[offset - start : offset - start + length])
+        return out
 
 
 _POOL: ThreadPoolExecutor | None = None

@@ -43,14 +43,16 @@ __all__ = [
     "overview_level",
     "overview_of",
     "parse_record",
+    "strip_grids",
     "wells_key",
 ]
 
 #: An overview larger than this (raw bytes) is not built: per-well reads serve the plate.
 MAX_OVERVIEW_BYTES: Final = 2**30
 #: A plate small enough to be shown at full resolution gets an overview (a copy of its
-#: pixels) only when a plane of it takes at most this many bytes.
-FULL_RESOLUTION_PLANE_BYTES: Final = 4 * 2**20
+#: pixels) only when a plane of it takes at most this many bytes: 4096 x 4096 uint16,
+#: every 8- and 16-bit plate shown at full resolution (its mosaic is under 4096 px).
+FULL_RESOLUTION_PLANE_BYTES: Final = 32 * 2**20
 _BUILD_ERRORS: Final = (WellZarrError, OSError, ValueError, KeyError, IndexError)
 #: Wells of a remote plate read at once while its overview is built (requests in flight).
 REMOTE_WELLS_AT_ONCE: Final = 16
@@ -248,7 +250,7 @@ def build_overview(store: _Plate, *, report_disk_errors: bool = False) -> Overvi
     the plate and report the well).  ``report_disk_errors``: a full or read-only disk
     raises its ``OSError`` instead (the overview is a cache: ``close`` goes on without).
     An ``s3://`` plate's wells are read back from the bucket (many at once) and its
-    overview goes up as one object (one put).
+    overview goes up as one object (streamed from a local file).
     """
     root = store.location
     config = store.config
@@ -286,12 +288,12 @@ def build_overview(store: _Plate, *, report_disk_errors: bool = False) -> Overvi
         axes = [*first.axes[:-2], "y", "x"]
         places = [(name, w.row_index * th, w.column_index * tw) for name, w in wells]
         reader = _RemoteWells(opened, paths, wells) if opened else None
-        planes = _planes(store, places, first, (level, halvings), (shape[-2], shape[-1]), reader)
+        strips = _strips(store, places, first, (level, halvings), (shape[-2], shape[-1]), reader)
         if isinstance(root, RemoteLocation):
-            doc, shard = _upload_array(root, path, planes, shape, first.dtype, config, axes)
+            doc, shard = _upload_array(root, path, strips, shape, th, first.dtype, config, axes)
             unchanged = _remote_unchanged(root, paths, records)
         else:
-            doc, shard = _write_array(root, path, planes, shape, first.dtype, config, axes)
+            doc, shard = _write_array(root, path, strips, shape, th, first.dtype, config, axes)
             unchanged = identities == _identities(root, paths, records)
         if not unchanged:
             return None  # a well was rewritten while it was read
@@ -371,19 +373,19 @@ class _Mismatch(ValueError):
     """A well whose stored level is not the reference well's: no overview."""
 
 
-def _planes(
+def _strips(
     store: _Plate,
     places: Sequence[tuple[str, int, int]],
     first: WellInfo,
     source: tuple[int, int],
     size: tuple[int, int],
     remote: _RemoteWells | None = None,
-) -> Iterator[np.ndarray[Any, Any]]:
-    """The overview's planes in index order, a field (and time point) of every well at a time.
+) -> Iterator[tuple[int, np.ndarray[Any, Any]]]:
+    """The overview's chunks as ``(slot, strip)``: a row of wells of a plane each.
 
-    Each well's channels and z planes of one field are read together (one call per well
-    and field; ``remote``: many wells at once); only those of one field of the mosaic
-    are in memory at once.
+    A field (and time point) at a time, a row of wells at a time: each well's channels
+    and z planes of that field are read together (one call per well; ``remote``: the
+    row's wells at once); only those and one strip are in memory at once.
     """
     level, halvings = source
     lead = first.shape[:-2]
@@ -392,59 +394,123 @@ def _planes(
     th, tw = -(-sh // 2**halvings), -(-sw // 2**halvings)
     outer = lead[:2] if has_time else lead[:1]
     inner = lead[-2:]  # c, z
-    names = [name for name, _, _ in places]
+    rows = size[0] // th
+    by_row: dict[int, list[tuple[str, int]]] = {}
+    for name, y, x in places:
+        by_row.setdefault(y // th, []).append((name, x))
     for at in np.ndindex(*outer):
         field, t = at[0], at[1] if has_time else 0
         keys = [PlaneKey(field, c, z, t) for c, z in np.ndindex(*inner)]
-        mosaic = np.zeros((len(keys), *size), dtype=first.dtype)
-        if remote is not None:
-            read = remote.read(names, keys, level)
-        else:
-            read = [store.read_planes(name, keys, level=level) for name in names]
-        for (name, y, x), planes in zip(places, read, strict=True):
-            for n, plane in enumerate(planes):
-                if plane.shape != (sh, sw) or plane.dtype != first.dtype:
+        for row in range(rows):
+            members = by_row.get(row, [])
+            names = [name for name, _ in members]
+            if remote is not None:
+                read = remote.read(names, keys, level)
+            else:
+                read = [store.read_planes(name, keys, level=level) for name in names]
+            for (name, _), planes in zip(members, read, strict=True):
+                if any(p.shape != (sh, sw) or p.dtype != first.dtype for p in planes):
                     raise _Mismatch(name)
-                mosaic[n, y : y + th, x : x + tw] = shrink(plane, halvings)
-        yield from mosaic
+            for n, (c, z) in enumerate(np.ndindex(*inner)):
+                strip = np.zeros((th, size[1]), dtype=first.dtype)
+                for (_, x), planes in zip(members, read, strict=True):
+                    strip[:, x : x + tw] = shrink(planes[n], halvings)
+                yield int(np.ravel_multi_index((*at, c, z, row), (*lead, rows))), strip
+                del strip  # one strip in memory at a time
+            del read
+
+
+def strip_grids(doc: Mapping[str, Any]) -> tuple[ShardGrid, ShardGrid] | None:
+    """``(array, strips)`` of an overview array document, None unless it is one.
+
+    The overview is one shard whose chunks are strips of its planes (a row of wells
+    each; plane chunks in overviews written before).  ``strips`` reads it as the
+    array with one more axis, of strips: the same shard, byte for byte, each strip a
+    plane of it (``(..., y, x)`` -> ``(..., strip, y in strip, x)``).
+    """
+    whole = ShardGrid.parse(doc)
+    if whole is not None:
+        return whole, whole
+    try:
+        shape = [int(v) for v in doc["shape"]]
+        sharding = doc["codecs"][0]["configuration"]
+        chunk = [int(v) for v in sharding["chunk_shape"]]
+        one_shard = [int(v) for v in doc["chunk_grid"]["configuration"]["chunk_shape"]] == shape
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        return None
+    if (
+        not one_shard
+        or len(shape) < 3
+        or len(chunk) != len(shape)
+        or any(c != 1 for c in chunk[:-2])
+        or chunk[-1] != shape[-1]
+        or not 0 < chunk[-2] < shape[-2]
+        or shape[-2] % chunk[-2]
+    ):
+        return None
+    tall = [*shape[:-2], shape[-2] // chunk[-2], chunk[-2], shape[-1]]
+    codec = {**doc["codecs"][0], "configuration": {**sharding, "chunk_shape": [1, *chunk]}}
+    grid = {"name": "regular", "configuration": {"chunk_shape": tall}}
+    strips = _StripGrid.parse({**doc, "shape": tall, "chunk_grid": grid, "codecs": [codec]})
+    if strips is None:
+        return None
+    real = {"shape": tuple(shape), "shard_shape": tuple(shape), "chunk_shape": tuple(chunk)}
+    return ShardGrid(**{**vars(strips), **real}), strips
+
+
+class _StripGrid(ShardGrid):
+    """An overview read as planes of strips: its one shard file has the array's key."""
+
+    @property
+    def plane_chunks(self) -> int:
+        """Strips that make one plane of the overview."""
+        return self.chunks_per_shard[-1]
+
+    def shard_key(self, shard: Sequence[int]) -> str:
+        """The key of the overview's shard (the strip axis is not the array's)."""
+        return super().shard_key(tuple(shard)[:-1])
 
 
 def _one_shard_array(
     shape: tuple[int, ...],
+    strip: int,
     dtype: np.dtype[Any],
     config: StorageConfig,
     axes: list[str],
     target: Path | RemoteLocation,
 ) -> tuple[dict[str, Any], ShardGrid]:
-    """The overview array's document (plane chunks, one shard) and its shard grid."""
-    chunks = (1,) * (len(shape) - 2) + shape[-2:]
+    """The overview array's document (one shard of ``strip``-row chunks), its strip grid."""
+    chunks = (1,) * (len(shape) - 2) + (strip, shape[-1])
     doc = sharded_v3_metadata(shape, dtype, (chunks, shape), config, axes).to_dict()
-    layout = ShardGrid.parse(doc)
-    if layout is None:
+    grids = strip_grids(doc)
+    if grids is None:
         raise ValueError(f"the overview array of {target} cannot be written shard by shard")
-    return doc, layout
+    return doc, grids[1]
 
 
 def _write_array(
     root: Path,
     path: str,
-    planes: Iterator[np.ndarray[Any, Any]],
+    strips: Iterator[tuple[int, np.ndarray[Any, Any]]],
     shape: tuple[int, ...],
+    strip: int,
     dtype: np.dtype[Any],
     config: StorageConfig,
     axes: list[str],
 ) -> tuple[dict[str, Any], tuple[int, ...]]:
-    """Write ``mosaic`` at ``root / path``: a zarr v3 array of plane chunks in one shard.
+    """Write the overview at ``root / path``: a zarr v3 array of strip chunks in one shard.
 
     Built in the plate's staging folder and swapped in whole (under the plate lock).
     Returns the array's document and its shard's identity (size, mtime, chunk sizes:
     a reader that has them reads no shard index).
     """
     target = root / path
-    doc, layout = _one_shard_array(shape, dtype, config, axes, target)
+    doc, layout = _one_shard_array(shape, strip, dtype, config, axes, target)
     stage = fsio.staging_dir(root, "overview")
+    spill = fsio.staging_dir(root, "overview")  # its own: a killed writer's is swept
     try:
-        layout.write_one_shard(stage, planes)
+        layout.write_one_shard_from(stage, strips, spill / "chunks")
+        fsio.remove_tree(spill)
         fsio.write_staged_file(stage / "zarr.json", json.dumps(doc, indent=2).encode())
         target.parent.mkdir(exist_ok=True)
         with fsio.plate_lock(root):
@@ -454,6 +520,7 @@ def _write_array(
             os.rename(stage, target)
     finally:
         fsio.remove_tree(stage)
+        fsio.remove_tree(spill)
     shard = ShardReader(target, layout, str(target)).identity()
     if shard is None:
         raise ValueError(f"the overview shard of {target} cannot be described")
@@ -463,22 +530,25 @@ def _write_array(
 def _upload_array(
     root: RemoteLocation,
     path: str,
-    planes: Iterator[np.ndarray[Any, Any]],
+    strips: Iterator[tuple[int, np.ndarray[Any, Any]]],
     shape: tuple[int, ...],
+    strip: int,
     dtype: np.dtype[Any],
     config: StorageConfig,
     axes: list[str],
 ) -> tuple[dict[str, Any], tuple[int, ...]]:
     """:func:`_write_array` to an object store: the shard is put as one object.
 
-    Built in a local temporary folder, then one put (one request), its document after it.
+    Built in a local temporary folder, then streamed up from the file (a multipart
+    upload when large: :meth:`RemoteLocation.upload`), its document after it.
     """
     target = root / path
-    doc, layout = _one_shard_array(shape, dtype, config, axes, target)
+    doc, layout = _one_shard_array(shape, strip, dtype, config, axes, target)
     stage = Path(tempfile.mkdtemp(prefix="wellzarr-overview-"))
     try:
-        layout.write_one_shard(stage, planes)
-        key = layout.shard_key((0,) * len(shape))
+        layout.write_one_shard_from(stage, strips, stage / "spill")
+        (stage / "spill").unlink()
+        key = layout.shard_key((0,) * len(layout.shape))
         shard = ShardReader(stage, layout, str(target)).identity()
         if shard is None:
             raise ValueError(f"the overview shard of {target} cannot be described")
@@ -566,15 +636,16 @@ class OverviewPlanes:
         record: OverviewRecord,
         positions: Mapping[str, tuple[int, int]],
     ) -> None:
-        layout = ShardGrid.parse(record.array)
-        if layout is None:
+        grids = strip_grids(record.array)
+        if grids is None:
             raise ValueError(f"{record.path}: not an overview array this reader takes")
         self.record = record
-        self.layout = layout
+        #: The overview array (its shape and data type); read through its strips.
+        self.layout, self._strips = grids
         #: Each well's (row, column) in the overview's grid.
         self.positions = dict(positions)
         where = f"plate overview {record.path}"
-        self._reader = ShardReader(root / record.path, layout, where, record.shard or None)
+        self._reader = ShardReader(root / record.path, self._strips, where, record.shard or None)
 
     @property
     def level(self) -> int:
@@ -601,6 +672,9 @@ class OverviewPlanes:
             if any(not 0 <= i < n for i, n in zip(plane, self.layout.shape, strict=False)):
                 raise IndexError(f"plane {plane} is outside the overview {self.layout.shape}")
         out = np.empty((len(planes), *self.layout.shape[-2:]), self.layout.dtype.newbyteorder("="))
-        if not self._reader.read(planes, out):
+        if isinstance(self._strips, _StripGrid):  # each plane as its strips, in order
+            rows = self._strips.plane_chunks
+            planes = [(*plane, row) for plane in planes for row in range(rows)]
+        if not self._reader.read(planes, out.reshape(len(planes), *self._strips.shape[-2:])):
             raise WellZarrError(f"plate overview {self.record.path}: a chunk is missing")
         return list(out)

@@ -15,6 +15,7 @@ import numpy as np
 
 from napari_wellzarr.errors import CorruptDataError
 from napari_wellzarr.storage import fsio
+from napari_wellzarr.storage.inflight import merge_spans
 from napari_wellzarr.storage.locations import RemoteLocation
 from napari_wellzarr.storage.zstore import blosc_decoded_size, gunzip_into, zstd_content_size
 
@@ -238,6 +239,11 @@ class ShardGrid:
         """The inner chunk grid of one shard: the shard's shape without its (y, x)."""
         return self.shard_shape[:-2]
 
+    @property
+    def plane_chunks(self) -> int:
+        """Chunks that make one plane of the array (1: plane chunks)."""
+        return 1
+
     def shard_key(self, shard: Sequence[int]) -> str:
         """The store key of a shard file, e.g. ``c.0.0.0.0.0`` or ``c/0/0/0/0/0``."""
         return self.key_prefix + self.separator.join(str(i) for i in shard)
@@ -290,6 +296,41 @@ class ShardGrid:
                 fsio.write_all(fh, data)
                 index[slot] = (offset, len(data))
                 offset += len(data)
+            tail = index.tobytes()
+            fsio.write_all(fh, tail + _crc32c(tail) if self.index_checksum else tail)
+
+    def write_one_shard_from(
+        self,
+        directory: Path,
+        chunks: Iterable[tuple[int, np.ndarray[Any, Any]]],
+        spill: Path,
+    ) -> None:
+        """:meth:`write_one_shard` from ``(slot in the index, plane)`` pairs in any order.
+
+        Each plane is encoded as it comes and appended to the new file ``spill``; the
+        shard is then copied from it in index order (chunks back to back, as
+        :meth:`write_one_shard` lays them out), one encoded chunk in memory at a time.
+        Slots never given stay empty.
+        """
+        if self.shard_shape != self.shape:
+            raise ValueError(f"{directory}: {self.shape} is not held in one shard")
+        places = np.full((math.prod(self.chunks_per_shard), 2), _EMPTY, "<u8")
+        with fsio.open_in_new_dir(spill, "xb") as fh:
+            offset = 0
+            for slot, plane in chunks:
+                data = self._encode(np.asarray(plane).astype(self.dtype, copy=False))
+                fsio.write_all(fh, data)
+                places[slot] = (offset, len(data))
+                offset += len(data)
+        index = np.full_like(places, _EMPTY)
+        key = self.shard_key((0,) * len(self.shape))
+        with open(spill, "rb") as src, fsio.open_in_new_dir(directory / key, "xb") as fh:
+            offset = 0
+            for slot, (start, nbytes) in enumerate(places.tolist()):
+                if start != _EMPTY:
+                    fsio.write_all(fh, os.pread(src.fileno(), nbytes, start))
+                    index[slot] = (offset, nbytes)
+                    offset += nbytes
             tail = index.tobytes()
             fsio.write_all(fh, tail + _crc32c(tail) if self.index_checksum else tail)
 
@@ -524,8 +565,9 @@ class ShardReader:
     ) -> tuple[list[bytes], list[tuple[_Key, bytes]], list[_Key]]:
         """The stored chunks of ``spans``: from the read-ahead cache, else fetched.
 
-        A lone chunk is fetched with the chunks stored right after it (the next planes:
-        the other channels, the next field), up to ``READ_AHEAD_BYTES``, in one request;
+        A lone chunk (or chunks back to back) is fetched with the chunks stored right
+        after it (the next planes: the other channels, the next field), up to
+        ``READ_AHEAD_BYTES`` and ``READ_AHEAD_CHUNKS`` planes, in one request;
         those are returned to be kept for the reads that follow (the other channels'
         layers), with the cache keys this read used.
         """
@@ -542,13 +584,15 @@ class ShardReader:
                 blobs[(offset, nbytes)] = hit
             elif (offset, nbytes) not in missing:
                 missing.append((offset, nbytes))
-        if len(missing) == 1:
-            offset, nbytes = missing[0]
-            chunk = next(c for _, c, o, b in spans if (o, b) == (offset, nbytes))
-            following = self._following(index, chunk, offset + nbytes)
-            end = following[-1][0] + following[-1][1] if following else offset + nbytes
+        if missing and len(merge_spans(missing)) == 1:  # back to back: one request
+            offset = min(o for o, _ in missing)
+            last = max(missing, key=sum)
+            chunk = next(c for _, c, o, b in spans if (o, b) == last)
+            following = self._following(index, chunk, sum(last))
+            end = following[-1][0] + following[-1][1] if following else sum(last)
             data = location.read_ranges([(offset, end - offset)], size)[0]
-            blobs[(offset, nbytes)] = data[:nbytes]
+            for o, b in missing:
+                blobs[(o, b)] = data[o - offset : o - offset + b]
             for o, b in following:
                 piece = data[o - offset : o - offset + b]
                 if len(piece) == b:
@@ -564,7 +608,7 @@ class ShardReader:
         flat = index.reshape(-1, 2)
         slot = int(np.ravel_multi_index(chunk, self.layout.chunks_per_shard))
         start, out = end, []
-        for offset, nbytes in flat[slot + 1 : slot + READ_AHEAD_CHUNKS]:
+        for offset, nbytes in flat[slot + 1 : slot + READ_AHEAD_CHUNKS * self.layout.plane_chunks]:
             o, b = int(offset), int(nbytes)
             if o != end or end + b - start > READ_AHEAD_BYTES:
                 break

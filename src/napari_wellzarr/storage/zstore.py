@@ -259,7 +259,13 @@ def _bounded_store_class(kind: str) -> Any:
         where: str = ""
 
         async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
-            buf = await super().get(key, prototype, byte_range)
+            try:
+                buf = await super().get(key, prototype, byte_range)
+            except Exception as err:  # obstore's errors name the URL, user info included
+                from napari_wellzarr.storage.locations import scrub
+
+                scrub(err)
+                raise
             if key.rsplit("/", 1)[-1] in _METADATA_FILES:
                 return buf
             where = f"{self.where}/{key}"

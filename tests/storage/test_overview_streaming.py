@@ -1,0 +1,124 @@
+"""The plate overview is built a row of wells at a time: its memory does not grow with the plate."""
+
+from __future__ import annotations
+
+import tracemalloc
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+
+from napari_wellzarr.storage.axes import PlaneKey
+from napari_wellzarr.storage.config import StorageConfig
+from napari_wellzarr.storage.overview import OverviewPlanes, build_overview, strip_grids
+from napari_wellzarr.storage.store import PlateStore
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+SIDE = 256  # a 96-well plate of these is shown at full resolution: its overview copies it
+CHANNELS = 2
+
+
+def _plate(path: Path, n_rows: int) -> dict[str, np.ndarray]:
+    """A 96-well plate with its first ``n_rows`` rows written (1 field, 2 channels)."""
+    rng = np.random.default_rng(n_rows)
+    out = {}
+    with PlateStore.create(path, StorageConfig(plate=96)) as store:
+        for well in [f"{r}{c:02d}" for r in "ABCDEFGH"[:n_rows] for c in range(1, 13)]:
+            out[well] = rng.integers(0, 4000, (1, CHANNELS, 1, SIDE, SIDE), dtype="u2")
+            store.write_well(well, out[well])
+    return out
+
+
+@pytest.fixture(scope="module")
+def plates(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[int, tuple[Path, dict[str, np.ndarray]]]:
+    """One row of wells (12) and the whole plate (96), each with its overview."""
+    root = tmp_path_factory.mktemp("streaming")
+    return {n: (root / f"p{n}.zarr", _plate(root / f"p{n}.zarr", n)) for n in (1, 8)}
+
+
+def _peak_of_build(path: Path) -> int:
+    with PlateStore.open(path, mode="r+") as store:
+        tracemalloc.start()
+        try:
+            assert build_overview(store) is not None
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+
+def test_building_the_overview_holds_a_row_of_wells_not_the_plate(
+    plates: dict[int, tuple[Path, dict[str, np.ndarray]]],
+) -> None:
+    _peak_of_build(plates[1][0])  # imports, caches
+    small, whole = _peak_of_build(plates[1][0]), _peak_of_build(plates[8][0])
+    plane = 8 * SIDE * 12 * SIDE * 2  # one whole-plate plane: 12 MiB
+    # 8 times the wells, (nearly) the same peak: a row of wells' planes, one strip and
+    # its encoded copy; less than one whole-plate plane (a build of whole planes holds
+    # one per channel, and the plate is 24 MiB)
+    assert whole < 1.25 * small, (small, whole)
+    assert whole < plane, (whole, plane)
+
+
+def test_the_overview_of_a_plate_shown_at_full_resolution_is_its_pixels(
+    plates: dict[int, tuple[Path, dict[str, np.ndarray]]],
+) -> None:
+    import zarr
+
+    path, truth = plates[8]
+    store = PlateStore.open(path)
+    record = store.overview()
+    assert record is not None
+    assert (record.level, record.halvings, record.tile) == (0, 0, (SIDE, SIDE))
+    grids = strip_grids(record.array)
+    assert grids is not None
+    assert grids[0].chunk_shape[-2:] == (SIDE, 12 * SIDE)  # a row of wells per chunk
+    positions = {
+        n: (w.row_index, w.column_index)
+        for n, w in zip(store.wells(), store.plate.wells, strict=True)
+    }
+    planes = OverviewPlanes(path, record, positions)
+    ours = planes.read([PlaneKey(0, c, 0, 0) for c in range(CHANNELS)])
+    theirs = zarr.open_array(path / record.path, mode="r")  # zarr reads the same array
+    for c in range(CHANNELS):
+        np.testing.assert_array_equal(ours[c], theirs[0, c, 0])
+        for well, (row, column) in positions.items():
+            tile = ours[c][row * SIDE : (row + 1) * SIDE, column * SIDE : (column + 1) * SIDE]
+            np.testing.assert_array_equal(tile, truth[well][0, c, 0])
+
+
+def test_an_overview_of_whole_plane_chunks_written_before_still_reads(
+    plates: dict[int, tuple[Path, dict[str, np.ndarray]]],
+) -> None:
+    """Overviews built before strips (one chunk per whole-plate plane) read as they did."""
+    import dataclasses
+
+    from napari_wellzarr.storage.shards import ShardGrid
+    from napari_wellzarr.storage.writing import sharded_v3_metadata
+
+    path, _ = plates[1]
+    store = PlateStore.open(path)
+    record = store.overview()
+    assert record is not None
+    positions = {
+        n: (w.row_index, w.column_index)
+        for n, w in zip(store.wells(), store.plate.wells, strict=True)
+    }
+    new = OverviewPlanes(path, record, positions)
+    keys = [PlaneKey(0, c, 0, 0) for c in range(CHANNELS)]
+    planes = new.read(keys)
+    shape = new.layout.shape
+    chunks = (1,) * (len(shape) - 2) + shape[-2:]
+    doc = sharded_v3_metadata(
+        shape, new.layout.dtype, (chunks, shape), StorageConfig(), ["field", "c", "z", "y", "x"]
+    ).to_dict()
+    layout = ShardGrid.parse(doc)
+    assert layout is not None
+    assert strip_grids(doc) == (layout, layout)
+    layout.write_one_shard(path / ".wellzarr-overview" / "old", iter(planes))
+    old = dataclasses.replace(record, path=".wellzarr-overview/old", array=doc, shard=())
+    for a, b in zip(OverviewPlanes(path, old, positions).read(keys), planes, strict=True):
+        np.testing.assert_array_equal(a, b)
