@@ -27,6 +27,7 @@ from napari_wellzarr.storage._spec import WELLZARR_KEY
 from napari_wellzarr.storage.acquisition import Acquisition, parse_acquisition
 from napari_wellzarr.storage.axes import ImageAxes, PlaneKey, WellAxes
 from napari_wellzarr.storage.bounds import chunk_bound
+from napari_wellzarr.storage.chunkread import MAX_CHUNK_BYTES, ChunkGrid, chunk_grid, plane_heads
 from napari_wellzarr.storage.locations import RemoteLocation, fetch_all, is_url, open_location
 from napari_wellzarr.storage.memory import check_memory, check_size, nbytes
 from napari_wellzarr.storage.metadata import (
@@ -47,8 +48,6 @@ if TYPE_CHECKING:
 
 __all__ = ["OpenWell", "WellInfo", "open_well", "open_well_dir", "select_acquisition"]
 
-# One chunk is decoded into one buffer: a chunk larger than this is a memory bomb.
-MAX_CHUNK_BYTES: Final = 2**32
 _MAX_PROBES: Final = 4096
 # The data types a pixel array may have: zarr v3 names them, zarr v2 spells them "<u2".
 _PIXEL_DTYPES: Final = {
@@ -134,6 +133,8 @@ class OpenWell:
         self._docs = dict(docs or {})
         self._arrays: dict[tuple[int, int], Any] = {}
         self._shards: dict[tuple[int, int], ShardReader | None] = {}
+        # Unsharded arrays' layouts (shared with clones: their documents are the same).
+        self._grids: dict[tuple[int, int], ChunkGrid | None] = {}
 
     @property
     def images(self) -> tuple[ImageAxes, ...]:
@@ -252,10 +253,12 @@ class OpenWell:
         """
         info = dataclasses.replace(self.info, name=name, path=path, plane_names={}, labels=())
         clone = OpenWell(self._root, self._zstore, info, self._images, self._zarr_format, expected)
+        clone._grids = self._grids
         for image, level, _ in self._array_paths():  # the shard layouts too: no docs to read
             reader = self._shard_reader(image, level)
-            if reader is not None:
-                clone._shards[(image, level)] = clone._new_shard_reader(image, level, reader.layout)
+            clone._shards[(image, level)] = (
+                None if reader is None else clone._new_shard_reader(image, level, reader.layout)
+            )
         return clone
 
     def _shard_reader(self, image: int, level: int) -> ShardReader | None:
@@ -311,6 +314,21 @@ class OpenWell:
         check_memory(len(planes) * plane_bytes, f"{reader.label}: reading {len(planes)} planes")
         out = np.empty((len(planes), *reader.layout.shape[-2:]), dtype=self.info.dtype)
         return out if reader.read(planes, out) else None
+
+    def _read_chunks(
+        self, image: int, level: int, indexes: Sequence[tuple[int | slice, ...]]
+    ) -> np.ndarray[Any, Any] | None:
+        """Planes of an unsharded local zarr v3 array, read without zarr (None: zarr reads)."""
+        path = f"{self.info.path}/{self._images[image].path}/"
+        path += self._images[image].meta.multiscale.datasets[level].path
+        if (image, level) not in self._grids:
+            doc = self._docs.get((image, level))
+            self._grids[(image, level)] = chunk_grid(self._root, path, self.info.dtype, doc)
+        grid = self._grids[(image, level)]
+        planes = plane_heads(indexes, grid.shape) if grid is not None else None
+        if grid is None or planes is None or not self._fits(image, level, grid.shape):
+            return None
+        return grid.read(self._root / path, planes, f"well {self.info.name}: array {path}")
 
     def _read_image(self, image: int, level: int) -> np.ndarray[Any, Any]:
         """The whole array of one image at ``level``."""
@@ -373,6 +391,8 @@ class OpenWell:
             layout = self._images[image]
             indexes = [layout.selection(keys[n], field_in_image=self.info.stacked) for n in members]
             direct = self._read_direct(image, level, indexes)
+            if direct is None:
+                direct = self._read_chunks(image, level, indexes)
             if direct is not None:
                 for n, plane in zip(members, direct, strict=True):
                     out[n] = plane
