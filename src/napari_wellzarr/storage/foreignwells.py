@@ -43,13 +43,16 @@ class ForeignTemplate:
         self._docs: dict[str, bytes | None] = {}
 
     def clone(self, path: str, name: str) -> OpenWell | None:
-        """A clone of the template for the well at ``path``, or None (open it on its own)."""
+        """A clone of the template for the well at ``path``, or None: open it on its own.
+
+        The template itself for its own path.
+        """
         if not isinstance(self.root, Path):
             return None
         template = self._template or self._first(path, name)
         docs = self._docs
         if template is None or template.info.path == path:
-            return None
+            return template
         old, new = template.info.path.encode(), path.encode()
         folder = os.path.join(self.root, path)
         for doc, expected in docs.items():
