@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from itertools import product
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
 import numpy as np
 
@@ -21,10 +22,31 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path
 
-__all__ = ["MAX_CHUNK_BYTES", "ChunkGrid", "chunk_grid", "plane_heads"]
+__all__ = [
+    "MAX_CHUNK_BYTES",
+    "ChunkGrid",
+    "chunk_grid",
+    "is_extent",
+    "pixel_dtype",
+    "plane_heads",
+]
 
 #: One chunk is decoded into one buffer: a chunk larger than this is a memory bomb.
 MAX_CHUNK_BYTES: Final = 2**32
+# The data types a pixel array may have: zarr v3 names them, zarr v2 spells them "<u2".
+_PIXEL_DTYPES: Final = {
+    name: np.dtype(name)
+    for name in (
+        "bool",
+        *(f"{sign}int{bits}" for sign in ("", "u") for bits in (8, 16, 32, 64)),
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+    )
+}
+_V2_DTYPE: Final = re.compile(r"[<>|=]?[biufc][0-9]{1,2}")
 
 
 @dataclass(frozen=True)
@@ -198,3 +220,28 @@ def plane_heads(
             return None
         heads.append(head)
     return heads or None
+
+
+def pixel_dtype(raw: object, zarr_format: int) -> np.dtype[Any] | None:
+    """The numeric data type an array document declares, or None for anything else.
+
+    zarr v3 documents name it (``"uint16"``), v2 ones spell it (``"<u2"``); anything
+    else (missing, null, structured, text, object, extension types) is no pixel type:
+    NumPy would read ``None`` as float64 and accept aliases no zarr writer produces.
+    """
+    if zarr_format == 3:
+        return _PIXEL_DTYPES.get(raw) if isinstance(raw, str) else None
+    if not isinstance(raw, str) or not _V2_DTYPE.fullmatch(raw):
+        return None
+    try:
+        dtype = np.dtype(raw)
+    except TypeError:  # "<u3": the pattern is right, the size is not
+        return None
+    return dtype if dtype.newbyteorder("=") in _PIXEL_DTYPES.values() else None
+
+
+def is_extent(shape: object) -> TypeGuard[list[int]]:
+    """Whether ``shape`` is a JSON list of positive integers (an empty axis is damage)."""
+    return isinstance(shape, list) and all(
+        isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape
+    )

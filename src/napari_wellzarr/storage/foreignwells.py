@@ -29,7 +29,7 @@ _DOCS = {
 class ForeignTemplate:
     """The first well of a plate written by other software, and clones of it.
 
-    A well whose documents (well group, images, every level's array) are byte for byte
+    A well whose documents (well group, images, each array it reads) are byte for byte
     the template's, its own path in place of the template's (ome-zarr-py names each
     image after its path), has the template's layout: it is read through a clone, none
     of its metadata parsed.  Any other well (and any remote plate) is opened on its own.
@@ -41,11 +41,13 @@ class ForeignTemplate:
         self._lock = threading.Lock()
         self._template: OpenWell | None = None
         self._docs: dict[str, bytes | None] = {}
+        self._arrays: set[str] = set()  # which of the documents are arrays'
 
     def clone(self, path: str, name: str) -> OpenWell | None:
         """A clone of the template for the well at ``path``, or None: open it on its own.
 
-        The template itself for its own path.
+        The template itself for its own path.  The group documents are compared now,
+        each array's document before the clone first reads it (``OpenWell.verify``).
         """
         if not isinstance(self.root, Path):
             return None
@@ -53,16 +55,36 @@ class ForeignTemplate:
         docs = self._docs
         if template is None or template.info.path == path:
             return template
-        old, new = template.info.path.encode(), path.encode()
-        folder = os.path.join(self.root, path)
-        for doc, expected in docs.items():
-            found = _read(os.path.join(folder, doc))
+        groups = [doc for doc in docs if doc not in self._arrays]
+        if not self._same(template.info.path, path, groups, docs):
+            return None
+        clone = template.clone(name, path, {})
+        images = template.images
+
+        def verify(image: int, level: int) -> bool:
+            node = f"{images[image].path}/{images[image].meta.multiscale.datasets[level].path}/"
+            names = [f"{node}{doc}" for doc in _DOCS[(self.zarr_format, "array")]]
+            return all(n in docs for n in names) and self._same(
+                template.info.path, path, names, docs
+            )
+
+        clone.verify = verify
+        return clone
+
+    def _same(
+        self, template: str, path: str, names: list[str], docs: dict[str, bytes | None]
+    ) -> bool:
+        """Whether the documents ``names`` of the well at ``path`` are the template's."""
+        old, new = template.encode(), path.encode()
+        folder = os.path.join(os.fspath(self.root), path)  # type: ignore[arg-type]
+        for doc in names:
+            found, expected = _read(os.path.join(folder, doc)), docs[doc]
             if found is None or expected is None:
                 if found is not expected:
-                    return None
+                    return False
             elif found != expected.replace(old, new):
-                return None
-        return template.clone(name, path, {})
+                return False
+        return True
 
     def forget(self, path: str | None = None) -> None:
         """Drop the template (if it is the well at ``path``; None: whatever well it is)."""
@@ -89,6 +111,12 @@ class ForeignTemplate:
             docs = {
                 f"{node}{doc}": _read(self.root / path / f"{node}{doc}")
                 for node, kind in nodes
+                for doc in _DOCS[(self.zarr_format, kind)]
+            }
+            self._arrays = {
+                f"{node}{doc}"
+                for node, kind in nodes
+                if kind == "array"
                 for doc in _DOCS[(self.zarr_format, kind)]
             }
             if docs.get(_DOCS[(self.zarr_format, "group")][0]) is None:
