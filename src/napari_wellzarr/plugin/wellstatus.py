@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from napari_wellzarr.plugin.view import META_KEY
@@ -12,8 +13,9 @@ if TYPE_CHECKING:
 
 __all__ = ["attach", "well_at"]
 
-#: Viewers whose layer list is watched already (by id: napari viewers are not hashable).
-_WATCHED: set[int] = set()
+#: Viewers whose layer list is watched already (by id: napari viewers are not hashable;
+#: weakly held, so that a new viewer given a closed one's id is watched too).
+_WATCHED: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
 
 
 def well_at(meta: dict[str, Any], position: Sequence[float]) -> str | None:
@@ -50,9 +52,9 @@ def attach(viewer: Any) -> None:
     plate is fitted (the layer controls widening) fits it again, until the user moves
     the camera.
     """
-    if id(viewer) in _WATCHED:
+    if _WATCHED.get(id(viewer)) is viewer:
         return
-    _WATCHED.add(id(viewer))
+    _WATCHED[id(viewer)] = viewer
 
     sources: set[str] = set()
 
