@@ -168,7 +168,9 @@ class ChunkGrid:
                     return None
                 where = f"{label} chunk {key} ({path})"
                 if len(data) > limit:
-                    raise CorruptDataError(f"{where} is larger than any encoding of its chunk")
+                    raise CorruptDataError(
+                        f"{where} is larger than any encoding of its chunk: refused before decoding"
+                    )
                 self.codec.decode(data, where, decoded)
                 y0, x0 = cy * ch, cx * cw
                 y1, x1 = min(y0 + ch, h), min(x0 + cw, w)

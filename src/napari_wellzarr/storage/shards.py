@@ -336,13 +336,14 @@ class ShardGrid:
         target = out if out.dtype == self.dtype else np.empty(out.shape, self.dtype)
         nbytes = target.nbytes
         codec = None if self.compressor is None else self.compressor.codec_id
+        declared: int | None = None  # a size from the frame's header: checked before decoding
         try:
             if codec is None:
                 size = len(data)
                 if size == nbytes:
                     target.reshape(-1).view(np.uint8)[:] = np.frombuffer(data, np.uint8)
             elif codec == "blosc":
-                size = blosc_decoded_size(data)  # from the header: never used to allocate
+                size = declared = blosc_decoded_size(data)  # the header's: never allocated
                 if size == nbytes:
                     self.compressor.decode(data, out=target)
             elif codec == "zstd":
@@ -359,8 +360,9 @@ class ShardGrid:
             ) from err
         if size != nbytes:
             more = "+" if codec == "gzip" and size > nbytes else ""  # counted up to nbytes + 1
+            early = ", refused before decoding" if declared is not None else ""
             raise CorruptDataError(
-                f"{where}: decodes to {size:,}{more} bytes, but a {self.chunk_shape[-2:]} "
+                f"{where}: decodes to {size:,}{more} bytes{early}, but a {self.chunk_shape[-2:]} "
                 f"{self.dtype} plane holds {nbytes:,}: the chunk is damaged or the array's "
                 "data type or shape is wrong"
             )
