@@ -460,6 +460,12 @@ def main() -> None:
     if args.compare:
         report.append(f"napari-wellzarr@compare: the source tree {args.compare}")
         cases.insert(1, (f"{PLUGIN}@compare", "default", "sync", True))
+        at = (
+            cases.index((PLUGIN, "ome-zarr-py", "sync", True))
+            if ((PLUGIN, "ome-zarr-py", "sync", True) in cases)
+            else len(cases)
+        )
+        cases.insert(at + 1, (f"{PLUGIN}@compare", "ome-zarr-py", "sync", True))
     for plate in args.plates:
         wells = parse_plate(plate)[0]
         rows_columns = ROWS_COLUMNS[wells]

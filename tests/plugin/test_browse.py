@@ -302,3 +302,39 @@ def test_the_plate_map_is_shown_at_first_up_to_96_wells(
     assert kind == "points"
     assert len(data) == n_rows * n_columns
     assert kwargs["visible"] is shown
+
+
+def test_a_384_well_plate_opens_with_a_channel_active_fitted_and_wells_named(
+    make_napari_viewer: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The hidden plate map is not the active layer; the status names the well and field."""
+    path = browse_plate(tmp_path / "p.zarr")
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(path), plugin=PLUGIN)
+    draw(viewer)
+    names = [layer.name for layer in viewer.layers]
+    assert names[-1] == "plate map"
+    assert not viewer.layers["plate map"].visible
+    active = viewer.layers.selection.active
+    assert active is not None
+    assert active.name == "DAPI"
+    assert viewer.layers.selection == {active}
+    # fitted to the canvas the window has now: every column on screen
+    camera = camera_of(viewer)
+    fitted = (tuple(camera.center), camera.zoom)
+    viewer.reset_view()
+    assert tuple(camera.center) == pytest.approx(fitted[0])
+    assert camera.zoom == pytest.approx(fitted[1])
+    # the pointer over well C05 at field 2 (the slider), then between wells
+    viewer.dims.set_current_step(0, 2)
+    centre = well_centre(active, "C05")
+    world = [*viewer.dims.point[:-2], *centre]
+    status = active.get_status(world, world=True)
+    assert status["coordinates"].startswith("C05 field 2 ")
+    (h, _), (py, _) = active.metadata["wellzarr"]["tile"], active.metadata["wellzarr"]["pitch"]
+    assert py > h
+    gap_y = (2 * py + h + (py - h) / 2) * active.scale[-2]  # below row C, above row D
+    gap = active.get_status([*viewer.dims.point[:-2], gap_y, centre[1]], world=True)
+    assert not gap["coordinates"].startswith(("C05", "D05"))
+    absent = active.get_status([*viewer.dims.point[:-2], *well_centre(active, "A02")], world=True)
+    assert not absent["coordinates"].startswith("A02")

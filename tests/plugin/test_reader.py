@@ -745,3 +745,129 @@ def test_shrink_is_the_block_mean() -> None:
                 )
             else:
                 np.testing.assert_array_equal(got, expected.astype(dtype))
+
+
+# -- foreign plates read fast: chunks without zarr, wells through the first well ----------
+
+
+def foreign_plate(path: Path, chunks: tuple[int, ...], dtype: str = "uint16") -> Path:
+    """ome-zarr-py's standard layout: 3 wells x 2 fields, (c, z, y, x) 2 x 1 x 40 x 50, s0-s2."""
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ome_zarr.format import FormatV05
+        from ome_zarr.writer import write_image, write_plate_metadata, write_well_metadata
+
+    fmt, rng = FormatV05(), np.random.default_rng(11)
+    root = zarr.open_group(str(path), mode="w", zarr_format=3)
+    wells = ["A/1", "A/2", "B/1"]
+    write_plate_metadata(root, ["A", "B"], ["1", "2"], wells, fmt=fmt)
+    for well in wells:
+        group = root.require_group(well)
+        write_well_metadata(group, [{"path": "0"}, {"path": "1"}], fmt=fmt)
+        for field in range(2):
+            data = rng.integers(0, 60000, (2, 1, 40, 50)).astype(dtype)
+            write_image(
+                data,
+                group.require_group(str(field)),
+                axes="czyx",
+                fmt=fmt,
+                scale_factors=(2, 4),
+                storage_options={"chunks": chunks},
+            )
+    return path
+
+
+def zarr_plane(path: Path, well: str, field: int, c: int, level: int) -> np.ndarray:
+    import zarr
+
+    array = zarr.open_array(str(path / well / str(field) / f"s{level}"), mode="r")
+    return np.asarray(array[c, 0])
+
+
+@pytest.mark.parametrize("chunks", [(2, 1, 40, 50), (1, 1, 16, 16)])
+def test_foreign_plate_pixels_are_zarr_s_without_zarr_or_each_wells_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunks: tuple[int, ...]
+) -> None:
+    import zarr
+
+    from napari_wellzarr.storage import foreignwells
+
+    path = foreign_plate(tmp_path / "omz.zarr", chunks)
+    opened: list[str] = []
+    zarr_arrays: list[str] = []
+    real_open, real_array = foreignwells.open_well, zarr.open_array
+
+    def counting_open(root: Any, well_path: str, *args: Any) -> Any:
+        opened.append(well_path)
+        return real_open(root, well_path, *args)
+
+    def counting_array(*args: Any, **kwargs: Any) -> Any:
+        if "store" in kwargs:  # the store's reads (this test's own are by path)
+            zarr_arrays.append(kwargs.get("path", ""))
+        return real_array(*args, **kwargs)
+
+    for module in (foreignwells, store_module):
+        monkeypatch.setattr(module, "open_well", counting_open)
+    monkeypatch.setattr(zarr, "open_array", counting_array)
+    store = PlateStore.open(path)
+    for name, well in (("A1", "A/1"), ("A2", "A/2"), ("B1", "B/1")):
+        for level in range(3):
+            planes = store.read_planes(
+                name, [(f, c, 0, 0) for f in (1, 0) for c in (1, 0)], level=level
+            )
+            expected = [zarr_plane(path, well, f, c, level) for f in (1, 0) for c in (1, 0)]
+            for got, want in zip(planes, expected, strict=True):
+                assert got.dtype == want.dtype
+                np.testing.assert_array_equal(got, want, err_msg=f"{name} level {level}")
+    assert opened == ["A/1"]  # the template, read once; A2 and B1 are clones of it
+    assert zarr_arrays == []  # every chunk read directly
+
+
+def test_foreign_well_with_other_documents_is_opened_on_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zarr
+
+    from napari_wellzarr.storage import foreignwells
+
+    path = foreign_plate(tmp_path / "omz.zarr", (2, 1, 40, 50))
+    # B1 field 1, level 0: rewritten with another chunk shape (same pixels)
+    where = path / "B/1/1/s0"
+    data = np.asarray(zarr.open_array(str(where), mode="r")[...])
+    doc = json.loads((where / "zarr.json").read_text())
+    shutil.rmtree(where)
+    array = zarr.create_array(str(where), shape=data.shape, dtype=data.dtype, chunks=(1, 1, 20, 25))
+    array[...] = data
+    new_doc = json.loads((where / "zarr.json").read_text())
+    new_doc["attributes"] = doc.get("attributes", {})
+    (where / "zarr.json").write_text(json.dumps(new_doc))
+    opened: list[str] = []
+    real_open = foreignwells.open_well
+
+    def counting_open(root: Any, well_path: str, *args: Any) -> Any:
+        opened.append(well_path)
+        return real_open(root, well_path, *args)
+
+    for module in (foreignwells, store_module):
+        monkeypatch.setattr(module, "open_well", counting_open)
+    store = PlateStore.open(path)
+    for name, well in (("A1", "A/1"), ("A2", "A/2"), ("B1", "B/1")):
+        got = store.read_planes(name, [(1, 1, 0, 0)], level=0)[0]
+        np.testing.assert_array_equal(got, zarr_plane(path, well, 1, 1, 0), err_msg=name)
+    assert opened == ["A/1", "B/1"]  # B1 from its own metadata, A2 a clone of A1
+
+
+def test_foreign_chunk_damaged_or_missing(tmp_path: Path) -> None:
+    path = foreign_plate(tmp_path / "omz.zarr", (2, 1, 40, 50))
+    chunk = path / "A/2/0/s1/c/0/0/0/0"
+    chunk.write_bytes(chunk.read_bytes()[:-7])
+    (path / "B/1/1/s0/c/0/0/0/0").unlink()
+    store = PlateStore.open(path)
+    with pytest.raises(WellZarrError, match=r"A2.*s1"):
+        store.read_planes("A2", [(0, 0, 0, 0)], level=1)
+    missing = store.read_planes("B1", [(1, 0, 0, 0), (1, 1, 0, 0)], level=0)
+    for got in missing:  # zarr's road: the fill value
+        assert got.shape == (40, 50)
+        assert not got.any()

@@ -62,9 +62,13 @@ def read_plate(path: str | os.PathLike[str] | list[str]) -> LayerData:
     target = path[0] if isinstance(path, list) else path
     view = open_view(os.fspath(target))
     if isinstance(view, PlateView):
-        from napari_wellzarr.plugin.loading import load_first_screen
+        from napari_wellzarr.plugin.loading import load_first_screen, running_viewer
+        from napari_wellzarr.plugin.wellstatus import attach
 
         load_first_screen(view)
+        viewer = running_viewer()
+        if viewer is not None:
+            attach(viewer)
     if not isinstance(view, PlateView) or view.store is None or not isinstance(view.path, Path):
         return view.layers()
     tables, conditions = plate_annotations(view.path, view.store.zarr_format)

@@ -6,14 +6,14 @@ import io
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from napari_wellzarr.storage.axes import PlaneKey
 
 if TYPE_CHECKING:
     from napari_wellzarr.plugin.view import PlateView
 
-__all__ = ["first_screen_requests", "load_first_screen", "read_first_screen"]
+__all__ = ["first_screen_requests", "load_first_screen", "read_first_screen", "running_viewer"]
 
 #: The longest the window waits for the first screen (then napari reads what is missing).
 WAIT_S: Final = 600.0
@@ -53,6 +53,12 @@ def read_first_screen(view: PlateView, requests: list[tuple[str, None, PlaneKey,
     view.reader.tiles(requests, report=False)
 
 
+def running_viewer() -> Any:
+    """Napari's current viewer when napari is imported and has one, else None."""
+    napari = sys.modules.get("napari")
+    return napari.current_viewer() if napari is not None else None
+
+
 def load_first_screen(view: PlateView) -> bool:
     """Read the first screen into the tile cache while napari's window stays live.
 
@@ -60,9 +66,9 @@ def load_first_screen(view: PlateView) -> bool:
     window handles its events and, after :data:`QUIET_S`, napari's activity dock shows an
     indeterminate progress bar.  Returns whether it loaded (False without a Qt application).
     """
-    qt, napari = sys.modules.get("qtpy.QtWidgets"), sys.modules.get("napari")
+    qt = sys.modules.get("qtpy.QtWidgets")
     app = qt.QApplication.instance() if qt is not None else None
-    if app is None or napari is None or napari.current_viewer() is None:
+    if app is None or running_viewer() is None:
         return False
     from napari.utils import progress
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["foreign_config", "lookup", "parse_root", "scan_unlisted"]
 
 
+@functools.lru_cache(maxsize=8192)  # every tile read names its well: 1536 wells, 48 columns
 def lookup(names: tuple[str, ...], wanted: str, position: int, named: Any) -> int | None:
     """Index of ``wanted`` among ``names``, blind to case and zero padding.
 

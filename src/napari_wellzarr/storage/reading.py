@@ -8,10 +8,9 @@ import itertools
 import json
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeGuard
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -27,6 +26,14 @@ from napari_wellzarr.storage._spec import WELLZARR_KEY
 from napari_wellzarr.storage.acquisition import Acquisition, parse_acquisition
 from napari_wellzarr.storage.axes import ImageAxes, PlaneKey, WellAxes
 from napari_wellzarr.storage.bounds import chunk_bound
+from napari_wellzarr.storage.chunkread import (
+    MAX_CHUNK_BYTES,
+    ChunkGrid,
+    chunk_grid,
+    is_extent,
+    pixel_dtype,
+    plane_heads,
+)
 from napari_wellzarr.storage.locations import RemoteLocation, fetch_all, is_url, open_location
 from napari_wellzarr.storage.memory import check_memory, check_size, nbytes
 from napari_wellzarr.storage.metadata import (
@@ -41,29 +48,13 @@ from napari_wellzarr.storage.shards import ShardGrid, ShardReader
 from napari_wellzarr.storage.zstore import expect_chunks, read_store
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from zarr.storage import LocalStore
 
 __all__ = ["OpenWell", "WellInfo", "open_well", "open_well_dir", "select_acquisition"]
 
-# One chunk is decoded into one buffer: a chunk larger than this is a memory bomb.
-MAX_CHUNK_BYTES: Final = 2**32
 _MAX_PROBES: Final = 4096
-# The data types a pixel array may have: zarr v3 names them, zarr v2 spells them "<u2".
-_PIXEL_DTYPES: Final = {
-    name: np.dtype(name)
-    for name in (
-        "bool",
-        *(f"{sign}int{bits}" for sign in ("", "u") for bits in (8, 16, 32, 64)),
-        "float16",
-        "float32",
-        "float64",
-        "complex64",
-        "complex128",
-    )
-}
-_V2_DTYPE: Final = re.compile(r"[<>|=]?[biufc][0-9]{1,2}")
 
 
 @dataclass(frozen=True)
@@ -134,6 +125,12 @@ class OpenWell:
         self._docs = dict(docs or {})
         self._arrays: dict[tuple[int, int], Any] = {}
         self._shards: dict[tuple[int, int], ShardReader | None] = {}
+        # Unsharded arrays' layouts (shared with clones: their documents are the same).
+        self._grids: dict[tuple[int, int], ChunkGrid | None] = {}
+        #: A clone of a foreign plate's well: whether its array (image, level) has the
+        #: template's document, asked before the array is first read (ForeignTemplate).
+        self.verify: Callable[[int, int], bool] | None = None
+        self._verified: set[tuple[int, int]] = set()
 
     @property
     def images(self) -> tuple[ImageAxes, ...]:
@@ -145,7 +142,20 @@ class OpenWell:
         """The directory (or remote folder) the well's path is relative to: the plate."""
         return self._root
 
+    def _trust(self, image: int, level: int) -> None:
+        """Refuse to read an array of a clone whose document is not its template's."""
+        if self.verify is None or (image, level) in self._verified:
+            return
+        if 0 <= level < len(self._images[image].meta.multiscale.datasets):
+            if not self.verify(image, level):
+                raise CorruptDataError(
+                    f"well {self.info.name}: image {self._images[image].path} level {level} "
+                    "is not laid out as the well it was read like"
+                )
+            self._verified.add((image, level))
+
     def _array(self, image: int, level: int) -> Any:
+        self._trust(image, level)
         cached = self._arrays.get((image, level))
         if cached is not None:
             return cached
@@ -252,14 +262,17 @@ class OpenWell:
         """
         info = dataclasses.replace(self.info, name=name, path=path, plane_names={}, labels=())
         clone = OpenWell(self._root, self._zstore, info, self._images, self._zarr_format, expected)
+        clone._grids = self._grids
         for image, level, _ in self._array_paths():  # the shard layouts too: no docs to read
             reader = self._shard_reader(image, level)
-            if reader is not None:
-                clone._shards[(image, level)] = clone._new_shard_reader(image, level, reader.layout)
+            clone._shards[(image, level)] = (
+                None if reader is None else clone._new_shard_reader(image, level, reader.layout)
+            )
         return clone
 
     def _shard_reader(self, image: int, level: int) -> ShardReader | None:
         """The direct plane reader of a sharded array of plane chunks (None: use zarr)."""
+        self._trust(image, level)
         if (image, level) in self._shards:
             return self._shards[(image, level)]
         reader = None
@@ -311,6 +324,22 @@ class OpenWell:
         check_memory(len(planes) * plane_bytes, f"{reader.label}: reading {len(planes)} planes")
         out = np.empty((len(planes), *reader.layout.shape[-2:]), dtype=self.info.dtype)
         return out if reader.read(planes, out) else None
+
+    def _read_chunks(
+        self, image: int, level: int, indexes: Sequence[tuple[int | slice, ...]]
+    ) -> np.ndarray[Any, Any] | None:
+        """Planes of an unsharded local zarr v3 array, read without zarr (None: zarr reads)."""
+        self._trust(image, level)
+        path = f"{self.info.path}/{self._images[image].path}/"
+        path += self._images[image].meta.multiscale.datasets[level].path
+        if (image, level) not in self._grids:
+            doc = self._docs.get((image, level))
+            self._grids[(image, level)] = chunk_grid(self._root, path, self.info.dtype, doc)
+        grid = self._grids[(image, level)]
+        planes = plane_heads(indexes, grid.shape) if grid is not None else None
+        if grid is None or planes is None or not self._fits(image, level, grid.shape):
+            return None
+        return grid.read(self._root / path, planes, f"well {self.info.name}: array {path}")
 
     def _read_image(self, image: int, level: int) -> np.ndarray[Any, Any]:
         """The whole array of one image at ``level``."""
@@ -373,6 +402,8 @@ class OpenWell:
             layout = self._images[image]
             indexes = [layout.selection(keys[n], field_in_image=self.info.stacked) for n in members]
             direct = self._read_direct(image, level, indexes)
+            if direct is None:
+                direct = self._read_chunks(image, level, indexes)
             if direct is not None:
                 for n, plane in zip(members, direct, strict=True):
                     out[n] = plane
@@ -693,7 +724,7 @@ def _array_meta(
     except FileNotFoundError as err:
         raise CorruptDataError(f"well {well}: array {path} is missing") from err
     shape, dtype_name = doc.get("shape"), doc.get("data_type" if zarr_format == 3 else "dtype")
-    if not _is_extent(shape):
+    if not is_extent(shape):
         raise MetadataError(
             f"well {well}: array {path} has shape {shape!r}: not a list of positive integers"
         )
@@ -702,7 +733,7 @@ def _array_meta(
             f"well {well}: array {path} has {len(shape)} dimensions, but its image "
             f"declares {ndim} axes"
         )
-    dtype = _pixel_dtype(dtype_name, zarr_format)
+    dtype = pixel_dtype(dtype_name, zarr_format)
     if dtype is None:
         key, document = ("data_type", "zarr.json") if zarr_format == 3 else ("dtype", ".zarray")
         declared = f"{key} {dtype_name!r}" if key in doc else f"no {key}"
@@ -714,31 +745,6 @@ def _array_meta(
     _check_chunk(doc, zarr_format, dtype, path, well)
     attrs = doc.get("attributes", {}) if zarr_format == 3 else doc.get("_attrs", {})
     return tuple(shape), dtype, attrs if isinstance(attrs, dict) else {}, doc
-
-
-def _pixel_dtype(raw: object, zarr_format: int) -> np.dtype[Any] | None:
-    """The numeric data type an array document declares, or None for anything else.
-
-    zarr v3 documents name it (``"uint16"``), v2 ones spell it (``"<u2"``); anything
-    else (missing, null, structured, text, object, extension types) is no pixel type:
-    NumPy would read ``None`` as float64 and accept aliases no zarr writer produces.
-    """
-    if zarr_format == 3:
-        return _PIXEL_DTYPES.get(raw) if isinstance(raw, str) else None
-    if not isinstance(raw, str) or not _V2_DTYPE.fullmatch(raw):
-        return None
-    try:
-        dtype = np.dtype(raw)
-    except TypeError:  # "<u3": the pattern is right, the size is not
-        return None
-    return dtype if dtype.newbyteorder("=") in _PIXEL_DTYPES.values() else None
-
-
-def _is_extent(shape: object) -> TypeGuard[list[int]]:
-    """Whether ``shape`` is a JSON list of positive integers (an empty axis is damage)."""
-    return isinstance(shape, list) and all(
-        isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape
-    )
 
 
 def open_well_dir(path: str | os.PathLike[str] | RemoteLocation) -> OpenWell:

@@ -23,7 +23,15 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from pathlib import Path
 
-__all__ = ["EncodedShards", "ShardGrid", "ShardReader", "StaleFileError", "encode_pool"]
+__all__ = [
+    "EncodedShards",
+    "ShardGrid",
+    "ShardReader",
+    "StaleFileError",
+    "codec_from_doc",
+    "encode_pool",
+    "endian_of",
+]
 
 _EMPTY: Final = 2**64 - 1  # an index entry (offset, nbytes) of two of these = no chunk
 _CRC: Final = 4
@@ -107,7 +115,7 @@ def _crc32c(data: Any) -> bytes:
     return int(google_crc32c.value(data)).to_bytes(4, "little")
 
 
-def _compressor(codec: Mapping[str, Any], itemsize: int) -> Any:
+def codec_from_doc(codec: Mapping[str, Any], itemsize: int) -> Any:
     """The numcodecs object for a zarr v3 bytes->bytes codec document, or None if unknown."""
     import numcodecs
 
@@ -134,7 +142,7 @@ def _ints(*values: object) -> bool:
     return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
 
 
-def _endian(codec: object) -> str | None:
+def endian_of(codec: object) -> str | None:
     """``<`` / ``>`` for a ``bytes`` codec document, None for anything else."""
     if not isinstance(codec, dict) or codec.get("name") != "bytes":
         return None
@@ -194,20 +202,20 @@ class ShardGrid:
         ):
             return None
         inner = list(sharding["codecs"])
-        endian = _endian(inner.pop(0)) if inner else None
+        endian = endian_of(inner.pop(0)) if inner else None
         checksum = bool(inner) and inner[-1].get("name") == "crc32c"
         if checksum:
             inner.pop()
         dtype = np.dtype(doc["data_type"])
         if endian is None or len(inner) > 1 or dtype.kind not in "iuf":
             return None
-        compressor = _compressor(inner[0], dtype.itemsize) if inner else None
+        compressor = codec_from_doc(inner[0], dtype.itemsize) if inner else None
         if inner and compressor is None:
             return None
         index_codecs = [c.get("name") for c in sharding.get("index_codecs", [])]
         if index_codecs not in (["bytes"], ["bytes", "crc32c"]):
             return None
-        if _endian(sharding["index_codecs"][0]) != "<":
+        if endian_of(sharding["index_codecs"][0]) != "<":
             return None
         keys = doc.get("chunk_key_encoding") or {"name": "default"}
         key_config = keys.get("configuration") or {}
@@ -369,13 +377,14 @@ class ShardGrid:
         target = out if out.dtype == self.dtype else np.empty(out.shape, self.dtype)
         nbytes = target.nbytes
         codec = None if self.compressor is None else self.compressor.codec_id
+        declared: int | None = None  # a size from the frame's header: checked before decoding
         try:
             if codec is None:
                 size = len(data)
                 if size == nbytes:
                     target.reshape(-1).view(np.uint8)[:] = np.frombuffer(data, np.uint8)
             elif codec == "blosc":
-                size = blosc_decoded_size(data)  # from the header: never used to allocate
+                size = declared = blosc_decoded_size(data)  # the header's: never allocated
                 if size == nbytes:
                     self.compressor.decode(data, out=target)
             elif codec == "zstd":
@@ -392,8 +401,9 @@ class ShardGrid:
             ) from err
         if size != nbytes:
             more = "+" if codec == "gzip" and size > nbytes else ""  # counted up to nbytes + 1
+            early = ", refused before decoding" if declared is not None else ""
             raise CorruptDataError(
-                f"{where}: decodes to {size:,}{more} bytes, but a {self.chunk_shape[-2:]} "
+                f"{where}: decodes to {size:,}{more} bytes{early}, but a {self.chunk_shape[-2:]} "
                 f"{self.dtype} plane holds {nbytes:,}: the chunk is damaged or the array's "
                 "data type or shape is wrong"
             )

@@ -661,8 +661,9 @@ class PlateStore:
         return read(self._open(well))
 
     def _clone(self, target: _Target) -> OpenWell | None:
-        if not self._ours or not self._is_listed(target.path):
-            return None
+        if not self._is_listed(target.path) or not self._ours:
+            listed = self._is_listed(target.path)
+            return self._templates.foreign_clone(target.path, target.name) if listed else None
         records = self._records_of(target.path)
         return self._templates.clone(target.path, target.name, records, self._is_listed)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from napari_wellzarr.errors import WellZarrError
+from napari_wellzarr.storage.foreignwells import ForeignTemplate
 from napari_wellzarr.storage.reading import open_well
 from napari_wellzarr.storage.remotefetch import fetch_recorded
 
@@ -44,6 +45,16 @@ class TemplateCache:
         self.zarr_format = zarr_format
         self._clones: dict[str, OpenWell] = {}
         self._templates: dict[str, OpenWell | None] = {}
+        self._foreign = ForeignTemplate(root, zarr_format)
+
+    def foreign_clone(self, path: str, name: str) -> OpenWell | None:
+        """A well of a foreign plate read through its first well (see ForeignTemplate)."""
+        cached = self._clones.get(path)
+        if cached is None:
+            cached = self._foreign.clone(path, name)
+            if cached is not None:
+                self._clones[path] = cached
+        return cached
 
     def clone(
         self,
@@ -72,11 +83,13 @@ class TemplateCache:
     def forget(self, path: str) -> None:
         """Drop the clone of ``path`` (its read failed: read its own metadata next time)."""
         self._clones.pop(path, None)
+        self._foreign.forget(path)
 
     def clear(self) -> None:
         """Forget every template and clone."""
         self._clones.clear()
         self._templates.clear()
+        self._foreign.forget()
 
     def _unchanged(self, path: str, files: Mapping[str, tuple[int, ...]]) -> bool:
         if not isinstance(self.root, Path):
