@@ -128,3 +128,98 @@ def test_a_shard_larger_than_a_part_goes_up_in_parts(
     )
     assert got["ETag"].strip('"').endswith("-3")  # S3's mark of a 3-part upload
     assert got["Body"].read() == data
+
+
+def _well_gets(log: list[tuple[str, str]], plate: str) -> list[str]:
+    """Paths of the objects inside wells (``<row>/<column>/...``) read from ``plate``."""
+    prefix = f"/{BUCKET}/{plate}/"
+    out = []
+    for method, path in log:
+        if method != "GET" or not path.startswith(prefix) or "?" in path:
+            continue
+        inside = path[len(prefix) :]
+        if not inside.startswith((".", "zarr.json")) and inside.count("/") >= 2:
+            out.append(inside)
+    return out
+
+
+def test_converting_to_s3_reads_back_no_document_or_index_it_put(
+    s3_counted: CountingS3, tmp_path: Path
+) -> None:
+    """The overview's build trusts what the listing confirms: one read per well, its tile."""
+    from napari_wellzarr.convert.engine import convert, scan_source
+    from napari_wellzarr.storage import overview as overviews
+    from napari_wellzarr.storage.config import StorageConfig
+    from napari_wellzarr.storage.locations import open_location
+    from napari_wellzarr.storage.records import LayoutRecords
+    from tests.convert.helpers import ix_set
+
+    wells = tuple(f"{r}{c:02d}" for r in "ABCD" for c in range(1, 7))
+    ix_set(tmp_path / "src", np.random.default_rng(5), wells=wells, fields=2, shape=(16, 16))
+    url = f"s3://{BUCKET}/trusted.ome.zarr"
+    s3_counted.reset()
+    assert convert(scan_source(tmp_path / "src"), url, StorageConfig(plate=24)).complete
+    reads = _well_gets(s3_counted.log, "trusted.ome.zarr")
+    # The first well's documents are read once (the overview's shape and level come from
+    # it); no other well's document or shard index is read back: one range read each.
+    others = [r for r in reads if r.endswith("zarr.json") and not r.startswith("A/01/")]
+    assert not others, reads
+    assert len([r for r in reads if not r.endswith("zarr.json")]) == len(wells), reads
+    built = PlateStore.open(url).overview()
+    assert built is not None
+    root = open_location(url)
+    made = LayoutRecords.load(root).to_json()
+    # A finisher that put nothing (every well read back) records exactly the same.
+    again = overviews.build_overview(PlateStore.open(url, "r+"))
+    assert again is not None
+    assert again.to_json() == built.to_json()
+    assert LayoutRecords.load(root).to_json() == made
+
+
+def test_a_well_changed_after_its_put_is_read_back_for_the_overview(
+    s3_counted: CountingS3,
+) -> None:
+    """An object whose entity tag is not the one its put returned is not trusted."""
+    import boto3
+
+    from napari_wellzarr.storage.config import StorageConfig
+    from napari_wellzarr.storage.locations import open_location
+    from napari_wellzarr.storage.records import LayoutRecords
+
+    url = f"s3://{BUCKET}/changed.ome.zarr"
+    client = boto3.client("s3", endpoint_url=s3_counted.endpoint)
+    with PlateStore.create(url, StorageConfig(plate=24)) as store:
+        for value, well in enumerate(("A01", "A02", "B01")):
+            store.write_well(well, np.full((1, 1, 1, 16, 16), value + 1, "u2"))
+        key = "changed.ome.zarr/B/01/zarr.json"
+        changed = client.get_object(Bucket=BUCKET, Key=key)["Body"].read() + b"\n"
+        client.put_object(Bucket=BUCKET, Key=key, Body=changed)  # same meaning, new bytes
+        s3_counted.reset()
+    reads = _well_gets(s3_counted.log, "changed.ome.zarr")
+    assert "B/01/zarr.json" in reads, reads  # read back: its tag is not the put's
+    assert not [r for r in reads if r.startswith("A/02/") and "zarr.json" in r], reads
+    assert PlateStore.open(url).overview() is not None
+    record = LayoutRecords.load(open_location(url)).get("B/01")
+    assert record is not None
+    assert record[1]["zarr.json"][0] == len(changed)  # the document as it is now
+    plane = _first_screen(url)[0]
+    assert sorted(np.unique(plane[plane > 0]).tolist()) == [1, 2, 3]
+
+
+def test_an_uploaded_well_is_trusted_only_as_listed() -> None:
+    from napari_wellzarr.storage.records import UploadedWell
+
+    tags = {"zarr.json": '"t1"', "0/0/c/0/0/0/0/0": '"t2"'}
+    files = {"zarr.json": (10, 1), "0/0": (300, 2, 100, 200)}  # (size, local mtime, chunks)
+    put = UploadedWell.of("A/01", tags, files, {"zarr.json": b"{}"})
+    assert put is not None
+    listed = {"zarr.json": (10, 5, "t1"), "0/0/c/0/0/0/0/0": (300, 6, '"t2"')}
+    assert put.verified(listed) == {"zarr.json": (10, 5), "0/0": (300, 6, 100, 200)}
+    assert put.verified({**listed, "zarr.json": (10, 5, "other")}) is None  # replaced
+    assert put.verified({"zarr.json": (10, 5, "t1")}) is None  # an object missing
+    assert put.verified({**listed, "0/0/c/0/0/0/0/0": (301, 6, "t2")}) is None  # size
+    untagged = UploadedWell.of("A/01", {"zarr.json": None}, {"zarr.json": (10, 1)}, {})
+    assert untagged is not None
+    assert untagged.verified({"zarr.json": (10, 5, None)}) is None  # no tag, no trust
+    two = {**tags, "0/0/c/0/0/0/0/1": '"t3"'}  # an array of two shard objects: no record
+    assert UploadedWell.of("A/01", two, files, {}) is None

@@ -258,6 +258,8 @@ def _execute(
             for job, outcome in runner:
                 if tally.add(job, outcome):
                     stop.failed.set()  # a failure: start no further well
+                elif isinstance(outcome, WellOutcome) and outcome.uploaded is not None:
+                    store.add_uploaded(outcome.uploaded)  # the overview reads less back
                 lister.maybe(len(tally.written))
         finally:
             runner.close()

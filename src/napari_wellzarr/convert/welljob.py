@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from napari_wellzarr.convert.plan import SourcePlane
     from napari_wellzarr.storage.acquisition import Acquisition
     from napari_wellzarr.storage.metadata import Channel
+    from napari_wellzarr.storage.records import UploadedWell
 
 __all__ = [
     "WellJob",
@@ -82,6 +83,8 @@ class WellOutcome:
     status: Status
     raw_bytes: int
     seconds: float
+    #: What a write into an object store put (for the client's overview build).
+    uploaded: UploadedWell | None = None
 
 
 def _store(dest: str, run_id: str) -> PlateStore:
@@ -134,7 +137,7 @@ def write_loaded(job: WellJob, loaded: Loaded | None, start: float) -> WellOutco
         return WellOutcome(job.well, "skipped", job.raw_bytes, time.perf_counter() - start)
     array, projections = loaded
     store = _store(job.dest, job.run_id)
-    store.write_well(
+    info = store.write_well(
         Well(job.row, job.column),
         array,
         channels=list(job.channels or job.channel_names),
@@ -148,7 +151,8 @@ def write_loaded(job: WellJob, loaded: Loaded | None, start: float) -> WellOutco
         if projections is not None
         else None,
     )
-    return WellOutcome(job.well, "written", job.raw_bytes, time.perf_counter() - start)
+    uploaded = store.take_uploaded(info.path)
+    return WellOutcome(job.well, "written", job.raw_bytes, time.perf_counter() - start, uploaded)
 
 
 def assemble(job: WellJob) -> np.ndarray[Any, Any]:

@@ -458,17 +458,18 @@ class RemoteLocation:
     def _store_error(self, err: Exception, doing: str) -> RemoteStoreError:
         return RemoteStoreError(f"{self.url}: {doing} failed: {_detail(err)}")
 
-    def write(self, data: bytes, *, create: bool = False) -> None:
+    def write(self, data: bytes, *, create: bool = False) -> str | None:
         """Put the whole object (one request: readers see the old or the new one).
 
         ``create=True`` is a conditional put (``If-None-Match: *``): raises
-        ``FileExistsError`` when the object exists, whoever wrote it.
+        ``FileExistsError`` when the object exists, whoever wrote it.  Returns the
+        object's entity tag, as the store answered (None if it gave none).
         """
         import obstore
         from obstore.exceptions import AlreadyExistsError
 
         try:
-            obstore.put(self._remote.store, self.key, data, mode="create" if create else None)
+            put = obstore.put(self._remote.store, self.key, data, mode="create" if create else None)
         except AlreadyExistsError as err:
             self._remote.forget(self.key)
             scrub(err)
@@ -480,18 +481,20 @@ class RemoteLocation:
             self._remote.remember(self.key, data)
         else:
             self._remote.forget(self.key)
+        return put.get("e_tag")
 
-    def upload(self, path: str) -> None:
+    def upload(self, path: str) -> str | None:
         """Put the local file ``path`` as this object, streamed from the file.
 
         A file over ``UPLOAD_PART_BYTES`` goes up as a multipart upload, at most
         ``UPLOAD_PARTS_AT_ONCE`` parts in flight (the memory it holds); readers see the
-        old object or the new one, never a part.
+        old object or the new one, never a part.  Returns the object's entity tag (None
+        if the store gave none).
         """
         import obstore
 
         try:
-            obstore.put(
+            put = obstore.put(
                 self._remote.store,
                 self.key,
                 Path(path),
@@ -501,6 +504,15 @@ class RemoteLocation:
         except Exception as err:  # obstore's errors, each named in the message
             raise self._store_error(err, "uploading") from err
         self._remote.forget(self.key)
+        return put.get("e_tag")
+
+    def seed(self, data: bytes | None) -> None:
+        """Take ``data`` as this document's bytes (None: it does not exist) without a request.
+
+        Only for what a listing just proved: the object listed with the entity tag of a
+        put whose bytes are ``data`` (or not listed at all).
+        """
+        self._remote.remember(self.key, data)
 
     def keys(self) -> list[str]:
         """Every object below this folder, as paths relative to it (never cached)."""
@@ -523,6 +535,10 @@ class RemoteLocation:
         One listing (a request per 1,000 objects), never cached: what a local ``stat``
         gives of each file, for the records that tell a rewritten object.
         """
+        return {name: (size, mtime) for name, (size, mtime, _) in self.listed().items()}
+
+    def listed(self) -> dict[str, tuple[int, int, str | None]]:
+        """:meth:`stamps` with each object's entity tag (None if the store gives none)."""
         import obstore
 
         prefix = f"{self.key}/" if self.key else ""
@@ -531,6 +547,7 @@ class RemoteLocation:
                 meta["path"][len(prefix) :]: (
                     int(meta["size"]),
                     int(meta["last_modified"].timestamp() * 1e6) * 1000,
+                    meta.get("e_tag"),
                 )
                 for batch in obstore.list(self._remote.store, prefix or None)
                 for meta in batch

@@ -22,7 +22,7 @@ from napari_wellzarr.storage.axes import PlaneKey, shrink
 from napari_wellzarr.storage.geometry import whole_plate_levels
 from napari_wellzarr.storage.locations import RemoteLocation
 from napari_wellzarr.storage.reading import open_well
-from napari_wellzarr.storage.records import LayoutRecords
+from napari_wellzarr.storage.records import LayoutRecords, UploadedWell
 from napari_wellzarr.storage.shards import ShardGrid, ShardReader
 from napari_wellzarr.storage.templates import well_record
 from napari_wellzarr.storage.writing import sharded_v3_metadata
@@ -73,6 +73,8 @@ class _Plate(Protocol):
     def plate(self) -> PlateMeta: ...
 
     def wells(self) -> list[str]: ...
+
+    def uploaded(self) -> dict[str, UploadedWell]: ...
 
     def well_info(self, well: str, acquisition: int | None = None) -> WellInfo: ...
 
@@ -278,7 +280,7 @@ def build_overview(store: _Plate, *, report_disk_errors: bool = False) -> Overvi
             return None  # a plate shown at full resolution: the overview would copy it
         opened: dict[str, OpenWell] = {}
         if isinstance(root, RemoteLocation):
-            records, opened = _remote_records(root, wells)
+            records, opened = _remote_records(root, wells, store.uploaded())
         else:
             records = _complete_records(root, wells, store.zarr_format)
         identities = _identities(root, paths, records)
@@ -308,24 +310,48 @@ def build_overview(store: _Plate, *, report_disk_errors: bool = False) -> Overvi
 
 
 def _remote_records(
-    root: RemoteLocation, wells: Sequence[tuple[str, Any]]
+    root: RemoteLocation,
+    wells: Sequence[tuple[str, Any]],
+    uploaded: Mapping[str, UploadedWell],
 ) -> tuple[LayoutRecords, dict[str, OpenWell]]:
     """The layout records of a remote plate's wells, each made from the well read back.
 
     The wells' objects are listed once (their size and last-modified time stand for a
     local file's size and mtime); each well's documents and shard indexes are read,
-    ``REMOTE_WELLS_AT_ONCE`` wells at a time.  Returns the records (saved in the plate)
-    and the wells opened, by path, for the overview's reads.
+    ``REMOTE_WELLS_AT_ONCE`` wells at a time, except what the listing confirms of the
+    wells this run put (``uploaded``: every object listed with the entity tag its put
+    returned): their documents are the bytes put and their shard indexes follow from the
+    chunk sizes written, so no request reads them back.  Returns the records (saved in
+    the plate) and the wells opened, by path, for the overview's reads.
     """
-    stamps = root.stamps()
+    listed = root.listed()
     records = LayoutRecords.load(root)
 
     def one(item: tuple[str, Any]) -> tuple[str, OpenWell, tuple[str, Any] | None]:
         name, well = item
-        opened = open_well(root, well.path, name, 3)
         prefix = f"{well.path}/"
-        own = {k[len(prefix) :]: v for k, v in stamps.items() if k.startswith(prefix)}
-        files = opened.shard_files(own)
+        own = {k[len(prefix) :]: v for k, v in listed.items() if k.startswith(prefix)}
+        put = uploaded.get(well.path)
+        confirmed = put.verified(own) if put is not None else None
+        if put is not None and confirmed is not None:
+            for doc, data in put.docs.items():
+                (root / well.path / doc).seed(data)
+            images = {doc.split("/")[0] for doc in put.docs if doc.count("/") == 1}
+            for image in images:  # opening a well looks for its images' labels
+                if f"{image}/labels/zarr.json" not in own:
+                    (root / well.path / image / "labels" / "zarr.json").seed(None)
+            opened = open_well(root, well.path, name, 3)
+            return (
+                well.path,
+                opened.clone(name, well.path, confirmed),
+                (
+                    opened.layout_key(),
+                    confirmed,
+                ),
+            )
+        opened = open_well(root, well.path, name, 3)
+        stamps = {k: (size, mtime) for k, (size, mtime, _) in own.items()}
+        files = opened.shard_files(stamps)
         return well.path, opened, (opened.layout_key(), files) if files is not None else None
 
     opened: dict[str, OpenWell] = {}

@@ -75,23 +75,24 @@ def place_well(
     name: str,
     zarr_format: int,
     overwrite: bool,
-) -> None:
+) -> dict[str, str | None] | None:
     """Make the well built in ``stage`` the well ``path`` of the plate ``dest``.
 
     On disk: renamed into place under the plate lock, so that two writers of one well
     take turns (the loser is told the well exists, or with ``overwrite`` replaces it
-    whole).  On S3: uploaded, its group document last (:func:`upload_well`).
+    whole); returns None.  On S3: uploaded, its group document last
+    (:func:`upload_well`); returns the entity tag of each object put, by path in the well.
     """
     if isinstance(dest, RemoteLocation):
-        upload_well(stage, dest / path, name, zarr_format, overwrite)
-        return
+        return upload_well(stage, dest / path, name, zarr_format, overwrite)
     with fsio.plate_lock(dest):
         swap_in(dest, stage, path, name, zarr_format, overwrite)
+    return None
 
 
 def upload_well(
     stage: Path, target: RemoteLocation, name: str, zarr_format: int, overwrite: bool
-) -> None:
+) -> dict[str, str | None]:
     """Upload the well built in ``stage`` to ``target``: its data first, its document last.
 
     Readers (and a resumed conversion) take a well whose group document exists for
@@ -100,6 +101,7 @@ def upload_well(
     objects the new well does not have are deleted before its document goes up.  No
     rename and no lock: a well has one writer at a time (its dask task), and a second
     writer of the same well writes the same bytes (the same source, the same options).
+    Returns the entity tag the store gave each object, by path in the well.
     """
     files = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
     order = ("zarr.json",) if zarr_format == 3 else (".zattrs", ".zgroup")
@@ -114,10 +116,16 @@ def upload_well(
         target.delete([d for d in reversed(docs) if d in existing])
     data = [f for f in files if f not in docs]
     with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="wellzarr-upload") as pool:
-        for _ in pool.map(lambda f: (target / f).upload(os.fspath(stage / f)), data):
-            pass
+        tags = dict(
+            zip(
+                data,
+                pool.map(lambda f: (target / f).upload(os.fspath(stage / f)), data),
+                strict=True,
+            )
+        )
     stale = sorted(existing - set(files))
     if stale:
         target.delete(stale)
     for doc in docs:
-        (target / doc).upload(os.fspath(stage / doc))
+        tags[doc] = (target / doc).upload(os.fspath(stage / doc))
+    return tags

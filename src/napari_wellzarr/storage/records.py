@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from napari_wellzarr.storage import fsio
@@ -13,7 +14,7 @@ from napari_wellzarr.storage.locations import RemoteLocation
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["LAYOUT_FILE", "LayoutRecords"]
+__all__ = ["LAYOUT_FILE", "LayoutRecords", "UploadedWell"]
 
 _MAX_BYTES: Final = 64 * 2**20
 
@@ -34,6 +35,67 @@ def _identity(value: object) -> tuple[int, ...] | None:
     ):
         return tuple(value)
     return None
+
+
+@dataclass(frozen=True)
+class UploadedWell:
+    """What the writer of a well put into an object store, for the plate's one finisher.
+
+    ``tags``: the entity tag the store answered for each object put (path in the well);
+    ``files``: the layout record's files without their mtimes, ``(size, *chunk sizes)``
+    (documents by their path, arrays by theirs); ``objects``: each array's shard object;
+    ``docs``: the bytes of the well's documents.  The finisher trusts none of it until a
+    listing shows the same entity tags and sizes (then no document or shard index of the
+    well needs to be read back); small and picklable (it travels back from dask workers).
+    """
+
+    path: str
+    tags: dict[str, str | None]
+    files: dict[str, tuple[int, ...]]
+    objects: dict[str, str]
+    docs: dict[str, bytes]
+
+    @classmethod
+    def of(
+        cls, path: str, tags: dict[str, str | None], files: Files, docs: dict[str, bytes]
+    ) -> UploadedWell | None:
+        """From a well's record ``files`` (size, mtime, ...) and the tags of its puts.
+
+        None when an array's shard is not exactly one object put.
+        """
+        objects = {}
+        for name in files:
+            if name.endswith("zarr.json"):
+                continue
+            found = [k for k in tags if k.startswith(f"{name}/") and not k.endswith("zarr.json")]
+            if len(found) != 1:
+                return None
+            objects[name] = found[0]
+        sizes = {name: (f[0], *f[2:]) for name, f in files.items()}
+        return cls(path, tags, sizes, objects, docs)
+
+    def verified(self, listed: dict[str, tuple[int, int, str | None]]) -> Files | None:
+        """The well's layout record files (mtimes from ``listed``), if the listing confirms it.
+
+        ``listed``: ``(size, last modified ns, entity tag)`` by path in the well.  None
+        when any object put is not listed with its tag, or a file's size differs.
+        """
+        for name, tag in self.tags.items():
+            found = listed.get(name)
+            if tag is None or found is None or _unquoted(found[2]) != _unquoted(tag):
+                return None
+        out: Files = {}
+        for name, (size, *chunks) in self.files.items():
+            key = self.objects.get(name, name)
+            found = listed.get(key)
+            if found is None or found[0] != size or key not in self.tags:
+                return None
+            out[name] = (size, found[1], *chunks)
+        return out
+
+
+def _unquoted(tag: str | None) -> str | None:
+    return tag.strip('"') if tag is not None else None
 
 
 class LayoutRecords:

@@ -42,7 +42,7 @@ from napari_wellzarr.storage.plates import (
     write_plate_doc,
 )
 from napari_wellzarr.storage.reading import OpenWell, WellInfo, open_well
-from napari_wellzarr.storage.records import LayoutRecords
+from napari_wellzarr.storage.records import LayoutRecords, UploadedWell
 from napari_wellzarr.storage.templates import TemplateCache, well_record
 from napari_wellzarr.storage.writing import (
     assemble_planes,
@@ -119,6 +119,9 @@ class PlateStore:
         self._acquisitions_set: tuple[dict[str, Any], ...] | None = None
         self._overview: object = None  # the overview record in the plate's block, if any
         self._new_wells = False  # this session listed wells: close() rebuilds the overview
+        # Wells put into an object store (by this process or reported by workers): the
+        # overview is built without reading back what a listing confirms.
+        self._uploaded: dict[str, UploadedWell] = {}
 
     # -- opening and creating ---------------------------------------------------------
 
@@ -493,10 +496,18 @@ class PlateStore:
             if self._overview is not None:  # once wells change, the overview is stale
                 self._overview = None
                 overviews.forget_overview(dest, self.zarr_format)
-            place_well(dest, stage, target.path, target.name, self.zarr_format, overwrite)
+            tags = place_well(dest, stage, target.path, target.name, self.zarr_format, overwrite)
+            uploaded = None
+            if tags is not None and files is not None:
+                docs = {n: (stage / n).read_bytes() for n in files if n.endswith("zarr.json")}
+                uploaded = UploadedWell.of(target.path, tags, files, docs)
         finally:
             discard_stage(dest, stage)
         with self._lock:
+            if uploaded is not None:
+                self._uploaded[target.path] = uploaded
+            else:
+                self._uploaded.pop(target.path, None)
             self._session[target.path] = PlateWell(target.path, target.well.row, target.well.column)
             if files is not None:
                 self._records.add(target.path, staged.layout_key(), files, pending=True)
@@ -674,6 +685,25 @@ class PlateStore:
         if self._disk_records is None:
             self._disk_records = LayoutRecords.load(self.location)
         return self._disk_records
+
+    def take_uploaded(self, path: str) -> UploadedWell | None:
+        """What this process put into an object store for well ``path`` (then forgotten).
+
+        A dask worker hands it back to the conversion's client (:meth:`add_uploaded`),
+        whose overview build then reads back only what a listing does not confirm.
+        """
+        with self._lock:
+            return self._uploaded.pop(path, None)
+
+    def add_uploaded(self, uploaded: UploadedWell) -> None:
+        """Note a well another process put into this (object store) plate."""
+        with self._lock:
+            self._uploaded[uploaded.path] = uploaded
+
+    def uploaded(self) -> dict[str, UploadedWell]:
+        """The wells noted as put into an object store, by path."""
+        with self._lock:
+            return dict(self._uploaded)
 
     def overview(self) -> overviews.OverviewRecord | None:
         """The plate overview, if one was built from the wells the plate holds now."""
