@@ -33,7 +33,8 @@ and the peak
 RSS of the largest worker process, and ``CPU s``: the CPU seconds of the command (with its
 children) and of the dask scheduler and workers meanwhile (other jobs on a shared machine
 move wall times much more than CPU times; 2 cores busy give at most 2 CPU s per second).
-Warm page cache; a ``sync`` before every case; the
+Each S3 plate is deleted after its case (moto holds objects in memory); ``--dests s3`` runs
+the S3 cases only.  Warm page cache; a ``sync`` before every case; the
 workers have imported the package before the first case (as after their first well).  With
 ``--compare``, each case is run with both checkouts, alternating, each with its own cluster.
 """
@@ -154,6 +155,18 @@ def codec_alone(src: Path) -> tuple[float, float]:
     thread.join()
     raw = sum(p.nbytes for p in planes)
     return raw / out["cpu"] / 1e6, raw / out["stored"]
+
+
+def purge(prefix: str) -> None:
+    """Delete every object under ``prefix``: moto keeps objects in memory, and a run that
+    kept each plate it wrote would make later cases slower than earlier ones."""
+    import obstore
+    from obstore.store import S3Store
+
+    store = S3Store(BUCKET, client_options={"allow_http": True})
+    keys = [m["path"] for batch in obstore.list(store, f"{prefix}/") for m in batch]
+    for start in range(0, len(keys), 1000):
+        obstore.delete(store, keys[start : start + 1000])
 
 
 def download(prefix: str) -> float:
@@ -324,6 +337,9 @@ def main() -> None:
         "--sources", default="folder", help="folder, s3 or folder,s3: where the TIFFs are read"
     )
     parser.add_argument(
+        "--dests", default="folder,s3", help="folder, s3 or folder,s3: where the plate goes"
+    )
+    parser.add_argument(
         "--compare", type=Path, help="another checkout's src/ folder, run alternating with this one"
     )
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -405,18 +421,22 @@ def main() -> None:
                             into = f"{n} worker(s) {'S3 ' if origin == 's3' else ''}->"
                             env = envs[label]
                             name = f"w{n}{origin}{label.strip(' []')}"
-                            dest = out / f"{name}.zarr"
-                            shutil.rmtree(dest, ignore_errors=True)
                             pids = [p.pid for p in procs]
-                            since = time.time()
-                            seconds, peak, cpu = timed(
-                                convert_args(source, str(dest), address), env, procs[1].pid, pids
-                            )
-                            window = streams[label].window(since)
-                            wells_s = None if window is None else window[1] - window[0]
-                            record(f"{into} folder{label}", seconds, peak, cpu, wells_s)
-                            record(f"{into} folder + sync{label}", synced(seconds))
-                            if s3 is None:
+                            if "folder" in args.dests.split(","):
+                                dest = out / f"{name}.zarr"
+                                shutil.rmtree(dest, ignore_errors=True)
+                                since = time.time()
+                                seconds, peak, cpu = timed(
+                                    convert_args(source, str(dest), address),
+                                    env,
+                                    procs[1].pid,
+                                    pids,
+                                )
+                                window = streams[label].window(since)
+                                wells_s = None if window is None else window[1] - window[0]
+                                record(f"{into} folder{label}", seconds, peak, cpu, wells_s)
+                                record(f"{into} folder + sync{label}", synced(seconds))
+                            if s3 is None or "s3" not in args.dests.split(","):
                                 continue
                             url = f"s3://{BUCKET}/{name}-{time.time_ns()}.zarr"
                             since = time.time()
@@ -426,6 +446,7 @@ def main() -> None:
                             window = streams[label].window(since)
                             wells_s = None if window is None else window[1] - window[0]
                             record(f"{into} S3{label}", seconds, peak, cpu, wells_s)
+                            purge(url.removeprefix(f"s3://{BUCKET}/"))
             finally:
                 for stream in streams.values():
                     stream.close()

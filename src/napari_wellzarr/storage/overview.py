@@ -340,15 +340,9 @@ def _remote_records(
             for image in images:  # opening a well looks for its images' labels
                 if f"{image}/labels/zarr.json" not in own:
                     (root / well.path / image / "labels" / "zarr.json").seed(None)
-            opened = open_well(root, well.path, name, 3)
-            return (
-                well.path,
-                opened.clone(name, well.path, confirmed),
-                (
-                    opened.layout_key(),
-                    confirmed,
-                ),
-            )
+            opened = open_well(root, well.path, name, 3)  # from the seeded documents
+            record = (opened.layout_key(), confirmed)
+            return well.path, opened.clone(name, well.path, confirmed), record
         opened = open_well(root, well.path, name, 3)
         stamps = {k: (size, mtime) for k, (size, mtime, _) in own.items()}
         files = opened.shard_files(stamps)
