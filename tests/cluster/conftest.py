@@ -10,6 +10,7 @@ import pytest
 
 from tests.cluster.servers import S3
 from tests.convert.helpers import ix_set, plate_digest
+from tests.remote.servers import serving
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -49,14 +50,8 @@ class Reference:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3]:
     """A moto S3 server (behind a gate that can be cut) with the AWS_* variables set."""
-    server = S3()
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in server.env.items():
-            patch.setenv(key, value)
-        try:
-            yield server
-        finally:
-            server.stop()
+    with serving(S3()) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

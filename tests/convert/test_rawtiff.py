@@ -248,15 +248,10 @@ def test_a_plane_pickled_before_spans_existed_reads_through_tifffile(
 @pytest.fixture(scope="module")
 def s3() -> Iterator[Any]:
     from tests.cluster.servers import S3
+    from tests.remote.servers import serving
 
-    server = S3()
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in server.env.items():
-            patch.setenv(key, value)
-        try:
-            yield server
-        finally:
-            server.stop()
+    with serving(S3()) as server:
+        yield server
 
 
 def _put(s3: Any, tmp_path: Path, name: str, data: Any, **options: Any) -> str:

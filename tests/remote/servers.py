@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
     from pathlib import Path
 
 
@@ -196,6 +196,21 @@ class RangeServer:
                 h.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
                 pass
+
+
+@contextlib.contextmanager
+def serving(server: Any, **more: str) -> Iterator[Any]:
+    """``server`` (an S3 test server with ``env`` and ``stop``) found through its ``AWS_*``
+    variables (and ``more``) until the block ends; then the variables go and it stops."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {**server.env, **more}.items():
+            patch.setenv(key, value)
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 def free_port() -> int:

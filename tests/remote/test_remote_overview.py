@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_wellzarr.storage.store import PlateStore
-from tests.remote.servers import CountingS3
+from tests.remote.servers import CountingS3, serving
 from tests.remote.test_remote_round_trips import _first_screen
 
 if TYPE_CHECKING:
@@ -21,18 +21,11 @@ BUCKET = "plates"
 @pytest.fixture(scope="module")
 def s3_counted() -> Iterator[CountingS3]:
     """One moto server (behind a request-counting forwarder) for the module's plates."""
-    server = CountingS3()
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in server.env.items():
-            patch.setenv(key, value)
-        patch.setenv("WELLZARR_REMOTE_TIMEOUT", "10")
-        import boto3
+    import boto3
 
+    with serving(CountingS3(), WELLZARR_REMOTE_TIMEOUT="10") as server:
         boto3.client("s3", endpoint_url=server.endpoint).create_bucket(Bucket=BUCKET)
-        try:
-            yield server
-        finally:
-            server.stop()
+        yield server
 
 
 @pytest.fixture(scope="module")
