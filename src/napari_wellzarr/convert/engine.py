@@ -259,7 +259,7 @@ def _execute(
                 if tally.add(job, outcome):
                     stop.failed.set()  # a failure: start no further well
                 elif isinstance(outcome, WellOutcome) and outcome.uploaded is not None:
-                    store.add_uploaded(outcome.uploaded)  # the overview reads less back
+                    store.uploaded[outcome.uploaded.path] = outcome.uploaded  # for the overview
                 lister.maybe(len(tally.written))
         finally:
             runner.close()

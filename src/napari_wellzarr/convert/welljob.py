@@ -151,7 +151,7 @@ def write_loaded(job: WellJob, loaded: Loaded | None, start: float) -> WellOutco
         if projections is not None
         else None,
     )
-    uploaded = store.take_uploaded(info.path)
+    uploaded = store.uploaded.pop(info.path, None)  # the client's overview build needs it
     return WellOutcome(job.well, "written", job.raw_bytes, time.perf_counter() - start, uploaded)
 
 

@@ -65,6 +65,7 @@ class _Plate(Protocol):
 
     location: Path | RemoteLocation
     zarr_format: int
+    uploaded: dict[str, UploadedWell]
 
     @property
     def config(self) -> StorageConfig | None: ...
@@ -73,8 +74,6 @@ class _Plate(Protocol):
     def plate(self) -> PlateMeta: ...
 
     def wells(self) -> list[str]: ...
-
-    def uploaded(self) -> dict[str, UploadedWell]: ...
 
     def well_info(self, well: str, acquisition: int | None = None) -> WellInfo: ...
 
@@ -280,7 +279,7 @@ def build_overview(store: _Plate, *, report_disk_errors: bool = False) -> Overvi
             return None  # a plate shown at full resolution: the overview would copy it
         opened: dict[str, OpenWell] = {}
         if isinstance(root, RemoteLocation):
-            records, opened = _remote_records(root, wells, store.uploaded())
+            records, opened = _remote_records(root, wells, store.uploaded)
         else:
             records = _complete_records(root, wells, store.zarr_format)
         identities = _identities(root, paths, records)

@@ -7,13 +7,20 @@ import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from napari_wellzarr.errors import PlateExistsError, WellExistsError
 from napari_wellzarr.storage import fsio
 from napari_wellzarr.storage.claims import CLAIM_NAME
 from napari_wellzarr.storage.locations import RemoteLocation
+from napari_wellzarr.storage.reading import open_well
+from napari_wellzarr.storage.records import Files, UploadedWell
 from napari_wellzarr.storage.writing import swap_in
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from napari_wellzarr.storage.reading import OpenWell
 
 __all__ = [
     "UPLOAD_THREADS",
@@ -68,23 +75,57 @@ def discard_stage(dest: Path | RemoteLocation, stage: Path) -> None:
         fsio.remove_tree(stage)
 
 
+def build_and_place(
+    dest: Path | RemoteLocation,
+    where: tuple[str, str],
+    build: Callable[[Path], None],
+    zarr_format: int,
+    overwrite: bool,
+    ours: bool,
+    before: Callable[[], None],
+) -> tuple[OpenWell, Files | None, UploadedWell | None]:
+    """Build the well ``where`` = (path, name) in a stage, then :func:`place_well` it.
+
+    Returns the staged well (described before it is placed: once in place, another
+    process may already be replacing it; a rename keeps sizes and mtimes), its layout
+    record's files (``ours``: every array one shard file) and what an upload put.
+    ``before`` runs just before the well is placed.
+    """
+    stage = stage_for(dest, where[0].replace("/", "_"))
+    try:
+        build(stage)
+        staged = open_well(stage.parent, stage.name, where[1], zarr_format)
+        files = staged.shard_files() if ours else None
+        before()
+        put = place_well(dest, stage, where, zarr_format, overwrite, files)
+    finally:
+        discard_stage(dest, stage)
+    return staged, files, put
+
+
 def place_well(
     dest: Path | RemoteLocation,
     stage: Path,
-    path: str,
-    name: str,
+    where: tuple[str, str],
     zarr_format: int,
     overwrite: bool,
-) -> dict[str, str | None] | None:
-    """Make the well built in ``stage`` the well ``path`` of the plate ``dest``.
+    files: Files | None = None,
+) -> UploadedWell | None:
+    """Make the well built in ``stage`` the well ``where`` = (path, name) of the plate ``dest``.
 
     On disk: renamed into place under the plate lock, so that two writers of one well
     take turns (the loser is told the well exists, or with ``overwrite`` replaces it
     whole); returns None.  On S3: uploaded, its group document last
-    (:func:`upload_well`); returns the entity tag of each object put, by path in the well.
+    (:func:`upload_well`); with the well's layout record ``files`` (described from the
+    stage), returns what was put, for the plate's finisher (:class:`UploadedWell`).
     """
+    path, name = where
     if isinstance(dest, RemoteLocation):
-        return upload_well(stage, dest / path, name, zarr_format, overwrite)
+        tags = upload_well(stage, dest / path, name, zarr_format, overwrite)
+        if files is None:
+            return None
+        docs = {n: (stage / n).read_bytes() for n in files if n.endswith("zarr.json")}
+        return UploadedWell.of(path, tags, files, docs)
     with fsio.plate_lock(dest):
         swap_in(dest, stage, path, name, zarr_format, overwrite)
     return None

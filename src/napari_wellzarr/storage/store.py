@@ -33,7 +33,7 @@ from napari_wellzarr.storage.locations import (
     writable_url,
 )
 from napari_wellzarr.storage.metadata import Channel, PlateMeta, PlateWell
-from napari_wellzarr.storage.placing import discard_stage, place_well, prepare_remote, stage_for
+from napari_wellzarr.storage.placing import build_and_place, prepare_remote
 from napari_wellzarr.storage.plates import (
     foreign_config,
     lookup,
@@ -119,9 +119,9 @@ class PlateStore:
         self._acquisitions_set: tuple[dict[str, Any], ...] | None = None
         self._overview: object = None  # the overview record in the plate's block, if any
         self._new_wells = False  # this session listed wells: close() rebuilds the overview
-        # Wells put into an object store (by this process or reported by workers): the
-        # overview is built without reading back what a listing confirms.
-        self._uploaded: dict[str, UploadedWell] = {}
+        #: Wells put into an object store, by path (by this process, or handed back by dask
+        #: workers): the overview's build reads back only what a listing does not confirm.
+        self.uploaded: dict[str, UploadedWell] = {}
 
     # -- opening and creating ---------------------------------------------------------
 
@@ -485,29 +485,13 @@ class PlateStore:
     def _build_in_place(
         self, target: _Target, build: Callable[[Path], None], overwrite: bool
     ) -> WellInfo:
-        dest = self._dest()
-        stage = stage_for(dest, target.path.replace("/", "_"))
-        try:
-            build(stage)
-            # Described from the staged copy: once in place, another process may already
-            # be replacing it.  (A rename keeps the files' sizes and mtimes.)
-            staged = open_well(stage.parent, stage.name, target.name, self.zarr_format)
-            files = staged.shard_files() if self._ours else None
-            if self._overview is not None:  # once wells change, the overview is stale
-                self._overview = None
-                overviews.forget_overview(dest, self.zarr_format)
-            tags = place_well(dest, stage, target.path, target.name, self.zarr_format, overwrite)
-            uploaded = None
-            if tags is not None and files is not None:
-                docs = {n: (stage / n).read_bytes() for n in files if n.endswith("zarr.json")}
-                uploaded = UploadedWell.of(target.path, tags, files, docs)
-        finally:
-            discard_stage(dest, stage)
+        where = (target.path, target.name)
+        staged, files, put = build_and_place(
+            self._dest(), where, build, self.zarr_format, overwrite, self._ours, self._stale
+        )
         with self._lock:
-            if uploaded is not None:
-                self._uploaded[target.path] = uploaded
-            else:
-                self._uploaded.pop(target.path, None)
+            if put is not None:  # (a stale one is harmless: its tags no longer list)
+                self.uploaded[target.path] = put
             self._session[target.path] = PlateWell(target.path, target.well.row, target.well.column)
             if files is not None:
                 self._records.add(target.path, staged.layout_key(), files, pending=True)
@@ -515,6 +499,11 @@ class PlateStore:
             self._acquired = {k: v for k, v in self._acquired.items() if k[0] != target.path}
             self._templates.forget(target.path)
         return dataclasses.replace(staged.info, path=target.path)
+
+    def _stale(self) -> None:  # wells change: the overview goes first
+        if self._overview is not None:
+            self._overview = None
+            overviews.forget_overview(self._dest(), self.zarr_format)
 
     def write_planes(
         self,
@@ -685,25 +674,6 @@ class PlateStore:
         if self._disk_records is None:
             self._disk_records = LayoutRecords.load(self.location)
         return self._disk_records
-
-    def take_uploaded(self, path: str) -> UploadedWell | None:
-        """What this process put into an object store for well ``path`` (then forgotten).
-
-        A dask worker hands it back to the conversion's client (:meth:`add_uploaded`),
-        whose overview build then reads back only what a listing does not confirm.
-        """
-        with self._lock:
-            return self._uploaded.pop(path, None)
-
-    def add_uploaded(self, uploaded: UploadedWell) -> None:
-        """Note a well another process put into this (object store) plate."""
-        with self._lock:
-            self._uploaded[uploaded.path] = uploaded
-
-    def uploaded(self) -> dict[str, UploadedWell]:
-        """The wells noted as put into an object store, by path."""
-        with self._lock:
-            return dict(self._uploaded)
 
     def overview(self) -> overviews.OverviewRecord | None:
         """The plate overview, if one was built from the wells the plate holds now."""
