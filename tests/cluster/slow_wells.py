@@ -10,27 +10,27 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from napari_wellzarr.storage import store
+from napari_wellzarr.storage import placing
 from napari_wellzarr.storage.locations import RemoteLocation
 
 PAUSE_S = 0.1
 
-_place: Any = getattr(store.place_well, "original", store.place_well)
+_place: Any = getattr(placing.place_well, "original", placing.place_well)
 _upload: Any = getattr(RemoteLocation.upload, "original", RemoteLocation.upload)
 
 
-def _slow_place(*args: Any, **kwargs: Any) -> None:
+def _slow_place(*args: Any, **kwargs: Any) -> Any:
     time.sleep(PAUSE_S)
-    _place(*args, **kwargs)
+    return _place(*args, **kwargs)
 
 
-def _slow_upload(self: RemoteLocation, path: str) -> None:
+def _slow_upload(self: RemoteLocation, path: str) -> str | None:
     if self.name == "zarr.json":
         time.sleep(PAUSE_S)
-    _upload(self, path)
+    return _upload(self, path)  # type: ignore[no-any-return]
 
 
 _slow_place.original = _place  # type: ignore[attr-defined]
 _slow_upload.original = _upload  # type: ignore[attr-defined]
-store.place_well = _slow_place  # type: ignore[assignment]
+placing.place_well = _slow_place
 RemoteLocation.upload = _slow_upload  # type: ignore[method-assign]

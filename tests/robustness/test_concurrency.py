@@ -237,15 +237,16 @@ def test_write_returns_even_if_another_writer_replaces_the_well_at_once(
 
     mine = pixels_for(3)
     root = make_plate(plate=24)
-    from napari_wellzarr.storage import store as store_module
+    from napari_wellzarr.storage import placing
 
-    real_place = store_module.place_well
+    real_place = placing.place_well
 
-    def then_the_other_writer(dest: Path, stage: Path, path: str, *args: Any) -> None:
-        real_place(dest, stage, path, *args)
-        fsio.remove_tree(dest / path)  # the other writer's overwrite, half done
+    def then_the_other_writer(dest: Path, stage: Path, where: tuple[str, str], *args: Any) -> Any:
+        put = real_place(dest, stage, where, *args)
+        fsio.remove_tree(dest / where[0])  # the other writer's overwrite, half done
+        return put
 
-    monkeypatch.setattr(store_module, "place_well", then_the_other_writer)
+    monkeypatch.setattr(placing, "place_well", then_the_other_writer)
     with PlateStore.open(root, "r+") as store:
         info = store.write_well("B02", mine, overwrite=True)
     assert info.shape == mine.shape
