@@ -23,6 +23,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,7 +45,6 @@ from tests.robustness._faults_helpers import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from pathlib import Path
 
 SEED = 20240606
 WELLS_12 = tuple(f"{r}{c:02d}" for r in "ABC" for c in range(1, 5))
@@ -297,11 +297,20 @@ def dask_reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
 
 @pytest.fixture(scope="module")
 def dask_cluster() -> Iterator[Any]:
-    """One local cluster (2 worker processes, each behind a nanny that restarts it)."""
+    """One local cluster (2 worker processes, each behind a nanny that restarts it).
+
+    Its workers pause 0.1 s before placing each well (``tests/cluster/slow_wells.py``): a
+    well converts in a few milliseconds, which a kill aimed at a busy worker could miss.
+    """
     distributed = pytest.importorskip("distributed")
+    slow = str(Path(__file__).parents[1] / "cluster" / "slow_wells.py")
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            preload=[slow],
         ) as cluster,
         distributed.Client(cluster.scheduler_address, set_as_default=False) as client,
     ):
