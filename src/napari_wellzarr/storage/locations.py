@@ -458,18 +458,17 @@ class RemoteLocation:
     def _store_error(self, err: Exception, doing: str) -> RemoteStoreError:
         return RemoteStoreError(f"{self.url}: {doing} failed: {_detail(err)}")
 
-    def write(self, data: bytes, *, create: bool = False) -> str | None:
+    def write(self, data: bytes, *, create: bool = False) -> None:
         """Put the whole object (one request: readers see the old or the new one).
 
         ``create=True`` is a conditional put (``If-None-Match: *``): raises
-        ``FileExistsError`` when the object exists, whoever wrote it.  Returns the
-        object's entity tag, as the store answered (None if it gave none).
+        ``FileExistsError`` when the object exists, whoever wrote it.
         """
         import obstore
         from obstore.exceptions import AlreadyExistsError
 
         try:
-            put = obstore.put(self._remote.store, self.key, data, mode="create" if create else None)
+            obstore.put(self._remote.store, self.key, data, mode="create" if create else None)
         except AlreadyExistsError as err:
             self._remote.forget(self.key)
             scrub(err)
@@ -481,7 +480,6 @@ class RemoteLocation:
             self._remote.remember(self.key, data)
         else:
             self._remote.forget(self.key)
-        return put.get("e_tag")
 
     def upload(self, path: str) -> str | None:
         """Put the local file ``path`` as this object, streamed from the file.
