@@ -90,7 +90,8 @@ def test_array_documents_are_written_as_zarr_writes_them(tmp_path: Path) -> None
     from napari_wellzarr.storage.store import PlateStore
 
     store = PlateStore.create(tmp_path / "p.zarr", StorageConfig(plate=1536))
-    data = np.random.default_rng(2).integers(0, 4000, (2, 2, 1, 96, 128), dtype="u2")
+    # 256 px wide on 48 columns: an 8x whole-plate level, stored whatever the plate's size
+    data = np.random.default_rng(2).integers(0, 4000, (2, 2, 1, 192, 256), dtype="u2")
     for well in ("A01", "B02"):  # the second is written from the cached documents
         names = {f"{well}_f{f}_c{c}.tif": (f, c, 0) for f in range(2) for c in range(2)}
         store.write_well(well, data, plane_names=names)

@@ -8,12 +8,14 @@ import shutil
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 import numpy as np
 import pytest
 
 from napari_wellzarr.core import Channel, PlateStore, StorageConfig
 from napari_wellzarr.plugin.view import PlateView
+from napari_wellzarr.storage import config as config_module
 from napari_wellzarr.storage import shards
 from napari_wellzarr.storage._spec import OVERVIEW_DIR
 from napari_wellzarr.storage.overview import forget_overview
@@ -28,15 +30,25 @@ WELLS = ("A01", "C05", "H12", "P24")
 FIELDS, CHANNELS, SIDE = 3, 2, 256
 
 
-def browse_plate(path: Path, **config: Any) -> Path:
-    """A 384-well plate (4 wells written), 3 fields x 2 channels of 256 x 256, field = value."""
+def browse_plate(path: Path, *, stored_level: bool = False, **config: Any) -> Path:
+    """A 384-well plate (4 wells written), 3 fields x 2 channels of 256 x 256, field = value.
+
+    Its whole-plate level is 4x: by default not stored (its plate overview is built from
+    full resolution); ``stored_level``: stored, as on plates too large to read back.
+    """
     channels = [Channel("DAPI", "0000FF", (0, 4000, 0, 3000)), Channel("GFP", "00FF00")]
     data = np.zeros((FIELDS, CHANNELS, 1, SIDE, SIDE), dtype="u2")
     for f in range(FIELDS):
         data[f] = 1000 * (f + 1)
-    with PlateStore.create(path, StorageConfig(plate=384, **config)) as store:
+    limit = 0 if stored_level else config_module.OVERVIEW_FROM_FULL_RESOLUTION_BYTES
+    with (
+        mock.patch.object(config_module, "OVERVIEW_FROM_FULL_RESOLUTION_BYTES", limit),
+        PlateStore.create(path, StorageConfig(plate=384, **config)) as store,
+    ):
         for well in WELLS:
             store.write_well(well, data, channels=channels, pixel_size=0.5)
+    stored = [s[-1] for s in PlateStore.open(path).well_info("A01").level_shapes]
+    assert stored == ([SIDE, SIDE // 4] if stored_level and not config else [SIDE])
     return path
 
 
@@ -93,7 +105,7 @@ def test_the_whole_plate_and_its_field_steps_read_the_plate_overview_only(
     path = browse_plate(tmp_path / "plate.zarr")  # the default configuration
     record = PlateStore.open(path).overview()
     assert record is not None
-    assert record.tile == (64, 64)  # stored level 1 of every well
+    assert (record.level, record.halvings, record.tile) == (0, 2, (64, 64))  # 4x, from level 0
     audit = ReadAudit(monkeypatch)
     viewer = make_napari_viewer(show=True)
     viewer.open(str(path), plugin=PLUGIN)
@@ -170,7 +182,7 @@ def test_without_an_overview_the_whole_plate_reads_each_wells_overview_level(
     make_napari_viewer: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The fallback (plates written before the overview, OME-NGFF 0.4): per-well reads."""
-    path = browse_plate(tmp_path / "plate.zarr")
+    path = browse_plate(tmp_path / "plate.zarr", stored_level=True)
     forget_overview(path, 3)
     assert PlateStore.open(path).overview() is None
     assert not (path / OVERVIEW_DIR).exists() or not any((path / OVERVIEW_DIR).iterdir())
@@ -245,7 +257,7 @@ def test_without_stored_levels_a_field_step_reads_every_full_resolution_plane(
     draw(viewer)
     # every well's plane of the new field, at full resolution, for each channel
     assert sum(audit.chunks.values()) == len(WELLS) * CHANNELS
-    assert audit.bytes > overview_bytes(browse_plate(tmp_path / "default.zarr"))
+    assert audit.bytes > overview_bytes(browse_plate(tmp_path / "levels.zarr", stored_level=True))
 
 
 def test_whole_plate_planes_from_the_overview_equal_the_per_well_tiles(tmp_path: Path) -> None:
@@ -261,7 +273,7 @@ def test_whole_plate_planes_from_the_overview_equal_the_per_well_tiles(tmp_path:
     fast, slow = open_view(path), open_view(path)
     assert isinstance(fast, PlateView)
     assert isinstance(slow, PlateView)
-    slow.reader.overview = None  # every tile from its well's own stored level
+    slow.reader.overview = None  # every tile from its well's own full-resolution planes
     level = len(fast.reader.plans) - 1
     assert fast.reader.overview_mosaic(_key(1, 1), level) is not None
     for c in range(CHANNELS):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 import numpy as np
 import pytest
 
+from napari_wellzarr.storage import config as config_module
 from napari_wellzarr.storage.config import NgffVersion, StorageConfig
 from napari_wellzarr.storage.store import PlateStore
 
@@ -30,7 +32,11 @@ def cells(well: int) -> np.ndarray:
 @pytest.fixture
 def plate(tmp_path: Path) -> Path:
     root = tmp_path / "big.zarr"
-    with PlateStore.create(root, StorageConfig(ngff_version=NgffVersion("0.5"))) as store:
+    # a 4x whole-plate level: stored on plates too large for an overview from full resolution
+    with (
+        mock.patch.object(config_module, "OVERVIEW_FROM_FULL_RESOLUTION_BYTES", 0),
+        PlateStore.create(root, StorageConfig(ngff_version=NgffVersion("0.5"))) as store,
+    ):
         for i, well in enumerate(WELLS):
             pixels = np.full((1, 1, 1, *TILE), 100 + i, np.uint16)
             store.write_well(well, pixels, channels=["DAPI"], labels={"cells": cells(i)})

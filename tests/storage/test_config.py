@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from typing import Any
 
 import numcodecs
 import numpy as np
@@ -32,6 +33,7 @@ from napari_wellzarr.core import (
     Shuffle,
     StorageConfig,
 )
+from napari_wellzarr.storage.config import OVERVIEW_FROM_FULL_RESOLUTION_BYTES
 
 VERSIONS = ("0.4", "0.5")
 COMPRESSORS = ("blosc-zstd", "blosc-lz4", "zstd", "zlib", "gzip", "lz4", "none")
@@ -95,6 +97,28 @@ def test_automatic_pyramid_stores_the_whole_plate_level(
     # the viewer's coarsest whole-plate level is the last one written
     assert 2 ** (MosaicGeometry.for_plate(rows, columns, plane).n_levels - 1) == factors[-1]
     assert StorageConfig(plate=plate, pyramid_levels=3).level_factors(plane) == [1, 2, 4]
+
+
+@pytest.mark.parametrize(
+    ("options", "well_bytes", "factors"),
+    [
+        ({}, 12 * 512 * 512 * 2, [1]),  # the plate overview, built from full resolution
+        ({}, None, [1, 4]),  # the well's size not given: stored
+        ({"ngff_version": "0.4"}, 12 * 512 * 512 * 2, [1, 4]),  # 0.4 plates get no overview
+        ({"chunks": "plane"}, 12 * 512 * 512 * 2, [1, 4]),  # nor do unsharded ones
+        ({}, OVERVIEW_FROM_FULL_RESOLUTION_BYTES // 96 + 1, [1, 4]),  # too large to read back
+        ({}, OVERVIEW_FROM_FULL_RESOLUTION_BYTES // 96, [1]),
+    ],
+)
+def test_a_4x_whole_plate_level_is_stored_only_where_no_overview_replaces_it(
+    options: dict[str, Any], well_bytes: int | None, factors: list[int]
+) -> None:
+    """96 wells of 512 x 512: the level and an overview built from it add 1/16 each."""
+    cfg = StorageConfig(plate=96, **options)
+    assert cfg.level_factors((512, 512), well_bytes) == factors
+    assert len(cfg.level_shapes((4, 3, 1, 512, 512), well_bytes)) == len(factors)
+    # other factors do not depend on it: 8x and more add at most 1/63
+    assert StorageConfig(plate=384).level_factors((512, 512), 1) == [1, 8]
 
 
 def test_default_chunks_on_04_are_planes() -> None:

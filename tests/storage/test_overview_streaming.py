@@ -122,3 +122,54 @@ def test_an_overview_of_whole_plane_chunks_written_before_still_reads(
     old = dataclasses.replace(record, path=".wellzarr-overview/old", array=doc, shard=())
     for a, b in zip(OverviewPlanes(path, old, positions).read(keys), planes, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_4x_plate_stores_no_level_and_its_overview_is_built_from_full_resolution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """96 wells of 512 x 512: the overview halves full resolution twice, a few planes at a time."""
+    from napari_wellzarr.storage import overview as overview_module
+    from napari_wellzarr.storage.axes import shrink
+
+    rng = np.random.default_rng(4)
+    path = tmp_path / "p.zarr"
+    wells = {f"A{c:02d}": rng.integers(0, 4000, (1, 3, 2, 512, 512), "u2") for c in range(1, 13)}
+    wells["C05"] = rng.integers(0, 4000, (1, 3, 2, 512, 512), "u2")
+    with PlateStore.create(path, StorageConfig(plate=96)) as store:
+        for name, data in wells.items():
+            store.write_well(name, data)
+    store = PlateStore.open(path)
+    assert [s[-2:] for s in store.well_info("A01").level_shapes] == [(512, 512)]
+    record = store.overview()
+    assert record is not None
+    assert (record.level, record.halvings, record.tile) == (0, 2, (128, 128))
+    whole = (path / record.path / "c/0/0/0/0/0").read_bytes()
+    positions = {
+        n: (w.row_index, w.column_index)
+        for n, w in zip(store.wells(), store.plate.wells, strict=True)
+    }
+    keys = [PlaneKey(0, c, z, 0) for c in range(3) for z in range(2)]
+    got = OverviewPlanes(path, record, positions).read(keys)
+    for key, plane in zip(keys, got, strict=True):
+        for name, (row, column) in positions.items():
+            tile = plane[row * 128 : (row + 1) * 128, column * 128 : (column + 1) * 128]
+            np.testing.assert_array_equal(tile, shrink(wells[name][0, key.c, key.z], 2))
+    # read a plane of each well at a time instead of all six: the same shard, less memory
+    one_plane = 12 * 512 * 512 * 2
+
+    def peak(limit: int) -> int:
+        monkeypatch.setattr(overview_module, "STRIP_READ_BYTES", limit)
+        with PlateStore.open(path, mode="r+") as writer:
+            tracemalloc.start()
+            try:
+                built = build_overview(writer)
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+        assert built is not None
+        assert (path / built.path / "c/0/0/0/0/0").read_bytes() == whole
+        return peak
+
+    peak(one_plane)  # imports, caches
+    few, many = peak(one_plane), peak(6 * one_plane)
+    assert few < many - 3 * one_plane, (few, many)

@@ -25,6 +25,13 @@ __all__ = [
 
 #: Automatic pyramids shrink by at most this much from one level to the next.
 AUTO_STEP: Final = 8
+#: A whole-plate level of 4x (a mosaic 4096-8192 px across: 96 wells of 512 x 512, 24 of
+#: 1080 x 1080, 6 of 2048 x 2048) adds 1/16 of the plate's pixels, and the plate overview,
+#: built from it, 1/16 more.  Where the plate gets an overview (0.5, sharded), the level is
+#: not stored and the overview is built from full resolution instead: the writer that
+#: finishes the plate reads it back once.  Up to this many raw bytes of plate (its grid of
+#: wells); a larger plate stores the level (the overview then reads 1/16 of it).
+OVERVIEW_FROM_FULL_RESOLUTION_BYTES: Final = 4 * 2**30
 
 
 class Compressor(StrEnum):
@@ -239,7 +246,7 @@ class StorageConfig:
             return None
         return Shuffle.BIT if shuffle is None else _coerce(Shuffle, shuffle, "shuffle")
 
-    def level_factors(self, plane: tuple[int, int]) -> list[int]:
+    def level_factors(self, plane: tuple[int, int], well_bytes: int | None = None) -> list[int]:
         """How much each written level shrinks a ``plane``-sized (y, x) image.
 
         With ``pyramid_levels`` given: 1, 2, 4, ...  Automatic (``None``): the level a
@@ -248,21 +255,38 @@ class StorageConfig:
         and on the way there every 8x step (2048 x 2048 planes on 1536 wells: 1, 8,
         64).  A 1/63 or less more pixels to write, yet a field, z or time step on the
         whole plate reads only overview pixels.  A plate small enough to be shown
-        at full resolution gets no level.
+        at full resolution gets no level, and neither does a plate whose whole-plate
+        level is 4x when its plate overview will be built from full resolution
+        (:data:`OVERVIEW_FROM_FULL_RESOLUTION_BYTES`; ``well_bytes``: a whole well's
+        raw bytes, without it the level is stored).
         """
         if self.pyramid_levels is not None:
             return [2**k for k in range(self.pyramid_levels)]
         levels = whole_plate_levels(self.plate.rows, self.plate.columns, plane)
         overview = 2 ** (levels - 1)
+        if overview == 4 and self._overview_replaces_level(well_bytes):
+            return [1]
         factors = [1]
         while factors[-1] * AUTO_STEP < overview:
             factors.append(factors[-1] * AUTO_STEP)
         return factors if overview == 1 else [*factors, overview]
 
-    def level_shapes(self, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    def _overview_replaces_level(self, well_bytes: int | None) -> bool:
+        """Whether the plate overview (0.5, sharded) is built from full resolution."""
+        if well_bytes is None or self.zarr_format != 3:
+            return False
+        if self.chunk_strategy is not ChunkStrategy.SHARDED:
+            return False
+        wells = self.plate.rows * self.plate.columns
+        return wells * well_bytes <= OVERVIEW_FROM_FULL_RESOLUTION_BYTES
+
+    def level_shapes(
+        self, shape: tuple[int, ...], well_bytes: int | None = None
+    ) -> list[tuple[int, ...]]:
         """Array shapes of the levels written for an image of ``shape`` (y, x rounded up)."""
         y, x = shape[-2:]
-        return [(*shape[:-2], -(-y // f), -(-x // f)) for f in self.level_factors((y, x))]
+        factors = self.level_factors((y, x), well_bytes)
+        return [(*shape[:-2], -(-y // f), -(-x // f)) for f in factors]
 
     # -- what zarr needs -------------------------------------------------------------
 

@@ -53,6 +53,8 @@ MAX_OVERVIEW_BYTES: Final = 2**30
 #: pixels) only when a plane of it takes at most this many bytes: 4096 x 4096 uint16,
 #: every 8- and 16-bit plate shown at full resolution (its mosaic is under 4096 px).
 FULL_RESOLUTION_PLANE_BYTES: Final = 32 * 2**20
+#: Most bytes of wells' planes an overview build reads at once (a row of wells).
+STRIP_READ_BYTES: Final = 64 * 2**20
 _BUILD_ERRORS: Final = (WellZarrError, OSError, ValueError, KeyError, IndexError)
 #: Wells of a remote plate read at once while its overview is built (requests in flight).
 REMOTE_WELLS_AT_ONCE: Final = 16
@@ -417,26 +419,33 @@ def _strips(
     by_row: dict[int, list[tuple[str, int]]] = {}
     for name, y, x in places:
         by_row.setdefault(y // th, []).append((name, x))
+    planes_in = list(np.ndindex(*inner))
+    plane_bytes = sh * sw * first.dtype.itemsize
     for at in np.ndindex(*outer):
         field, t = at[0], at[1] if has_time else 0
-        keys = [PlaneKey(field, c, z, t) for c, z in np.ndindex(*inner)]
         for row in range(rows):
             members = by_row.get(row, [])
             names = [name for name, _ in members]
-            if remote is not None:
-                read = remote.read(names, keys, level)
-            else:
-                read = [store.read_planes(name, keys, level=level) for name in names]
-            for (name, _), planes in zip(members, read, strict=True):
-                if any(p.shape != (sh, sw) or p.dtype != first.dtype for p in planes):
-                    raise _Mismatch(name)
-            for n, (c, z) in enumerate(np.ndindex(*inner)):
-                strip = np.zeros((th, size[1]), dtype=first.dtype)
-                for (_, x), planes in zip(members, read, strict=True):
-                    strip[:, x : x + tw] = shrink(planes[n], halvings)
-                yield int(np.ravel_multi_index((*at, c, z, row), (*lead, rows))), strip
-                del strip  # one strip in memory at a time
-            del read
+            # a row's reads hold at most STRIP_READ_BYTES (all its planes, from a stored
+            # level; a few at a time, from full resolution)
+            step = max(1, STRIP_READ_BYTES // max(1, len(members) * plane_bytes))
+            for start in range(0, len(planes_in), step):
+                batch = planes_in[start : start + step]
+                keys = [PlaneKey(field, c, z, t) for c, z in batch]
+                if remote is not None:
+                    read = remote.read(names, keys, level)
+                else:
+                    read = [store.read_planes(name, keys, level=level) for name in names]
+                for (name, _), planes in zip(members, read, strict=True):
+                    if any(p.shape != (sh, sw) or p.dtype != first.dtype for p in planes):
+                        raise _Mismatch(name)
+                for n, (c, z) in enumerate(batch):
+                    strip = np.zeros((th, size[1]), dtype=first.dtype)
+                    for (_, x), planes in zip(members, read, strict=True):
+                        strip[:, x : x + tw] = shrink(planes[n], halvings)
+                    yield int(np.ravel_multi_index((*at, c, z, row), (*lead, rows))), strip
+                    del strip  # one strip in memory at a time
+                del read
 
 
 def strip_grids(doc: Mapping[str, Any]) -> tuple[ShardGrid, ShardGrid] | None:

@@ -413,7 +413,7 @@ def build_well(
             meta = image_meta_for(
                 stacked=stacked,
                 has_time=payload.axes.has_time,
-                shapes=config.level_shapes(payload.array[f].shape),
+                shapes=config.level_shapes(payload.array[f].shape, payload.array.nbytes),
                 channels=payload.channels,
                 pixel_size=payload.pixel_size,
                 z_step=payload.z_step,
@@ -424,7 +424,15 @@ def build_well(
             )
             first_attrs = names_attrs if stacked else None
             _write_levels(
-                zstore, path, payload.array[f], meta.multiscale, config, first_attrs, False, pending
+                zstore,
+                path,
+                payload.array[f],
+                meta.multiscale,
+                config,
+                first_attrs,
+                False,
+                pending,
+                payload.array.nbytes,
             )
             if payload.labels:
                 _write_labels(
@@ -527,7 +535,9 @@ def _write_labels(
             stage / image / "labels" / label, ome_attrs(version, blocks), fmt, staged=True
         )
         path = f"{image}/labels/{label}"
-        _write_levels(zstore, path, payload.labels[label][f], label_ms, config, None, True, pending)
+        label_data = payload.labels[label][f]
+        well_bytes = payload.array.nbytes  # the image's levels, whatever the label's dtype
+        _write_levels(zstore, path, label_data, label_ms, config, None, True, pending, well_bytes)
 
 
 def _write_levels(
@@ -539,11 +549,16 @@ def _write_levels(
     attrs: dict[str, Any] | None,
     nearest: bool,
     pending: list[tuple[Path, EncodedShards]],
+    well_bytes: int,
 ) -> None:
-    """Write an image's levels; sharded levels go to ``pending``, still being encoded."""
+    """Write an image's levels; sharded levels go to ``pending``, still being encoded.
+
+    ``well_bytes``: the raw bytes of the well's image array, which (with the plate) decide
+    its levels (:meth:`StorageConfig.level_factors`), also for its labels.
+    """
     level = image
     dims = tuple(a.name for a in multiscale.axes)
-    factors = config.level_factors(image.shape[-2:])
+    factors = config.level_factors(image.shape[-2:], well_bytes)
     for index, dataset in enumerate(multiscale.datasets):
         step = factors[index] // factors[index - 1] if index else 1
         if index and nearest:
