@@ -155,7 +155,7 @@ def test_a_4x_plate_stores_no_level_and_its_overview_is_built_from_full_resoluti
             tile = plane[row * 128 : (row + 1) * 128, column * 128 : (column + 1) * 128]
             np.testing.assert_array_equal(tile, shrink(wells[name][0, key.c, key.z], 2))
     # read a plane of each well at a time instead of all six: the same shard, less memory
-    one_plane = 12 * 512 * 512 * 2
+    one_plane = overview_module.LOCAL_WELLS_AT_ONCE * 512 * 512 * 2  # of each well in flight
 
     def peak(limit: int) -> int:
         monkeypatch.setattr(overview_module, "STRIP_READ_BYTES", limit)
@@ -172,4 +172,30 @@ def test_a_4x_plate_stores_no_level_and_its_overview_is_built_from_full_resoluti
 
     peak(one_plane)  # imports, caches
     few, many = peak(one_plane), peak(6 * one_plane)
-    assert few < many - 3 * one_plane, (few, many)
+    assert few < many - 4 * one_plane, (few, many)
+
+
+def test_wells_with_and_without_the_4x_level_give_the_same_overview(tmp_path: Path) -> None:
+    """A plate written before the 4x level was dropped, with wells added after it."""
+    from unittest import mock
+
+    from napari_wellzarr.storage import config as config_module
+
+    rng = np.random.default_rng(5)
+    wells = {f"B{c:02d}": rng.integers(0, 4000, (2, 2, 1, 512, 512), "u2") for c in range(1, 7)}
+    shards = []
+    for mixed in (False, True):
+        path = tmp_path / f"p{mixed}.zarr"
+        with PlateStore.create(path, StorageConfig(plate=96)) as store:
+            for i, (name, data) in enumerate(wells.items()):
+                limit = 0 if mixed and i % 2 == 0 else 2**40  # even wells: the 4x level stored
+                with mock.patch.object(config_module, "OVERVIEW_FROM_FULL_RESOLUTION_BYTES", limit):
+                    store.write_well(name, data)
+        opened = PlateStore.open(path)
+        levels = {name: len(opened.well_info(name).level_shapes) for name in wells}
+        assert set(levels.values()) == ({1, 2} if mixed else {1})
+        record = opened.overview()
+        assert record is not None
+        assert record.tile == (128, 128)
+        shards.append((path / record.path / "c/0/0/0/0/0").read_bytes())
+    assert shards[0] == shards[1]

@@ -58,6 +58,8 @@ STRIP_READ_BYTES: Final = 64 * 2**20
 _BUILD_ERRORS: Final = (WellZarrError, OSError, ValueError, KeyError, IndexError)
 #: Wells of a remote plate read at once while its overview is built (requests in flight).
 REMOTE_WELLS_AT_ONCE: Final = 16
+#: Wells of a local plate read (and shrunk to their tiles) at once while its overview is built.
+LOCAL_WELLS_AT_ONCE: Final = 2
 #: Errors of the disk written to, which the writer finishing the plate must report.
 _WRITE_FAULTS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
@@ -290,8 +292,8 @@ def build_overview(store: _Plate, *, report_disk_errors: bool = False) -> Overvi
         path = f"{OVERVIEW_DIR}/plate"
         axes = [*first.axes[:-2], "y", "x"]
         places = [(name, w.row_index * th, w.column_index * tw) for name, w in wells]
-        reader = _RemoteWells(opened, paths, wells) if opened else None
-        strips = _strips(store, places, first, (level, halvings), (shape[-2], shape[-1]), reader)
+        reader = _RemoteWells(opened, paths, wells) if opened else _LocalWells(store)
+        strips = _strips(reader, places, first, (th, tw), grid)
         if isinstance(root, RemoteLocation):
             doc, shard = _upload_array(root, path, strips, shape, th, first.dtype, config, axes)
             unchanged = _remote_unchanged(root, paths, records)
@@ -375,77 +377,113 @@ def _remote_unchanged(root: RemoteLocation, paths: Sequence[str], records: Layou
     return True
 
 
+class _LocalWells:
+    """Reads the wells of a plate on this machine (a few at once: decoding overlaps shrinking)."""
+
+    at_once: int = LOCAL_WELLS_AT_ONCE
+
+    def __init__(self, store: _Plate) -> None:
+        self._store = store
+
+    def info(self, name: str) -> WellInfo:
+        return self._store.well_info(name)
+
+    def read(self, name: str, keys: Sequence[PlaneKey], level: int) -> list[np.ndarray[Any, Any]]:
+        return self._store.read_planes(name, keys, level=level)
+
+
 class _RemoteWells:
-    """Reads a field of many remote wells at once (the wells opened for their records)."""
+    """Reads many remote wells at once (the wells opened for their records)."""
+
+    at_once: int = REMOTE_WELLS_AT_ONCE
 
     def __init__(
         self, opened: Mapping[str, OpenWell], paths: Sequence[str], wells: Sequence[Any]
     ) -> None:
         self._by_name = {name: opened[path] for (name, _), path in zip(wells, paths, strict=True)}
 
-    def read(
-        self, names: Sequence[str], keys: Sequence[PlaneKey], level: int
-    ) -> list[list[np.ndarray[Any, Any]]]:
-        with ThreadPoolExecutor(REMOTE_WELLS_AT_ONCE, thread_name_prefix="wellzarr-ov") as pool:
-            return list(pool.map(lambda n: self._by_name[n].read_planes(keys, level), names))
+    def info(self, name: str) -> WellInfo:
+        return self._by_name[name].info
+
+    def read(self, name: str, keys: Sequence[PlaneKey], level: int) -> list[np.ndarray[Any, Any]]:
+        return self._by_name[name].read_planes(keys, level)
 
 
 class _Mismatch(ValueError):
-    """A well whose stored level is not the reference well's: no overview."""
+    """A well of another shape, dtype or tile than the reference well's: no overview."""
+
+
+def _source(info: WellInfo, first: WellInfo, grid: tuple[int, int], name: str) -> tuple[int, int]:
+    """``(stored level, halvings)`` of a well's whole-plate tile; its own levels decide.
+
+    Wells written before and after a change of the default (a 4x level stored or not)
+    give the same tile: stored levels are the block means a halving computes.
+    """
+    if info.level_shapes[0] != first.level_shapes[0] or info.dtype != first.dtype:
+        raise _Mismatch(name)
+    return overview_level(info, *grid)
 
 
 def _strips(
-    store: _Plate,
+    wells: _LocalWells | _RemoteWells,
     places: Sequence[tuple[str, int, int]],
     first: WellInfo,
-    source: tuple[int, int],
-    size: tuple[int, int],
-    remote: _RemoteWells | None = None,
+    tile: tuple[int, int],
+    grid: tuple[int, int],
 ) -> Iterator[tuple[int, np.ndarray[Any, Any]]]:
     """The overview's chunks as ``(slot, strip)``: a row of wells of a plane each.
 
     A field (and time point) at a time, a row of wells at a time: each well's channels
-    and z planes of that field are read together (one call per well; ``remote``: the
-    row's wells at once); only those and one strip are in memory at once.
+    and z planes of that field are read together (``wells.at_once`` wells at a time, at
+    most ``STRIP_READ_BYTES`` of planes in flight) and shrunk to their tiles; only the
+    row's tiles and one strip are in memory at once.
     """
-    level, halvings = source
     lead = first.shape[:-2]
     has_time = len(lead) == 4
-    sh, sw = first.level_shapes[level][-2:]
-    th, tw = -(-sh // 2**halvings), -(-sw // 2**halvings)
+    th, tw = tile
     outer = lead[:2] if has_time else lead[:1]
     inner = lead[-2:]  # c, z
-    rows = size[0] // th
     by_row: dict[int, list[tuple[str, int]]] = {}
     for name, y, x in places:
         by_row.setdefault(y // th, []).append((name, x))
+    sources = {name: _source(wells.info(name), first, grid, name) for name, _, _ in places}
     planes_in = list(np.ndindex(*inner))
-    plane_bytes = sh * sw * first.dtype.itemsize
-    for at in np.ndindex(*outer):
-        field, t = at[0], at[1] if has_time else 0
-        for row in range(rows):
-            members = by_row.get(row, [])
-            names = [name for name, _ in members]
-            # a row's reads hold at most STRIP_READ_BYTES (all its planes, from a stored
-            # level; a few at a time, from full resolution)
-            step = max(1, STRIP_READ_BYTES // max(1, len(members) * plane_bytes))
-            for start in range(0, len(planes_in), step):
-                batch = planes_in[start : start + step]
-                keys = [PlaneKey(field, c, z, t) for c, z in batch]
-                if remote is not None:
-                    read = remote.read(names, keys, level)
-                else:
-                    read = [store.read_planes(name, keys, level=level) for name in names]
-                for (name, _), planes in zip(members, read, strict=True):
-                    if any(p.shape != (sh, sw) or p.dtype != first.dtype for p in planes):
-                        raise _Mismatch(name)
-                for n, (c, z) in enumerate(batch):
-                    strip = np.zeros((th, size[1]), dtype=first.dtype)
-                    for (_, x), planes in zip(members, read, strict=True):
-                        strip[:, x : x + tw] = shrink(planes[n], halvings)
-                    yield int(np.ravel_multi_index((*at, c, z, row), (*lead, rows))), strip
-                    del strip  # one strip in memory at a time
-                del read
+
+    def tiles(name: str, keys: list[PlaneKey]) -> list[np.ndarray[Any, Any]]:
+        level, halvings = sources[name]
+        out = [shrink(plane, halvings) for plane in wells.read(name, keys, level)]
+        if any(t.shape != tile or t.dtype != first.dtype for t in out):
+            raise _Mismatch(name)
+        return out
+
+    with ThreadPoolExecutor(wells.at_once, thread_name_prefix="wellzarr-ov") as pool:
+        for at in np.ndindex(*outer):
+            field, t = at[0], at[1] if has_time else 0
+            for row in range(grid[0]):
+                members = by_row.get(row, [])
+                names = [name for name, _ in members]
+                plane_bytes = max(
+                    (_plane_bytes(wells.info(name), sources[name][0]) for name in names),
+                    default=1,
+                )
+                in_flight = max(1, min(len(names), wells.at_once)) * plane_bytes
+                step = max(1, STRIP_READ_BYTES // in_flight)
+                for start in range(0, len(planes_in), step):
+                    batch = planes_in[start : start + step]
+                    keys = [PlaneKey(field, c, z, t) for c, z in batch]
+                    read = list(pool.map(lambda name, k=keys: tiles(name, k), names))
+                    for n, (c, z) in enumerate(batch):
+                        strip = np.zeros((th, grid[1] * tw), dtype=first.dtype)
+                        for (_, x), planes in zip(members, read, strict=True):
+                            strip[:, x : x + tw] = planes[n]
+                        yield int(np.ravel_multi_index((*at, c, z, row), (*lead, grid[0]))), strip
+                        del strip  # one strip in memory at a time
+                    del read
+
+
+def _plane_bytes(info: WellInfo, level: int) -> int:
+    h, w = info.level_shapes[level][-2:]
+    return int(h * w * info.dtype.itemsize)
 
 
 def strip_grids(doc: Mapping[str, Any]) -> tuple[ShardGrid, ShardGrid] | None:
