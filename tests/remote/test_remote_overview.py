@@ -102,6 +102,45 @@ def test_a_well_rewritten_on_s3_is_never_shown_from_the_old_overview(
     assert (plane == 7).sum() == 2 * 16 * 16
 
 
+def test_an_s3_plate_whose_4x_level_is_not_stored_gets_its_overview_from_full_resolution(
+    s3_counted: CountingS3, tmp_path: Path
+) -> None:
+    """96 wells of 512 x 512: the finisher reads the wells back, with or without the level."""
+    from unittest import mock
+
+    from napari_wellzarr.storage import config as config_module
+    from napari_wellzarr.storage.config import StorageConfig
+
+    rng = np.random.default_rng(8)
+    wells = {w: rng.integers(0, 4000, (2, 2, 1, 512, 512), "u2") for w in ("A01", "B03", "H12")}
+    import zarr
+
+    records, screens = [], []
+    for where in (f"s3://{BUCKET}/full4x.ome.zarr", tmp_path / "full4x.ome.zarr"):
+        with PlateStore.create(where, StorageConfig(plate=96)) as store:
+            for i, (name, data) in enumerate(wells.items()):
+                limit = 0 if i == 1 else 2**40  # B03 keeps its 4x level (a plate written before)
+                with mock.patch.object(config_module, "OVERVIEW_FROM_FULL_RESOLUTION_BYTES", limit):
+                    store.write_well(name, data)
+        opened = PlateStore.open(str(where))
+        assert [len(opened.well_info(w).level_shapes) for w in wells] == [1, 2, 1]
+        record = opened.overview()
+        assert record is not None
+        assert (record.level, record.halvings, record.tile) == (0, 2, (128, 128))
+        records.append(record.to_json())
+        screens.append(_first_screen(str(where)))
+    assert records[0] == records[1]
+    for remote_plane, local_plane in zip(*screens, strict=True):
+        assert np.array_equal(remote_plane, local_plane)
+    overview = zarr.open_array(tmp_path / "full4x.ome.zarr" / records[1]["path"], mode="r")
+    rows, columns = "ABCDEFGH", [f"{c:02d}" for c in range(1, 13)]
+    for name, data in wells.items():
+        y, x = rows.index(name[0]) * 128, columns.index(name[1:]) * 128
+        want = data[1, 1, 0].reshape(128, 4, 128, 4).mean(axis=(1, 3))
+        got = overview[1, 1, 0, y : y + 128, x : x + 128].astype(float)
+        assert np.abs(got - want).max() <= 0.5, name
+
+
 def test_a_shard_larger_than_a_part_goes_up_in_parts(
     s3_counted: CountingS3, tmp_path: Path
 ) -> None:
