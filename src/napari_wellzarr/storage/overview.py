@@ -446,7 +446,9 @@ def _strips(
     by_row: dict[int, list[tuple[str, int]]] = {}
     for name, y, x in places:
         by_row.setdefault(y // th, []).append((name, x))
-    sources = {name: _source(wells.info(name), first, grid, name) for name, _, _ in places}
+    infos = {name: wells.info(name) for name, _, _ in places}
+    sources = {name: _source(info, first, grid, name) for name, info in infos.items()}
+    plane_bytes = {name: _plane_bytes(infos[name], sources[name][0]) for name in infos}
     planes_in = list(np.ndindex(*inner))
 
     def tiles(name: str, keys: list[PlaneKey]) -> list[np.ndarray[Any, Any]]:
@@ -462,11 +464,8 @@ def _strips(
             for row in range(grid[0]):
                 members = by_row.get(row, [])
                 names = [name for name, _ in members]
-                plane_bytes = max(
-                    (_plane_bytes(wells.info(name), sources[name][0]) for name in names),
-                    default=1,
-                )
-                in_flight = max(1, min(len(names), wells.at_once)) * plane_bytes
+                largest = max((plane_bytes[name] for name in names), default=1)
+                in_flight = max(1, min(len(names), wells.at_once)) * largest
                 step = max(1, STRIP_READ_BYTES // in_flight)
                 for start in range(0, len(planes_in), step):
                     batch = planes_in[start : start + step]
